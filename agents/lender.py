@@ -1,0 +1,96 @@
+"""Lenders: banks, private-credit funds, ABS/CMBS trusts and bond investors.
+
+They differ in what stresses them and what they do then: a bank watches its capital ratio; a credit
+fund faces investor redemptions once losses mount; an ABS trust is a static pool that never
+refinances and passes losses down its tranches; bond investors refinance only while markets are open.
+A stressed or failed lender sells repossessed GPUs in a hurry and refuses to roll maturing loans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.balance_sheet import BalanceSheetAgent
+from model.config import LenderBehaviour, TrancheSpec
+from model.ledger import KIND_NAMES, Kind
+
+
+class Lender(BalanceSheetAgent):
+    kind: Kind = Kind.BANK
+
+    @property
+    def equity(self) -> float:
+        return float(self.model.lender_equity()[self.index])
+
+    @staticmethod
+    def behaviour_arrays(kinds: np.ndarray, behaviour: dict[str, LenderBehaviour]) -> dict[str, np.ndarray]:
+        """Per-agent copies of each lender type's behavioural parameters (zeros for non-lenders)."""
+        fields = LenderBehaviour.model_fields
+        out = {name: np.zeros(kinds.size) for name in fields}
+        for kind, spec in behaviour.items():
+            mask = kinds == next(k for k, n in KIND_NAMES.items() if n == kind)
+            for name in fields:
+                out[name][mask] = getattr(spec, name)
+        return out
+
+    @staticmethod
+    def stressed(kinds, capital_ratio, defaulted, redeeming, params) -> np.ndarray:
+        """Below its rollover threshold, failed, or (credit funds) paying out redemptions."""
+        return defaulted | (capital_ratio < params["rollover_capital_ratio"]) | redeeming
+
+    @staticmethod
+    def agrees_to_roll(kinds, stressed, markets_open: bool) -> np.ndarray:
+        """Whether each lender refinances a maturing loan this month."""
+        agree = ~stressed
+        agree &= kinds != Kind.ABS_TRUST  # a static pool: no new money
+        if not markets_open:
+            agree &= kinds != Kind.BOND_INVESTORS  # a bond refinances only through an open market
+        return agree
+
+    @staticmethod
+    def sale_plan(stressed: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
+        """(share of repossessed stock offered per round, reserve as a share of fundamental value)."""
+        share = np.where(stressed, params["hurried_sale_share"], params["patient_sale_share"])
+        reserve = np.where(stressed, 0.0, params["patient_reserve"])
+        return share, reserve
+
+    @staticmethod
+    def redemptions(equity: np.ndarray, peak_equity: np.ndarray, params) -> np.ndarray:
+        """Credit funds: investors pull a share of equity each month once the drawdown passes the trigger."""
+        drawdown = np.divide(
+            peak_equity - equity, peak_equity, out=np.zeros_like(equity), where=peak_equity > 0
+        )
+        return np.where(
+            drawdown > params["redemption_trigger"],
+            params["redemption_per_month"] * np.maximum(equity, 0),
+            0.0,
+        )
+
+
+class Bank(Lender):
+    kind = Kind.BANK
+
+
+class CreditFund(Lender):
+    kind = Kind.CREDIT_FUND
+
+
+class BondInvestors(Lender):
+    kind = Kind.BOND_INVESTORS
+
+
+class ABSTrust(Lender):
+    kind = Kind.ABS_TRUST
+
+    @staticmethod
+    def tranche_losses(loss: float, tranches: list[TrancheSpec], liabilities: float) -> dict[str, float]:
+        """Waterfall: losses hit the most junior tranche first (tranches are listed senior first);
+        the trust's own equity (first-loss piece) is the bottom of the stack."""
+        remaining = max(loss, 0.0)
+        out: dict[str, float] = {}
+        for spec in reversed(tranches):
+            size = spec.share * liabilities
+            hit = min(size, remaining)
+            out[spec.name] = hit
+            remaining -= hit
+        return {t.name: out[t.name] for t in tranches}

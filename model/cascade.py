@@ -1,0 +1,527 @@
+"""Steps 3-4 of a month: covenants, then the default -> repossession -> fire sale -> re-mark loop.
+
+Each round, on whole arrays:
+1. test every borrower's covenants at the latest collateral price (DSCR in the first round of the
+   month, LTV at the secondary mark and BTC margin calls in every round);
+2. breached borrowers cure (cash, equity, selling GPUs) or default;
+3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their cash and
+   BTC recovered, their loans written off;
+4. lenders' equity is re-measured and lender-to-lender claims cleared (Eisenberg-Noe, or zero recovery);
+5. lenders and curing borrowers post GPUs; the secondary market clears; every holder is re-marked.
+The loop ends when a round brings no new default and no fall in any mark, or at the round cap (recorded).
+Every default records its cause and the agent that caused it, so a cascade is a tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents import Borrower, Lender, Miner
+from model.clearing import eisenberg_noe
+from model.ledger import COLLATERALS, INSTRUMENTS, Cause
+from model.secondary import BuyerBook, Offers, clear
+from model.state import MarketState
+
+GPU = COLLATERALS.index("gpu")
+BTC = COLLATERALS.index("btc")
+INTERBANK = INSTRUMENTS.index("interbank")
+BOOK_LIFE_MONTHS = 72
+MARGIN_RESTORE = 0.75  # a met margin call restores the loan to 75 % of the call level (assumption)
+
+
+@dataclass
+class CascadeReport:
+    rounds: int = 0
+    capped: bool = False
+    new_defaults: int = 0
+    forced_units: float = 0.0
+    forced_value: float = 0.0
+    cure_units: float = 0.0
+
+
+@dataclass
+class Failures:
+    agents: np.ndarray
+    cause: np.ndarray
+    parent: np.ndarray
+
+    @classmethod
+    def none(cls) -> Failures:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64))
+
+    @classmethod
+    def join(cls, parts: list[Failures]) -> Failures:
+        """Concatenate, keeping the first record of an agent listed twice."""
+        agents = np.concatenate([p.agents for p in parts])
+        cause = np.concatenate([p.cause for p in parts])
+        parent = np.concatenate([p.parent for p in parts])
+        _, first = np.unique(agents, return_index=True)
+        first.sort()
+        return cls(agents[first], cause[first], parent[first])
+
+
+def run_cascade(
+    state: MarketState, book: BuyerBook, buyer_index: np.ndarray, initial: Failures
+) -> CascadeReport:
+    """Resolve a month's defaults until quiet (or the round cap). ``initial`` holds payment failures
+    and shocks from earlier in the month."""
+    rules = state.scenario.cascade
+    report = CascadeReport()
+    pending = initial
+    for round_ in range(rules.max_rounds):
+        report.rounds = round_ + 1
+        breaches, cure_offers = test_and_cure(state, first_round=round_ == 0)
+        failures = Failures.join([pending, breaches])
+        pending = Failures.none()
+        if failures.agents.size:
+            state.ledger.record_default(
+                failures.agents, state.world.month, round_, failures.cause, failures.parent
+            )
+            repossess(state, failures.agents)
+            report.new_defaults += failures.agents.size
+        lender_failures = clear_lenders(state)
+        if lender_failures.agents.size:
+            state.ledger.record_default(
+                lender_failures.agents,
+                state.world.month,
+                round_,
+                lender_failures.cause,
+                lender_failures.parent,
+            )
+            report.new_defaults += lender_failures.agents.size
+        offers = Offers.concat([lender_offers(state), cure_offers])
+        fell = sell(state, offers, book, buyer_index, report) if len(offers) else False
+        quiet = failures.agents.size == 0 and lender_failures.agents.size == 0 and not fell
+        if quiet:
+            return report
+    report.capped = True
+    return report
+
+
+# --- covenants and cures -------------------------------------------------------------------------
+
+
+def _per_borrower(state: MarketState, loan_mask: np.ndarray, values: np.ndarray, reduce: str) -> np.ndarray:
+    """Reduce a loan-level covenant to the borrower (the tightest covenant binds)."""
+    n = state.ledger.n_agents
+    debtors = state.ledger.loans.debtor[loan_mask]
+    if reduce == "min":
+        out = np.full(n, np.inf)
+        np.minimum.at(out, debtors, values[loan_mask])
+    else:
+        out = np.zeros(n)
+        np.maximum.at(out, debtors, values[loan_mask])
+    return out
+
+
+def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offers]:
+    """Test covenants on every live borrower, let breached ones cure, and return who defaults (with
+    cause and parent) and the GPUs curing borrowers put up for sale."""
+    led, world = state.ledger, state.world
+    loans = led.loans
+    alive = state.borrower_mask() & ~led.defaulted
+    price = state.collateral_price()
+    collateral = led.gpus @ price
+    gpu_loans = loans.active & (loans.collateral == GPU)
+    gpu_debt = np.bincount(
+        loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents
+    )
+    ltv_limit = _per_borrower(state, gpu_loans, loans.ltv_max, "min")
+    ltv_limit = np.where(np.isfinite(ltv_limit), ltv_limit, np.inf)
+    limit_value = np.where(np.isfinite(ltv_limit), ltv_limit * collateral, np.inf)
+    ltv_breach = alive & (gpu_debt > 0) & (gpu_debt > limit_value * (1 + 1e-9))
+    need_ltv = np.where(ltv_breach, gpu_debt - limit_value, 0.0)
+
+    dscr_breach = np.zeros(led.n_agents, dtype=bool)
+    need_dscr = np.zeros(led.n_agents)
+    total_debt = led.debt()
+    if first_round:
+        dscr_min = _per_borrower(state, loans.active, loans.dscr_min, "max")
+        service = led.debt_service_due
+        short = alive & (dscr_min > 0) & (service > 0) & (led.operating_cash_flow < dscr_min * service)
+        led.dscr_breach_months = np.where(short, led.dscr_breach_months + 1, 0)
+        dscr_breach = short & (led.dscr_breach_months > state.scenario.cascade.cure_grace_months)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cut = 1.0 - np.clip(led.operating_cash_flow / (dscr_min * service), 0.0, 1.0)
+        need_dscr = np.where(dscr_breach, cut * total_debt, 0.0)
+
+    # BTC margin calls (miners): top up with cash, or the lender seizes the BTC and the miner defaults
+    btc_loans = loans.active & (loans.collateral == BTC)
+    btc_debt = np.bincount(
+        loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents
+    )
+    call_level = _per_borrower(state, btc_loans, loans.margin_call_ltv, "min")
+    btc_value = led.btc * world.btc_price
+    call_value = np.where(np.isfinite(call_level), call_level * btc_value, np.inf)
+    called = alive & (btc_debt > 0) & (btc_debt > call_value)
+    call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
+    met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))
+    _prepay(state, np.where(met, call_need, 0.0), btc_loans)
+    margin_fail = called & ~met
+
+    breached = (ltv_breach | dscr_breach) & ~margin_fail
+    state.in_breach |= breached | called
+    need = np.maximum(need_ltv, need_dscr)
+    idx = np.flatnonzero(breached)
+    equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
+    plan = Borrower.plan_cure(
+        need[idx],
+        np.maximum(led.cash[idx], 0.0),
+        equity_room[idx],
+        gpu_debt[idx],
+        collateral[idx],
+        np.where(np.isfinite(ltv_limit[idx]), ltv_limit[idx], 1.0),
+        can_sell=~dscr_breach[idx],
+    )
+    # act: prepay from cash and new equity; post the GPUs to be sold
+    raised = np.zeros(led.n_agents)
+    raised[idx] = plan.from_equity
+    led.equity_capacity -= raised
+    led.cash += raised
+    led.cash_in += raised.sum()
+    prepay = np.zeros(led.n_agents)
+    prepay[idx] = plan.from_cash + plan.from_equity
+    # an LTV cure must cut GPU-secured debt; a DSCR cure cuts debt service on any loan
+    _prepay(state, np.where(dscr_breach, 0.0, prepay), gpu_loans)
+    _prepay(state, np.where(dscr_breach, prepay, 0.0), loans.active)
+    sellers = idx[plan.cured & (plan.sale_value > 0)]
+    share = plan.sale_value[plan.cured & (plan.sale_value > 0)] / collateral[sellers]
+    units = led.gpus[sellers] * share[:, None]
+    s_rows, gens = np.nonzero(units > 0)
+    fundamental = state.fundamental()
+    cure_offers = Offers(
+        generation=gens,
+        units=units[s_rows, gens],
+        reserve=state.scenario.cascade.scrap_value_share * fundamental[gens],
+        seller=sellers[s_rows],
+        lot=np.full(gens.size, -1, dtype=np.int64),
+        source=sellers[s_rows],
+    )
+
+    ltv_fail = idx[~plan.cured & ltv_breach[idx] & (need_ltv[idx] >= need_dscr[idx])]
+    dscr_fail = np.setdiff1d(idx[~plan.cured], ltv_fail)
+    margin = np.flatnonzero(margin_fail)
+    seize_btc(state, margin)
+    failures = Failures(
+        agents=np.concatenate([margin, ltv_fail, dscr_fail]),
+        cause=np.concatenate(
+            [
+                np.full(margin.size, Cause.MARGIN_CALL),
+                np.full(ltv_fail.size, Cause.COVENANT_LTV),
+                np.full(dscr_fail.size, Cause.COVENANT_DSCR),
+            ]
+        ).astype(np.int8),
+        parent=np.concatenate(
+            [np.full(margin.size, -1), price_parent(state, ltv_fail), np.full(dscr_fail.size, -1)]
+        ).astype(np.int64),
+    )
+    return failures, cure_offers
+
+
+def price_parent(state: MarketState, borrowers: np.ndarray) -> np.ndarray:
+    """The default whose fire sale depressed the borrower's collateral most (-1 if none did)."""
+    if borrowers.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lost = state.ledger.gpus[borrowers] * (state.fundamental() * (1.0 - state.marks.ratio))[None, :]
+    lost = np.where(state.last_driver[None, :] >= 0, lost, 0.0)
+    worst = lost.argmax(axis=1)
+    return np.where(lost.max(axis=1) > 0, state.last_driver[worst], -1)
+
+
+def _prepay(state: MarketState, amount: np.ndarray, loan_mask: np.ndarray) -> None:
+    """Each debtor pays ``amount`` out of its cash, spread over its loans in ``loan_mask`` by balance."""
+    if not np.any(amount > 0):
+        return
+    led = state.ledger
+    loans = led.loans
+    sel = np.flatnonzero(loan_mask & (amount[loans.debtor] > 0))
+    owed = np.bincount(loans.debtor[sel], weights=loans.principal[sel], minlength=led.n_agents)
+    pay = np.minimum(amount, owed)
+    share = np.divide(
+        loans.principal[sel],
+        owed[loans.debtor[sel]],
+        out=np.zeros(sel.size),
+        where=owed[loans.debtor[sel]] > 0,
+    )
+    paid = pay[loans.debtor[sel]] * share
+    loans.principal[sel] -= paid
+    loans.repaid[sel] += paid
+    led.cash -= pay
+    led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=led.n_agents)
+    done = sel[loans.principal[sel] <= 1e-9 * np.maximum(loans.original_principal[sel], 1.0)]
+    loans.active[done] = False
+
+
+def seize_btc(state: MarketState, miners: np.ndarray) -> None:
+    """Margin-call failure: BTC lenders take the BTC and sell it (a deep market) against their loans."""
+    if miners.size == 0:
+        return
+    led = state.ledger
+    loans = led.loans
+    btc_loans = np.flatnonzero(loans.active & (loans.collateral == BTC) & np.isin(loans.debtor, miners))
+    proceeds = led.btc * state.world.btc_price
+    owed = np.bincount(loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents)
+    share = np.divide(
+        loans.principal[btc_loans],
+        owed[loans.debtor[btc_loans]],
+        out=np.zeros(btc_loans.size),
+        where=owed[loans.debtor[btc_loans]] > 0,
+    )
+    to_loan = np.minimum(proceeds[loans.debtor[btc_loans]] * share, loans.principal[btc_loans])
+    used = np.bincount(loans.debtor[btc_loans], weights=to_loan, minlength=led.n_agents)
+    btc_price = state.world.btc_price
+    led.btc[miners] -= used[miners] / btc_price
+    led.btc = np.maximum(led.btc, 0.0)
+    led.cash_in += to_loan.sum()  # BTC sold to the outside market
+    led.cash += np.bincount(loans.creditor[btc_loans], weights=to_loan, minlength=led.n_agents)
+    loans.principal[btc_loans] -= to_loan
+    loans.repaid[btc_loans] += to_loan  # repaid from its collateral before the default
+
+
+# --- defaults: repossession and recovery --------------------------------------------------------
+
+
+def repossess(state: MarketState, defaulters: np.ndarray) -> None:
+    """All loans of the defaulters default. GPUs go to the GPU-secured lenders by seniority (a
+    waterfall on value at the current mark), then pro rata; BTC is sold; the rest of the estate's
+    cash is shared by all its creditors in proportion to what is still unrecovered."""
+    led = state.ledger
+    loans = led.loans
+    n = led.n_agents
+    is_def = np.zeros(n, dtype=bool)
+    is_def[defaulters] = True
+    led.book_ltv_at_default[defaulters] = book_ltv(state)[defaulters]
+    sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    claim = loans.principal[sel].copy()
+    debtor = loans.debtor[sel]
+
+    # BTC: sold to the outside market, into the estate's cash
+    btc_cash = led.btc[defaulters] * state.world.btc_price
+    led.cash_in += btc_cash.sum()
+    led.cash[defaulters] += btc_cash
+    led.btc[defaulters] = 0.0
+    # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
+    overdrawn = np.minimum(led.cash[defaulters], 0.0)
+    led.cash_out += overdrawn.sum()
+    led.cash[defaulters] -= overdrawn
+
+    # GPUs: seniority waterfall on value at the mark, pro rata within a seniority class
+    price = state.mark_price()
+    fleet_value = led.gpus @ price
+    secured = loans.collateral[sel] == GPU
+    allocated = np.zeros(sel.size)
+    remaining = fleet_value.copy()
+    for level in np.unique(loans.seniority[sel][secured]):
+        in_level = secured & (loans.seniority[sel] == level)
+        level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
+        take = np.minimum(level_claim, remaining)
+        share = np.divide(claim, level_claim[debtor], out=np.zeros(sel.size), where=level_claim[debtor] > 0)
+        allocated += np.where(in_level, take[debtor] * share, 0.0)
+        remaining -= take
+    # any value left over (over-collateralised) goes to all the estate's creditors by claim
+    all_claim = np.bincount(debtor, weights=claim, minlength=n)
+    alloc_share = np.divide(
+        allocated, fleet_value[debtor], out=np.zeros(sel.size), where=fleet_value[debtor] > 0
+    )
+    leftover_share = np.divide(remaining, fleet_value, out=np.ones(n), where=fleet_value > 0)
+    claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
+    unit_share = alloc_share + leftover_share[debtor] * claim_share
+    units = led.gpus[debtor] * unit_share[:, None]
+    rows, gens = np.nonzero(units > 0)
+    led.lots.append(loans.creditor[sel][rows], gens, units[rows, gens], sel[rows], debtor[rows])
+    has_creditor = np.zeros(n, dtype=bool)
+    has_creditor[debtor] = True
+    led.gpus[is_def & has_creditor] = 0.0
+
+    # cash: shared by every creditor in proportion to what the collateral does not cover
+    uncovered = np.maximum(claim - allocated, 0.0)
+    total_uncovered = np.bincount(debtor, weights=uncovered, minlength=n)
+    weight = np.divide(
+        uncovered, total_uncovered[debtor], out=claim_share.copy(), where=total_uncovered[debtor] > 0
+    )
+    estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
+    paid = np.minimum(estate_cash[debtor] * weight, claim)
+    led.cash[is_def & has_creditor] -= estate_cash[is_def & has_creditor]
+    led.cash_out += estate_cash.sum() - paid.sum()  # what is left belongs to the borrower's owners
+    led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
+    loans.recovered[sel] += paid
+    loans.written_off[sel] += claim
+    loans.principal[sel] = 0.0
+    loans.active[sel] = False
+
+    # lenders remember whose default hurt them most (for attributing their later decisions)
+    loss = np.maximum(claim - allocated - paid, 0.0)
+    order = np.lexsort((debtor, -loss, loans.creditor[sel]))
+    creditors = loans.creditor[sel][order]
+    first = np.r_[True, creditors[1:] != creditors[:-1]] if creditors.size else np.zeros(0, dtype=bool)
+    led.stress_source[creditors[first]] = debtor[order][first]
+
+
+def book_value(state: MarketState) -> np.ndarray:
+    """GPU fleets at book value: cost depreciated straight-line over six years from launch (the
+    accounting life CoreWeave and most hyperscalers use; see docs/calibration.md)."""
+    world = state.world
+    age = np.maximum(world.month - world.generations.launch, 0)
+    per_gpu = world.generations.new_price * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
+    return state.ledger.gpus @ per_gpu
+
+
+def book_ltv(state: MarketState) -> np.ndarray:
+    """GPU-secured debt over the fleet's book value, per agent (NaN without a fleet)."""
+    value = book_value(state)
+    debt = state.ledger.debt("gpu")
+    return np.divide(debt, value, out=np.full(value.size, np.nan), where=value > 0)
+
+
+# --- lenders -------------------------------------------------------------------------------------
+
+
+def clear_lenders(state: MarketState) -> Failures:
+    """Lender-to-lender clearing. With ``clearing`` recovery, Eisenberg-Noe (2001) gives what each
+    failing lender pays; with ``zero`` recovery (Gai-Kapadia 2010) claims on a failed lender are lost
+    and contagion proceeds round by round in the cascade loop."""
+    led = state.ledger
+    rules = state.scenario.cascade
+    lenders = np.flatnonzero(state.lender_mask() & ~led.defaulted)
+    if lenders.size == 0:
+        return Failures.none()
+    loans = led.loans
+    equity = state.lender_equity()
+    local = np.full(led.n_agents, -1, dtype=np.int64)
+    local[lenders] = np.arange(lenders.size)
+    ib = np.flatnonzero(
+        loans.active
+        & (loans.instrument == INTERBANK)
+        & (local[loans.debtor] >= 0)
+        & (local[loans.creditor] >= 0)
+    )
+
+    if rules.interbank_recovery == "zero":
+        failing = equity[lenders] <= 0 if rules.default_at_zero_equity else equity[lenders] < 0
+        failed = lenders[failing]
+        recovery = np.zeros(led.n_agents)
+    else:
+        claims_on_lenders = np.bincount(
+            loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents
+        )
+        outside_assets = state.lender_assets() - claims_on_lenders
+        result = eisenberg_noe(
+            lenders.size,
+            local[loans.debtor[ib]],
+            local[loans.creditor[ib]],
+            loans.principal[ib],
+            outside_assets[lenders],
+            external_liabilities=led.external_liabilities[lenders],
+        )
+        failing = result.defaulted | (
+            (equity[lenders] <= 0) if rules.default_at_zero_equity else np.zeros(lenders.size, bool)
+        )
+        failed = lenders[failing]
+        recovery = np.zeros(led.n_agents)
+        recovery[lenders] = result.recovery
+    if failed.size == 0:
+        return Failures.none()
+
+    # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
+    own = equity[failed] <= 0 if rules.default_at_zero_equity else equity[failed] < 0
+    hit = ib[np.isin(loans.debtor[ib], failed)]
+    exposure_parent = np.full(led.n_agents, -1, dtype=np.int64)
+    if hit.size:
+        order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))
+        creditors = loans.creditor[hit][order]
+        first = np.r_[True, creditors[1:] != creditors[:-1]]
+        exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
+    cause = np.where(own, Cause.INSOLVENCY, Cause.COUNTERPARTY).astype(np.int8)
+    parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
+
+    # claims on the failed lenders: what clearing recovers becomes a claim on the estate
+    rec = recovery[loans.debtor[hit]]
+    led.external_assets += np.bincount(
+        loans.creditor[hit], weights=rec * loans.principal[hit], minlength=led.n_agents
+    )
+    loans.recovered[hit] += rec * loans.principal[hit]
+    loans.written_off[hit] += (1.0 - rec) * loans.principal[hit]
+    loans.principal[hit] = 0.0
+    loans.active[hit] = False
+    return Failures(failed, cause, parent)
+
+
+def lender_offers(state: MarketState) -> Offers:
+    """Lenders offer repossessed GPUs: a calm lender a share at a patient reserve, a stressed or failed
+    one more, down to the scrap floor."""
+    led = state.ledger
+    lots = led.lots
+    stressed = Lender.stressed(
+        led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
+    )
+    share, reserve_share = Lender.sale_plan(stressed, state.lender_params)
+    fundamental = state.fundamental()
+    floor = state.scenario.cascade.scrap_value_share
+    units = lots.units * share[lots.holder]
+    keep = units > 1e-9
+    gen = lots.generation[keep]
+    return Offers(
+        generation=gen,
+        units=units[keep],
+        reserve=np.maximum(reserve_share[lots.holder][keep], floor) * fundamental[gen],
+        seller=lots.holder[keep],
+        lot=np.flatnonzero(keep),
+        source=lots.source[keep],
+    )
+
+
+def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+    """Credit sale proceeds to their loans, each up to its unrecovered claim; returns what was kept."""
+    order = np.argsort(loan_ids, kind="stable")
+    ids, amt = loan_ids[order], amounts[order]
+    cum = np.cumsum(amt)
+    starts = np.r_[True, ids[1:] != ids[:-1]] if ids.size else np.zeros(0, dtype=bool)
+    group = np.cumsum(starts) - 1
+    before = cum - amt - (cum - amt)[starts][group]
+    room = np.maximum(loans.written_off[ids] - loans.recovered[ids], 0.0)
+    kept_sorted = np.clip(room - before, 0.0, amt)
+    np.add.at(loans.recovered, ids, kept_sorted)
+    kept = np.empty_like(kept_sorted)
+    kept[order] = kept_sorted
+    return kept
+
+
+def sell(
+    state: MarketState, offers: Offers, book: BuyerBook, buyer_index: np.ndarray, report: CascadeReport
+) -> bool:
+    """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell."""
+    led = state.ledger
+    result = clear(offers, book, led.n_generations)
+    price = np.nan_to_num(result.price)
+    proceeds = result.filled * price[offers.generation]
+    from_lot = offers.lot >= 0
+    lots = led.lots
+    lot_ids = offers.lot[from_lot]
+    lots.units[lot_ids] -= result.filled[from_lot]
+    # a lender keeps proceeds up to its claim; a surplus belongs to the defaulted borrower's owners
+    kept = _credit_recoveries(led.loans, lots.loan[lot_ids], proceeds[from_lot])
+    led.cash_out += proceeds[from_lot].sum() - kept.sum()
+    led.cash += np.bincount(offers.seller[from_lot], weights=kept, minlength=led.n_agents)
+    # curing borrowers: units leave the fleet, proceeds repay their GPU-secured loans
+    cure = ~from_lot
+    np.subtract.at(led.gpus, (offers.seller[cure], offers.generation[cure]), result.filled[cure])
+    cure_cash = np.bincount(offers.seller[cure], weights=proceeds[cure], minlength=led.n_agents)
+    led.cash += cure_cash
+    led.cash_in += proceeds.sum()  # buyers' money comes from outside the market
+    _prepay(state, cure_cash, led.loans.active & (led.loans.collateral == GPU))
+    # buyers install what they bought and spend their budgets
+    led.gpus[buyer_index] += result.bought
+    book.budget -= result.bought @ price
+    book.capacity -= result.bought.sum(axis=1)
+    lots.drop_empty()
+
+    before = state.marks.ratio.copy()
+    state.marks.after_clearing(result, state.fundamental())
+    fell = state.marks.ratio < before - 1e-9
+    state.last_driver = np.where(fell & (result.driver >= 0), result.driver, state.last_driver)
+    report.forced_units += result.filled[from_lot].sum()
+    report.forced_value += proceeds[from_lot].sum()
+    report.cure_units += result.filled[cure].sum()
+    return bool(fell.any())

@@ -1,0 +1,488 @@
+"""The scenario: every parameter of a run, typed, documented with its unit and range, and validated.
+
+A scenario is read from a TOML file (see ``experiments/scenarios/``), optionally changed with dotted
+overrides (``--set world.rent.deflation_per_year=0.4``), and validated before anything runs. Bad input
+raises :class:`ConfigError`, whose message names each offending field and what is allowed; the command
+line prints it without a traceback. Sources of the baseline values are in ``docs/calibration.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "experiments" / "scenarios"
+
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a month, YYYY-MM")]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+
+
+class ConfigError(ValueError):
+    """A scenario (or experiment) that cannot run; the message names the field and what is allowed."""
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def month_index(month: str) -> int:
+    """Months since year 0, so that differences between ``YYYY-MM`` strings are month counts."""
+    year, mon = month.split("-")
+    return int(year) * 12 + int(mon) - 1
+
+
+# --- the world -----------------------------------------------------------------------------------
+
+
+class Generation(Strict):
+    """One GPU generation. Performance is in H100-equivalents (dense BF16 throughput, H100 SXM = 1)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    launch: Month
+    performance: Positive = Field(description="throughput per GPU, H100 = 1")
+    power_kw: Positive = Field(le=10.0, description="all-in power per GPU incl. server share, kW")
+    rack_kw: Positive = Field(le=500.0, description="rack power density this generation needs, kW/rack")
+    new_price: Positive = Field(description="price of a new GPU incl. its share of the server, USD")
+    physical_life_years: Positive = Field(default=7.0, le=20.0, description="life before failure, years")
+
+
+class RentProcess(Strict):
+    """Rent per unit of performance: a deflating trend, a cycle, AR(1) noise and a demand shock."""
+
+    h100_rent_per_hour: Positive = Field(description="rent of one H100-equivalent at the start, USD/h")
+    deflation_per_year: float = Field(ge=0.0, le=0.95, description="trend fall of rent per year, fraction")
+    cycle_amplitude: Fraction = Field(description="amplitude of the rent cycle, fraction of trend")
+    cycle_period_months: Positive = Field(le=240.0)
+    cycle_phase_months: float = Field(default=0.0, description="months into the cycle at the start")
+    noise_volatility: NonNegative = Field(le=1.0, description="monthly s.d. of the log demand shock")
+    noise_persistence: float = Field(ge=0.0, lt=1.0, description="AR(1) coefficient of the demand shock")
+    utilisation: Fraction = Field(description="share of hours a GPU is rented")
+    launch_rent_drop: Fraction = Field(description="one-off fall of rent per performance at each launch")
+    stress_rent_drop: Fraction = Field(description="extra monthly fall of demand while in stress")
+
+
+class PowerCosts(Strict):
+    price_per_kwh: Positive = Field(le=1.0, description="electricity, USD/kWh")
+    pue: float = Field(ge=1.0, le=3.0, description="power usage effectiveness (facility overhead)")
+    hosting_per_kw_month: NonNegative = Field(description="colocation/hosting fee, USD per kW-month")
+
+
+class BTCProcess(Strict):
+    """BTC: jump-diffusion whose shocks correlate with compute demand, more so in the stress regime."""
+
+    initial_price: Positive = Field(description="USD per BTC at the start")
+    drift_per_year: float = Field(ge=-1.0, le=2.0)
+    volatility_per_year: NonNegative = Field(le=3.0)
+    jumps_per_year: NonNegative = Field(le=24.0, description="Poisson intensity of jumps")
+    jump_mean: float = Field(ge=-2.0, le=2.0, description="mean log jump size")
+    jump_std: NonNegative = Field(le=2.0)
+    correlation_normal: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), normal")
+    correlation_stress: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), stress")
+    stress_volatility_multiplier: float = Field(ge=1.0, le=5.0)
+    stress_drift_per_year: float = Field(ge=-3.0, le=1.0, description="BTC drift while in stress")
+    network_hashrate_eh: Positive = Field(description="network hashrate at the start, EH/s")
+    hashrate_growth_per_year: float = Field(ge=-0.9, le=3.0)
+    block_subsidy_btc: Positive = Field(description="BTC per block at the start")
+    fees_btc_per_block: NonNegative
+    halvings: list[Month] = Field(description="months at which the subsidy halves")
+
+
+class Regime(Strict):
+    """A two-state Markov regime (normal / stress) shared by BTC, compute demand and buyers."""
+
+    stress_entry_per_month: Fraction
+    stress_exit_per_month: Fraction
+    start_in_stress: bool = False
+
+
+class World(Strict):
+    start: Month = "2025-01"
+    base_rate: float = Field(ge=-0.02, le=0.3, description="annual base rate (SOFR)")
+    base_rate_volatility: NonNegative = Field(le=0.05, description="monthly s.d. of base-rate changes")
+    generations: list[Generation] = Field(min_length=1)
+    rent: RentProcess
+    power: PowerCosts
+    btc: BTCProcess
+    regime: Regime
+    valuation_discount_rate: Positive = Field(le=1.0, description="rate for the fundamental value, /yr")
+
+    @model_validator(mode="after")
+    def _distinct_generations(self) -> World:
+        names = [g.name for g in self.generations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"generation names must be distinct, got {names}")
+        launches = [month_index(g.launch) for g in self.generations]
+        if launches != sorted(launches):
+            raise ValueError("generations must be listed in launch order")
+        return self
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+BorrowerKind = Literal["miner", "neocloud"]
+LenderKind = Literal["bank", "credit_fund", "abs_trust", "bond_investors"]
+Instrument = Literal["term_loan", "asset_backed", "high_yield", "convertible", "btc_margin", "interbank"]
+Amortisation = Literal["linear", "annuity", "bullet"]
+Collateral = Literal["gpu", "btc", "none"]
+
+
+class LenderBehaviour(Strict):
+    """How each lender type behaves (bank, credit fund, ABS trust, bond investors)."""
+
+    min_capital_ratio: Fraction = Field(description="equity/assets below which it is in breach")
+    rollover_capital_ratio: Fraction = Field(description="equity/assets below which it refuses rollovers")
+    patient_sale_share: Fraction = Field(description="share of repossessed stock offered per round when calm")
+    hurried_sale_share: Fraction = Field(description="share offered per round when stressed")
+    patient_reserve: Fraction = Field(description="lowest price accepted when calm, share of fundamental")
+    redemption_trigger: Fraction = Field(
+        default=1.0, description="credit funds: drawdown of equity that starts investor redemptions"
+    )
+    redemption_per_month: Fraction = Field(default=0.0, description="share of equity redeemed per month")
+
+
+class TrancheSpec(Strict):
+    name: str
+    share: Fraction = Field(description="share of the trust's liabilities")
+
+
+class HardwareBuyerClass(Strict):
+    """A class of secondary-market buyers (hyperscalers, tier-2 clouds, labs, brokers)."""
+
+    name: str
+    count: int = Field(ge=0, le=1000)
+    budget_per_month: NonNegative = Field(description="USD each buyer can spend per month, calm")
+    max_rack_kw: Positive = Field(description="densest rack its facilities can power and cool, kW")
+    capacity_gpus_per_month: NonNegative = Field(description="GPUs it can install per month")
+    hurdle_rate: Positive = Field(le=2.0, description="annual discount rate of its valuation")
+    expected_deflation: float = Field(ge=0.0, le=0.95, description="rent deflation it expects, calm")
+    stress_budget_cut: Fraction = Field(description="share of budget withdrawn while in stress")
+    stress_deflation_add: float = Field(ge=0.0, le=0.9, description="extra expected deflation in stress")
+    valuation_dispersion: Positive = Field(le=2.0, description="s.d. of log valuations across its desks")
+
+
+class BorrowerClass(Strict):
+    """How generated borrowers of one kind are financed (used by generated networks)."""
+
+    count: int = Field(ge=0, le=1_000_000)
+    fleet_gpus_median: Positive
+    fleet_gpus_sigma: NonNegative = Field(le=3.0, description="s.d. of log fleet size")
+    generation_mix: dict[str, Fraction] = Field(description="share of the fleet by generation name")
+    purchase_month: Month = Field(description="when the fleet was bought and financed")
+    loan_to_cost: float = Field(gt=0.0, le=1.0, description="debt / purchase cost at origination")
+    loan_tenor_months: int = Field(ge=1, le=360)
+    amortisation: Amortisation
+    spread: float = Field(ge=0.0, le=0.5, description="annual spread over the base rate")
+    dscr_min: NonNegative = Field(le=5.0, description="minimum debt-service coverage covenant; 0 = none")
+    ltv_max: float = Field(gt=0.0, le=5.0, description="maximum LTV covenant at the secondary mark")
+    cash_months: NonNegative = Field(le=120.0, description="cash buffer in months of debt service")
+    equity_capacity: Fraction = Field(description="new equity it can raise while markets are open, of debt")
+    contract_share: Fraction = Field(description="share of the fleet under take-or-pay contracts")
+    contract_premium: float = Field(ge=0.0, le=3.0, description="contract rent over spot at signing")
+    contract_months: int = Field(ge=0, le=240)
+    subinvestment_grade_tenants: Fraction = Field(description="share of contracts with sub-IG tenants")
+    # miners only
+    hashrate_ph_median: NonNegative = Field(default=0.0, description="mining hashrate, PH/s")
+    mining_efficiency_j_per_th: Positive = Field(default=20.0, le=200.0)
+    btc_treasury_months: NonNegative = Field(default=0.0, description="BTC held, months of mining revenue")
+    btc_loan_to_value: Fraction = Field(default=0.0, description="BTC-backed margin loan / BTC value")
+    btc_margin_call_ltv: float = Field(default=0.85, gt=0.0, le=2.0)
+    hosting_share: Fraction = Field(default=0.0, description="share of miners that host a neo-cloud")
+
+
+class Tenants(Strict):
+    """Exogenous tenants of neo-cloud contracts: monthly default hazards by grade and regime."""
+
+    ig_default_per_month: Fraction
+    subig_default_per_month: Fraction
+    stress_multiplier: float = Field(ge=1.0, le=50.0)
+
+
+class GeneratedNetwork(Strict):
+    """A synthetic lending network; every random draw comes from the model's generator."""
+
+    topology: Literal["core_periphery", "erdos_renyi", "scale_free"]
+    loans_per_borrower: float = Field(ge=1.0, le=20.0, description="mean number of lenders per borrower")
+    lender_concentration: float = Field(ge=0.0, le=5.0, description="Zipf exponent of lender market share")
+    interbank_density: Fraction = Field(description="probability of a loan between two lenders")
+    interbank_share: Fraction = Field(description="share of a lender's liabilities owed to other lenders")
+    core_share: Fraction = Field(default=0.2, description="core_periphery: share of lenders in the core")
+    banks: int = Field(ge=0, le=10_000)
+    credit_funds: int = Field(ge=0, le=10_000)
+    abs_trusts: int = Field(ge=0, le=10_000)
+    bond_investors: int = Field(ge=0, le=10_000)
+    miners: BorrowerClass
+    neoclouds: BorrowerClass
+    lender_capital_ratio: dict[LenderKind, Fraction] = Field(description="initial equity/assets by type")
+
+    @model_validator(mode="after")
+    def _has_lenders(self) -> GeneratedNetwork:
+        if self.banks + self.credit_funds + self.abs_trusts + self.bond_investors == 0:
+            raise ValueError("a generated network needs at least one lender")
+        return self
+
+
+class AgentSpec(Strict):
+    """One agent of an explicit (hand-written) network."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: Literal["miner", "neocloud", "bank", "credit_fund", "abs_trust", "bond_investors"]
+    cash: NonNegative = 0.0
+    fleet: dict[str, NonNegative] = Field(default_factory=dict, description="GPUs by generation name")
+    btc: NonNegative = 0.0
+    hashrate_ph: NonNegative = 0.0
+    mining_efficiency_j_per_th: Positive = 20.0
+    equity_capacity: NonNegative = 0.0
+    contract_share: Fraction = 0.0
+    contract_rent_per_hour: NonNegative = Field(default=0.0, description="contract rent per H100-eq hour")
+    contract_months: int = Field(default=0, ge=0)
+    tenant_grade: Literal["ig", "subig"] = "ig"
+    external_assets: NonNegative = Field(default=0.0, description="lenders: other assets, USD")
+    external_liabilities: NonNegative = Field(default=0.0, description="lenders: deposits/investors, USD")
+
+
+class LoanSpec(Strict):
+    creditor: str
+    debtor: str
+    principal: Positive
+    spread: float = Field(ge=0.0, le=0.5)
+    tenor_months: int = Field(ge=1, le=360)
+    age_months: int = Field(default=0, ge=0)
+    amortisation: Amortisation = "linear"
+    seniority: int = Field(default=1, ge=1, le=9, description="1 = most senior")
+    instrument: Instrument = "term_loan"
+    collateral: Collateral = "gpu"
+    dscr_min: NonNegative = 0.0
+    ltv_max: float = Field(default=5.0, gt=0.0, le=5.0)
+    margin_call_ltv: float = Field(default=2.0, gt=0.0, le=2.0)
+
+
+class HostingSpec(Strict):
+    host: str
+    tenant: str
+    fee_per_kw_month: NonNegative
+
+
+class ExplicitNetwork(Strict):
+    agents: list[AgentSpec] = Field(min_length=1)
+    loans: list[LoanSpec] = Field(default_factory=list)
+    hosting: list[HostingSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> ExplicitNetwork:
+        ids = [a.id for a in self.agents]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"agent ids must be unique, repeated: {dupes}")
+        known = set(ids)
+        kinds = {a.id: a.type for a in self.agents}
+        for k, loan in enumerate(self.loans):
+            for role in ("creditor", "debtor"):
+                who = getattr(loan, role)
+                if who not in known:
+                    raise ValueError(f"loans[{k}].{role}: no agent with id '{who}' (known: {sorted(known)})")
+            if loan.creditor == loan.debtor:
+                raise ValueError(f"loans[{k}]: creditor and debtor are the same agent '{loan.debtor}'")
+            if kinds[loan.creditor] in ("miner", "neocloud"):
+                raise ValueError(
+                    f"loans[{k}].creditor: '{loan.creditor}' is a borrower; creditors are lenders"
+                )
+            if loan.collateral == "btc" and kinds[loan.debtor] != "miner":
+                raise ValueError(f"loans[{k}].collateral: only miners hold BTC, '{loan.debtor}' does not")
+        for k, h in enumerate(self.hosting):
+            if kinds.get(h.host) != "miner" or kinds.get(h.tenant) != "neocloud":
+                raise ValueError(f"hosting[{k}]: host must be a miner and tenant a neocloud id")
+        return self
+
+
+# --- the cascade, policies and the whole scenario ------------------------------------------------
+
+
+class CascadeRules(Strict):
+    max_rounds: int = Field(ge=1, le=1000, description="cap on cascade rounds within a month")
+    price_channel: bool = Field(description="covenants see the secondary mark (off: fundamental value)")
+    scrap_value_share: Fraction = Field(description="hurried sellers' floor, share of fundamental")
+    mark_recovery_half_life_months: Positive = Field(le=120.0)
+    cure_grace_months: int = Field(default=0, ge=0, le=24, description="months a DSCR breach may last")
+    markets_open_in_stress: bool = Field(default=False, description="can borrowers raise equity in stress")
+    interbank_recovery: Literal["clearing", "zero"] = Field(
+        default="clearing",
+        description="claims on a failed lender: Eisenberg-Noe clearing, or zero (Gai-Kapadia)",
+    )
+    default_at_zero_equity: bool = Field(
+        default=False, description="tie rule: a lender with equity exactly zero fails (True) or survives"
+    )
+
+
+class Policy(Strict):
+    """Policy levers (experiment 7); defaults leave the market as it is."""
+
+    ltv_cap: float = Field(default=1.0, gt=0.0, le=1.0, description="cap on loan-to-cost at origination")
+    haircut_per_year_of_age: Fraction = Field(default=0.0, description="collateral haircut per year of age")
+    buyer_of_last_resort_budget: NonNegative = Field(default=0.0, description="USD per month")
+    buyer_of_last_resort_price: Fraction = Field(default=0.5, description="its bid, share of fundamental")
+
+
+class Scenario(Strict):
+    """Everything a run needs. ``network`` is either generated or explicit."""
+
+    name: str = "scenario"
+    months: int = Field(default=60, ge=1, le=600)
+    seed: int = Field(default=20250101, ge=0, lt=2**63)
+    world: World
+    tenants: Tenants
+    lenders: dict[LenderKind, LenderBehaviour]
+    abs_tranches: list[TrancheSpec] = Field(min_length=1)
+    buyers: list[HardwareBuyerClass] = Field(min_length=1)
+    generated: GeneratedNetwork | None = None
+    explicit: ExplicitNetwork | None = None
+    cascade: CascadeRules
+    policy: Policy = Policy()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if (self.generated is None) == (self.explicit is None):
+            raise ValueError("give exactly one of [generated] or [explicit] for the network")
+        gens = {g.name for g in self.world.generations}
+        if self.generated is not None:
+            for kind in ("miners", "neoclouds"):
+                mix = getattr(self.generated, kind).generation_mix
+                unknown = set(mix) - gens
+                if unknown:
+                    raise ValueError(
+                        f"generated.{kind}.generation_mix: unknown generation(s) {sorted(unknown)}"
+                    )
+                if abs(sum(mix.values()) - 1.0) > 1e-6:
+                    raise ValueError(
+                        f"generated.{kind}.generation_mix: shares must sum to 1, got {sum(mix.values())}"
+                    )
+            missing = {"bank", "credit_fund", "abs_trust", "bond_investors"} - set(self.lenders)
+            if missing:
+                raise ValueError(f"lenders: behaviour missing for {sorted(missing)}")
+        if self.explicit is not None:
+            for a in self.explicit.agents:
+                unknown = set(a.fleet) - gens
+                if unknown:
+                    raise ValueError(
+                        f"explicit agent '{a.id}'.fleet: unknown generation(s) {sorted(unknown)}"
+                    )
+            missing = {a.type for a in self.explicit.agents if a.type not in ("miner", "neocloud")} - set(
+                self.lenders
+            )
+            if missing:
+                raise ValueError(f"lenders: behaviour missing for {sorted(missing)}")
+        if abs(sum(t.share for t in self.abs_tranches) - 1.0) > 1e-6:
+            raise ValueError("abs_tranches: shares must sum to 1")
+        return self
+
+
+# --- reading, overriding and explaining errors ---------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override's value as TOML does (number, bool, string, array), falling back to a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in the raw scenario dict; list items are addressed by index or by name."""
+    keys = dotted.split(".")
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            found = [i for i, item in enumerate(node) if isinstance(item, dict) and item.get("name") == key]
+            if key.isdigit() and int(key) < len(node):
+                idx = int(key)
+            elif found:
+                idx = found[0]
+            else:
+                names = [item.get("name") for item in node if isinstance(item, dict)]
+                raise ConfigError(
+                    f"--set {dotted}: '{where}' names no list item (indices 0..{len(node) - 1}, names {names})"
+                )
+            if last:
+                node[idx] = value
+            node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(keys[:depth])}' is a value, not a section")
+        if key not in node and not last:
+            raise ConfigError(f"--set {dotted}: unknown section '{where}' (known: {sorted(node)})")
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One readable line per problem: the dotted field, what is wrong, and what is allowed."""
+    lines = [f"invalid scenario {source}:"]
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after"))
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown parameter (check the spelling; see docs/calibration.md for every parameter)"
+        elif item["type"] == "missing":
+            msg = "required parameter is missing"
+        got = item.get("input")
+        shown = "" if item["type"] in ("missing",) or isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"  {loc or 'scenario'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def resolve_scenario_path(scenario: str | Path) -> Path:
+    """A scenario is a path to a TOML file or the name of one in ``experiments/scenarios``."""
+    path = Path(scenario)
+    if path.suffix != ".toml":
+        path = SCENARIO_DIR / f"{scenario}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+        raise ConfigError(f"scenario '{scenario}': no such file (a .toml path, or one of {known})")
+    return path
+
+
+def read_scenario_data(scenario: str | Path) -> dict[str, Any]:
+    path = resolve_scenario_path(scenario)
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"scenario {path}: malformed TOML: {exc}") from None
+
+
+def load_scenario(
+    scenario: str | Path | dict[str, Any] = "baseline",
+    overrides: dict[str, Any] | None = None,
+    **direct: Any,
+) -> Scenario:
+    """Read, override and validate a scenario. ``overrides`` maps dotted paths to values (strings from
+    the command line are parsed as TOML); ``direct`` sets top-level fields (``seed``, ``months``)."""
+    data = copy.deepcopy(scenario) if isinstance(scenario, dict) else read_scenario_data(scenario)
+    source = "(dict)" if isinstance(scenario, dict) else str(scenario)
+    for dotted, value in (overrides or {}).items():
+        apply_override(data, dotted, _parse_value(value) if isinstance(value, str) else value)
+    for key, value in direct.items():
+        if value is not None:
+            data[key] = value
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid scenario {source}: {exc}") from None
+
+
+def canonical_dict(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain data in a stable form (for manifests and digests)."""
+    return scenario.model_dump(mode="json")

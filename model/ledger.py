@@ -1,0 +1,230 @@
+"""The ledger: who holds what and who owes whom, as arrays indexed by agent id, loan id and lot id.
+
+Every balance that changes during a run lives here, once. Mesa agents hold their ledger index and read
+their state through it; the network graph holds the topology and each loan's fixed terms under the
+same loan id. Mechanisms (operations, cascade, market) act on whole arrays at once, so a cascade round
+is one pass over the loans whatever the number of agents.
+
+Repossessed GPUs are kept as lots (holder, generation, units, the loan and the borrower they came
+from), so sale proceeds are credited to the loan they recover and every fire sale can be traced to the
+default that caused it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Kind(IntEnum):
+    MINER = 0
+    NEOCLOUD = 1
+    BANK = 2
+    CREDIT_FUND = 3
+    ABS_TRUST = 4
+    BOND_INVESTORS = 5
+    BUYER = 6
+
+
+KIND_NAMES = {
+    Kind.MINER: "miner",
+    Kind.NEOCLOUD: "neocloud",
+    Kind.BANK: "bank",
+    Kind.CREDIT_FUND: "credit_fund",
+    Kind.ABS_TRUST: "abs_trust",
+    Kind.BOND_INVESTORS: "bond_investors",
+    Kind.BUYER: "buyer",
+}
+KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+BORROWER_KINDS = (Kind.MINER, Kind.NEOCLOUD)
+LENDER_KINDS = (Kind.BANK, Kind.CREDIT_FUND, Kind.ABS_TRUST, Kind.BOND_INVESTORS)
+
+
+class Cause(IntEnum):
+    """Why an agent defaulted; with the parent agent this makes each cascade a tree."""
+
+    NONE = 0
+    SHOCK = 1  # forced from outside (a scenario shock or the visualiser's button)
+    PAYMENT = 2  # could not pay scheduled debt service
+    ROLLOVER_REFUSED = 3  # a maturing loan was not refinanced and could not be repaid
+    COVENANT_DSCR = 4
+    COVENANT_LTV = 5  # loan-to-value at the secondary mark above the covenant
+    MARGIN_CALL = 6  # BTC collateral fell and the call could not be met
+    INSOLVENCY = 7  # a lender's equity fell below zero from its own losses
+    COUNTERPARTY = 8  # a lender failed through losses on claims on another failed lender
+
+
+CAUSE_NAMES = {c: c.name.lower() for c in Cause}
+
+INSTRUMENTS = ("term_loan", "asset_backed", "high_yield", "convertible", "btc_margin", "interbank")
+AMORTISATIONS = ("linear", "annuity", "bullet")
+COLLATERALS = ("gpu", "btc", "none")
+
+
+class Ledger:
+    """Balances of agents, loans and repossessed lots; sized once agents and loans are known."""
+
+    def __init__(self, n_agents: int, n_generations: int) -> None:
+        n, g = n_agents, n_generations
+        self.n_generations = g
+        self.kind = np.zeros(n, dtype=np.int8)
+        self.cash = np.zeros(n)
+        self.gpus = np.zeros((n, g))  # operated fleets (borrowers) and installed units (buyers)
+        self.btc = np.zeros(n)
+        self.hashrate_ph = np.zeros(n)
+        self.mining_efficiency = np.zeros(n)  # J/TH
+        self.cash_buffer_months = np.full(n, np.inf)  # borrowers pay out cash above this buffer
+        self.equity_capacity = np.zeros(n)  # USD of new equity a borrower can still raise
+        self.external_assets = np.zeros(n)  # lenders: assets outside this market (USD)
+        self.external_liabilities = np.zeros(n)  # lenders: deposits, fund investors, trust notes
+        self.peak_equity = np.zeros(n)  # credit funds: for the redemption trigger
+        # contracts (neo-clouds): share of fleet on take-or-pay, contracted rent, end month, tenant
+        self.contract_share = np.zeros(n)
+        self.contract_rent = np.zeros(n)  # USD per H100-equivalent hour
+        self.contract_end = np.zeros(n, dtype=np.int64)
+        self.tenant_subig = np.zeros(n, dtype=bool)
+        self.tenant_alive = np.ones(n, dtype=bool)
+        # hosting: a neo-cloud's host miner (-1: hosted by a third party) and the fee it pays
+        self.host = np.full(n, -1, dtype=np.int64)
+        # last month's flows, for DSCR
+        self.operating_cash_flow = np.zeros(n)
+        self.debt_service_due = np.zeros(n)
+        self.dscr_breach_months = np.zeros(n, dtype=np.int64)
+        # defaults: month, round, cause and parent make the cause tree
+        self.defaulted = np.zeros(n, dtype=bool)
+        self.default_month = np.full(n, -1, dtype=np.int64)
+        self.default_round = np.full(n, -1, dtype=np.int64)
+        self.default_cause = np.zeros(n, dtype=np.int8)
+        self.default_parent = np.full(n, -1, dtype=np.int64)
+        self.book_ltv_at_default = np.full(n, np.nan)  # what the books showed when it failed
+        self.stress_source = np.full(n, -1, dtype=np.int64)  # lenders: whose default hurt them most
+        # running totals that make the accounting identities checkable
+        self.cash_in = 0.0  # cash that entered the market from outside
+        self.cash_out = 0.0  # cash that left it
+        self.gpus_scrapped = np.zeros(g)  # units that left the market (retired at end of life)
+        self.loans = LoanBook.empty()
+        self.lots = Lots.empty()
+
+    @property
+    def n_agents(self) -> int:
+        return self.kind.size
+
+    def of_kind(self, *kinds: Kind) -> np.ndarray:
+        return np.isin(self.kind, np.array(kinds, dtype=np.int8))
+
+    def debt(self, collateral: str | None = None) -> np.ndarray:
+        """Outstanding principal owed by each agent (optionally only loans with that collateral)."""
+        loans = self.loans
+        mask = (
+            loans.active
+            if collateral is None
+            else loans.active & (loans.collateral == COLLATERALS.index(collateral))
+        )
+        return np.bincount(loans.debtor[mask], weights=loans.principal[mask], minlength=self.n_agents)
+
+    def loan_assets(self) -> np.ndarray:
+        """Outstanding principal each agent is owed on performing loans."""
+        loans = self.loans
+        m = loans.active
+        return np.bincount(loans.creditor[m], weights=loans.principal[m], minlength=self.n_agents)
+
+    def inventory(self) -> np.ndarray:
+        """Repossessed GPUs held by each agent, by generation (derived from the lots)."""
+        lots = self.lots
+        out = np.zeros((self.n_agents, self.n_generations))
+        np.add.at(out, (lots.holder, lots.generation), lots.units)
+        return out
+
+    def total_gpus(self) -> np.ndarray:
+        """Every GPU in the market, by generation: fleets, installed at buyers and in repossession."""
+        in_lots = np.bincount(self.lots.generation, weights=self.lots.units, minlength=self.n_generations)
+        return self.gpus.sum(axis=0) + in_lots
+
+    def record_default(
+        self, agents: np.ndarray, month: int, round_: int, cause: np.ndarray | int, parent: np.ndarray | int
+    ) -> None:
+        agents = np.asarray(agents, dtype=np.int64)
+        self.defaulted[agents] = True
+        self.default_month[agents] = month
+        self.default_round[agents] = round_
+        self.default_cause[agents] = cause
+        self.default_parent[agents] = parent
+
+
+class LoanBook:
+    """Loans as parallel arrays. Fixed terms are set at origination; balances change every month."""
+
+    FIELDS_INT = (
+        "creditor",
+        "debtor",
+        "tenor",
+        "age",
+        "amortisation",
+        "seniority",
+        "instrument",
+        "collateral",
+    )
+    FIELDS_FLOAT = (
+        "principal",
+        "amortisation_base",
+        "spread",
+        "dscr_min",
+        "ltv_max",
+        "margin_call_ltv",
+        "written_off",
+        "recovered",
+        "repaid",
+    )
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        for name in self.FIELDS_INT:
+            setattr(self, name, np.asarray(arrays[name], dtype=np.int64))
+        for name in self.FIELDS_FLOAT:
+            setattr(self, name, np.asarray(arrays[name], dtype=np.float64))
+        self.active = np.asarray(arrays["active"], dtype=bool)
+        self.original_principal = self.principal.copy()
+        self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
+
+    @classmethod
+    def empty(cls) -> LoanBook:
+        zeros = {name: np.zeros(0) for name in cls.FIELDS_INT + cls.FIELDS_FLOAT}
+        return cls(active=np.zeros(0, dtype=bool), **zeros)
+
+    def __len__(self) -> int:
+        return self.principal.size
+
+    def rate(self, base_rate: float) -> np.ndarray:
+        return base_rate + self.spread
+
+
+class Lots:
+    """Repossessed GPUs awaiting sale, one row per (defaulted loan, generation)."""
+
+    def __init__(self, holder, generation, units, loan, source) -> None:
+        self.holder = np.asarray(holder, dtype=np.int64)
+        self.generation = np.asarray(generation, dtype=np.int64)
+        self.units = np.asarray(units, dtype=np.float64)
+        self.loan = np.asarray(loan, dtype=np.int64)
+        self.source = np.asarray(source, dtype=np.int64)  # the defaulted borrower they came from
+
+    @classmethod
+    def empty(cls) -> Lots:
+        return cls([], [], [], [], [])
+
+    def append(self, holder, generation, units, loan, source) -> None:
+        self.holder = np.concatenate([self.holder, np.asarray(holder, dtype=np.int64)])
+        self.generation = np.concatenate([self.generation, np.asarray(generation, dtype=np.int64)])
+        self.units = np.concatenate([self.units, np.asarray(units, dtype=np.float64)])
+        self.loan = np.concatenate([self.loan, np.asarray(loan, dtype=np.int64)])
+        self.source = np.concatenate([self.source, np.asarray(source, dtype=np.int64)])
+
+    def drop_empty(self) -> None:
+        keep = self.units > 1e-9
+        if keep.all():
+            return
+        for name in ("holder", "generation", "units", "loan", "source"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def __len__(self) -> int:
+        return self.units.size

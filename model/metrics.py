@@ -1,0 +1,239 @@
+"""What a run measures (DESIGN.md section 7): per month, per generation, per default, and per run.
+
+Monthly rows are kept as tidy records (one row per month; one per month and generation; one per
+default), exported as tables. Mesa's DataCollector gets the headline series by attribute name, so the
+model stays picklable and ``mesa.batch_run`` sees them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from model.cascade import CascadeReport, book_value
+from model.ledger import BORROWER_KINDS, CAUSE_NAMES, KIND_NAMES, LENDER_KINDS, Cause, Kind
+
+if TYPE_CHECKING:
+    from model.model import GPUCreditModel
+
+SYSTEMIC_SHARE = 0.05  # the contagion literature's cut-off for a systemic event (Gai & Kapadia 2010)
+TYPES = [KIND_NAMES[k] for k in (*BORROWER_KINDS, *LENDER_KINDS)]
+
+
+class MetricsRecorder:
+    def __init__(self, model: GPUCreditModel) -> None:
+        self.model = model
+        self.steps: list[dict[str, Any]] = []
+        self.generations: list[dict[str, Any]] = []
+        self._defaults_seen = np.zeros(model.ledger.n_agents, dtype=bool)
+        self.latest: dict[str, Any] = {}
+
+    @staticmethod
+    def mesa_reporters() -> dict[str, str]:
+        """Headline series for Mesa's DataCollector, read from the model by attribute name."""
+        return {
+            name: name
+            for name in (
+                "defaults_total",
+                "rent_index",
+                "btc_price",
+                "lender_capital_ratio",
+                "forced_sale_units",
+            )
+        }
+
+    def record(self, cascade: CascadeReport, shock: bool = False) -> None:
+        """Append this month's row (or, for a shock between steps, fold it into the latest row)."""
+        model = self.model
+        state, led, world = model.state, model.ledger, model.state.world
+        new = led.defaulted & ~self._defaults_seen
+        self._defaults_seen |= led.defaulted
+        fundamental = state.fundamental()
+        mark = state.mark_price()
+        inventory = np.bincount(led.lots.generation, weights=led.lots.units, minlength=led.n_generations)
+        lenders = state.lender_mask()
+        equity = state.lender_equity()
+        assets = state.lender_assets()
+        live_b = state.borrower_mask() & ~led.defaulted
+        gpu_debt = led.debt("gpu")
+        collateral = led.gpus @ state.collateral_price()
+        service = led.debt_service_due
+        dscr = np.divide(
+            led.operating_cash_flow, service, out=np.full(service.size, np.nan), where=service > 0
+        )
+        dscr_live = dscr[live_b & (service > 0)]
+        book = book_value(state)
+        row: dict[str, Any] = {
+            "month": int(world.month),
+            "date": world.calendar_month,
+            "stress": bool(world.stress),
+            "rent_per_h100_hour": world.rent_per_perf_hour,
+            "rent_index": world.rent_per_perf_hour / world.config.rent.h100_rent_per_hour,
+            "btc_price": world.btc_price,
+            "hashprice_per_ph_day": world.hashprice(),
+            "base_rate": world.base_rate,
+            "cascade_rounds": cascade.rounds,
+            "cascade_capped": cascade.capped,
+            "forced_sale_units": cascade.forced_units,
+            "forced_sale_value": cascade.forced_value,
+            "cure_sale_units": cascade.cure_units,
+            "unsold_units": float(inventory.sum()),
+            "book_ltv": _ratio(gpu_debt[live_b].sum(), book[live_b].sum()),
+            "mtm_ltv": _ratio(gpu_debt[live_b].sum(), collateral[live_b].sum()),
+            "dscr_median": float(np.median(dscr_live)) if dscr_live.size else np.nan,
+            "dscr_p10": float(np.quantile(dscr_live, 0.1)) if dscr_live.size else np.nan,
+            "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),
+            "lender_capital_ratio": _ratio(equity[lenders].sum(), assets[lenders].sum()),
+        }
+        for kind in (*BORROWER_KINDS, *LENDER_KINDS):
+            name = KIND_NAMES[kind]
+            of_kind = led.kind == kind
+            row[f"new_defaults_{name}"] = int((new & of_kind).sum())
+            row[f"defaults_{name}"] = int((led.defaulted & of_kind).sum())
+        losses = lender_losses(model)
+        for kind in LENDER_KINDS:
+            name = KIND_NAMES[kind]
+            of_kind = led.kind == kind
+            row[f"lender_equity_{name}"] = float(equity[of_kind].sum())
+            row[f"lender_loss_{name}"] = float(losses[of_kind].sum())
+        row["new_defaults"] = int(new.sum())
+        row["defaults_total"] = int(led.defaulted.sum())
+        gens = [
+            {
+                "month": int(world.month),
+                "generation": name,
+                "launched": bool(world.launched[g]),
+                "fundamental_value": float(fundamental[g]),
+                "secondary_price": float(mark[g]),
+                "price_to_fundamental": float(state.marks.ratio[g]),
+                "margin_per_gpu_month": float(world.margin_per_gpu()[g]),
+                "unsold_units": float(inventory[g]),
+                "gpus_in_fleets": float(led.gpus[live_b, g].sum()),
+            }
+            for g, name in enumerate(world.generations.names)
+        ]
+        if shock and self.steps:
+            merged = self.steps[-1]
+            for key in (
+                "forced_sale_units",
+                "forced_sale_value",
+                "cure_sale_units",
+                "new_defaults",
+                *(f"new_defaults_{t}" for t in TYPES),
+            ):
+                row[key] = merged[key] + row[key]
+            row["cascade_rounds"] = max(merged["cascade_rounds"], row["cascade_rounds"])
+            self.steps[-1] = row
+            self.generations[-len(gens) :] = gens
+        else:
+            self.steps.append(row)
+            self.generations.extend(gens)
+        self.latest = row
+        for key in self.mesa_reporters():
+            setattr(model, key, row[key])
+
+    # --- tables ---
+
+    def steps_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.steps)
+
+    def generations_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.generations)
+
+    def defaults_table(self) -> pd.DataFrame:
+        """The cause tree: one row per default with its cause and the agent that caused it."""
+        led, names = self.model.ledger, self.model.names
+        idx = np.flatnonzero(led.defaulted)
+        idx = idx[np.lexsort((idx, led.default_round[idx], led.default_month[idx]))]
+        return pd.DataFrame(
+            {
+                "agent": idx.astype(np.int64),
+                "name": [names[i] for i in idx],
+                "type": [KIND_NAMES[Kind(led.kind[i])] for i in idx],
+                "month": led.default_month[idx],
+                "round": led.default_round[idx],
+                "cause": [CAUSE_NAMES[Cause(led.default_cause[i])] for i in idx],
+                "parent": led.default_parent[idx],
+                "parent_name": [names[p] if p >= 0 else "" for p in led.default_parent[idx]],
+                "book_ltv": led.book_ltv_at_default[idx],
+                "recovery": [borrower_recovery(self.model, i) for i in idx],
+            }
+        )
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def lender_losses(model: GPUCreditModel) -> np.ndarray:
+    """Loss to each creditor on defaulted loans: written off, less cash recovered and less the
+    repossessed GPUs it still holds at the mark (unrealised)."""
+    led = model.ledger
+    loans = led.loans
+    held = np.zeros(len(loans))
+    np.add.at(held, led.lots.loan, led.lots.units * model.state.mark_price()[led.lots.generation])
+    unrecovered = loans.written_off - loans.recovered
+    loss = unrecovered - np.minimum(held, unrecovered)  # stock worth more than the claim is the owners'
+    return np.bincount(
+        loans.creditor, weights=np.where(loans.written_off > 0, loss, 0.0), minlength=led.n_agents
+    )
+
+
+def borrower_recovery(model: GPUCreditModel, agent: int) -> float:
+    """Realised recovery on a defaulted agent's loans: cash recovered over the claim at default."""
+    loans = model.ledger.loans
+    mine = (loans.debtor == agent) & (loans.written_off > 0)
+    claim = loans.written_off[mine].sum()
+    return float(loans.recovered[mine].sum() / claim) if claim > 0 else float("nan")
+
+
+def cascade_sizes(defaults: pd.DataFrame) -> dict[int, int]:
+    """For every root of the cause tree, the number of defaults descending from it."""
+    children: dict[int, list[int]] = {}
+    for agent, parent in zip(defaults["agent"], defaults["parent"], strict=True):
+        children.setdefault(int(parent), []).append(int(agent))
+    sizes = {}
+    for root in children.get(-1, []):
+        count, stack = 0, list(children.get(root, []))
+        while stack:
+            node = stack.pop()
+            count += 1
+            stack.extend(children.get(node, []))
+        sizes[root] = count
+    return sizes
+
+
+def run_summary(model: GPUCreditModel) -> dict[str, Any]:
+    """Per-run measures: first default, cascade sizes, systemic event, losses, recovery vs book LTV."""
+    led = model.ledger
+    defaults = model.metrics.defaults_table()
+    sizes = cascade_sizes(defaults)
+    first = defaults.iloc[0] if len(defaults) else None
+    players = led.of_kind(*BORROWER_KINDS, *LENDER_KINDS)
+    losses = lender_losses(model)
+    borrower_defaults = defaults[defaults["type"].isin(["miner", "neocloud"])]
+    summary: dict[str, Any] = {
+        "months": int(model.time),
+        "defaults_total": len(defaults),
+        "time_to_first_default": int(first["month"]) if first is not None else None,
+        "first_default": str(first["name"]) if first is not None else None,
+        "first_cascade_size": sizes.get(int(first["agent"]), 0) if first is not None else 0,
+        "largest_cascade": max(sizes.values(), default=0),
+        "largest_cascade_root": model.names[max(sizes, key=lambda r: (sizes[r], -r))] if sizes else None,
+        "share_failed": float(led.defaulted[players].mean()) if players.any() else 0.0,
+        "systemic_event": bool(led.defaulted[players].mean() >= SYSTEMIC_SHARE) if players.any() else False,
+        "book_ltv_at_default": float(np.nanmean(borrower_defaults["book_ltv"]))
+        if len(borrower_defaults) and borrower_defaults["book_ltv"].notna().any()
+        else None,
+        "realised_recovery": float(np.nanmean(borrower_defaults["recovery"]))
+        if len(borrower_defaults) and borrower_defaults["recovery"].notna().any()
+        else None,
+        "defaults_by_type": {t: int((defaults["type"] == t).sum()) for t in TYPES},
+        "defaults_by_cause": {
+            c: int((defaults["cause"] == c).sum()) for c in CAUSE_NAMES.values() if c != "none"
+        },
+        "lender_losses_by_type": {KIND_NAMES[k]: float(losses[led.kind == k].sum()) for k in LENDER_KINDS},
+    }
+    return summary

@@ -1,0 +1,264 @@
+"""The Mesa model of credit contagion in AI compute infrastructure.
+
+GPU operators (crypto miners and neo-clouds) finance fast-deflating GPUs with long, rigid debt. One
+default forces a fire sale into a thin secondary market; every lender re-marks its GPU collateral to
+that price; covenants break; more borrowers default. Miners add BTC as a second, correlated leverage.
+The design brief is ``DESIGN.md`` (section 6 is the step below); the seed article is in ``shared/seeds``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+
+from agents import ABSTrust, Bank, BondInvestors, CreditFund, HardwareBuyer, Lender, Miner, NeoCloud
+from model.cascade import CascadeReport, Failures, run_cascade
+from model.config import Scenario, load_scenario
+from model.ledger import Cause, Kind
+from model.metrics import MetricsRecorder
+from model.network import build_market
+from model.operations import earn, pay_debt_service, pay_out_surplus, pay_redemptions, retire_end_of_life
+from model.secondary import Marks
+from model.state import MarketState
+from model.world import MarketWorld
+
+AGENT_CLASS = {
+    Kind.MINER: Miner,
+    Kind.NEOCLOUD: NeoCloud,
+    Kind.BANK: Bank,
+    Kind.CREDIT_FUND: CreditFund,
+    Kind.ABS_TRUST: ABSTrust,
+    Kind.BOND_INVESTORS: BondInvestors,
+}
+
+# Short names for the parameters that matter most (sliders, batch_run, sweeps) -> dotted paths.
+PARAMETER_ALIASES: dict[str, str] = {
+    "rent_deflation": "world.rent.deflation_per_year",
+    "btc_volatility": "world.btc.volatility_per_year",
+    "stress_correlation": "world.btc.correlation_stress",
+    "buyer_budget_scale": "buyer_budget_scale",
+    "ltv_covenant": "ltv_covenant",
+    "loan_tenor_months": "loan_tenor_months",
+    "price_channel": "cascade.price_channel",
+}
+
+
+def _resolve_aliases(scenario: Scenario | str | Path | dict, params: dict[str, Any]) -> dict[str, Any]:
+    """Turn short parameter names into dotted overrides; some fan out to every borrower/buyer class."""
+    overrides: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in PARAMETER_ALIASES:
+            from model.config import ConfigError
+
+            raise ConfigError(
+                f"unknown model parameter '{key}' (allowed: {sorted(PARAMETER_ALIASES)}, or overrides=)"
+            )
+        path = PARAMETER_ALIASES[key]
+        if path == "buyer_budget_scale":
+            base = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
+            for buyer in base.buyers:
+                overrides[f"buyers.{buyer.name}.budget_per_month"] = buyer.budget_per_month * float(value)
+        elif path in ("ltv_covenant", "loan_tenor_months"):
+            field = "ltv_max" if path == "ltv_covenant" else "loan_tenor_months"
+            for cls in ("miners", "neoclouds"):
+                overrides[f"generated.{cls}.{field}"] = value
+        else:
+            overrides[path] = value
+    return overrides
+
+
+class GPUCreditModel(mesa.Model):
+    """Miners, neo-clouds, lenders and hardware buyers on a lending network (see module docstring).
+
+    Args:
+        scenario: a scenario name (``experiments/scenarios/NAME.toml``), a path, a dict, or a Scenario.
+        seed: the run's seed (default: the scenario's); all randomness flows from it.
+        months: horizon (default: the scenario's).
+        overrides: dotted-path overrides, e.g. ``{"world.rent.deflation_per_year": 0.4}``.
+        **params: short names for the main parameters (see ``PARAMETER_ALIASES``).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path | dict = "baseline",
+        seed: int | str | None = None,
+        months: int | None = None,
+        overrides: dict[str, Any] | None = None,
+        rng: Any = None,
+        **params: Any,
+    ) -> None:
+        seed = rng if seed is None and isinstance(rng, int | np.integer) else seed
+        seed = (
+            int(seed) if seed is not None and str(seed).strip() != "" else None
+        )  # the visualiser sends text
+        all_overrides = {**_resolve_aliases(scenario, params), **(overrides or {})}
+        if isinstance(scenario, Scenario):
+            data = scenario.model_dump(mode="json")
+            self.config = load_scenario(data, all_overrides, seed=seed, months=months)
+        else:
+            self.config = load_scenario(scenario, all_overrides, seed=seed, months=months)
+        super().__init__(rng=self.config.seed)
+        self.months = self.config.months
+        world = MarketWorld(self.config.world, self.rng)
+        market = build_market(self.config, world, self.rng)
+        self.ledger = market.ledger
+        self.graph = market.graph
+        self.names = market.names
+        self.state = MarketState(
+            scenario=self.config,
+            ledger=self.ledger,
+            world=world,
+            marks=Marks(len(world.generations), self.config.cascade.mark_recovery_half_life_months),
+            rng=self.rng,
+            lender_params=Lender.behaviour_arrays(self.ledger.kind, self.config.lenders),
+            in_breach=np.zeros(self.ledger.n_agents, dtype=bool),
+            redeeming=np.zeros(self.ledger.n_agents, dtype=bool),
+            last_driver=np.full(len(world.generations), -1, dtype=np.int64),
+        )
+        self.state.refresh_fundamental()
+        self._create_agents()
+        self.last_cascade = CascadeReport()
+        self.metrics = MetricsRecorder(self)
+        self.datacollector = mesa.DataCollector(model_reporters=self.metrics.mesa_reporters())
+        self.metrics.record(self.last_cascade)
+        self.datacollector.collect(self)
+
+    def _create_agents(self) -> None:
+        """One Mesa agent per ledger row, created in bulk per type (Mesa's ``create_agents``)."""
+        kind = self.ledger.kind
+        self.agent_of: list[mesa.Agent | None] = [None] * self.ledger.n_agents
+        for k, cls in AGENT_CLASS.items():
+            idx = np.flatnonzero(kind == k)
+            if idx.size:
+                created = cls.create_agents(
+                    self, idx.size, index=idx.tolist(), name=[self.names[i] for i in idx]
+                )
+                for agent in created:
+                    self.agent_of[agent.index] = agent
+        buyer_idx = np.flatnonzero(kind == Kind.BUYER)
+        specs = [b for b in self.config.buyers for _ in range(b.count)]
+        if self.config.policy.buyer_of_last_resort_budget > 0:
+            specs.append(None)
+        self.buyers = list(
+            HardwareBuyer.create_agents(
+                self,
+                buyer_idx.size,
+                index=buyer_idx.tolist(),
+                name=[self.names[i] for i in buyer_idx],
+                spec=specs,
+            )
+        )
+        for agent in self.buyers:
+            self.agent_of[agent.index] = agent
+        self.buyer_index = buyer_idx
+
+    # --- the month (DESIGN.md section 6) ---
+
+    def step(self) -> None:
+        self.move_markets()  # 1. rent, BTC, rates move; buyers update budgets and expectations
+        payment_failures = self.operate()  # 2. revenue, opex, debt service, amortisation, rollovers
+        self.last_cascade = self.resolve_defaults(payment_failures)  # 3-4. covenants and the cascade
+        self.metrics.record(self.last_cascade)  # 5. metrics
+        self.datacollector.collect(self)
+
+    def move_markets(self) -> None:
+        state = self.state
+        state.world.advance()
+        state.refresh_fundamental()
+        state.marks.heal()
+        state.in_breach[:] = False
+        self.buyer_book = HardwareBuyer.monthly_book(
+            self.buyers, state.world, state.world.stress, self.config.policy
+        )
+
+    def operate(self) -> Failures:
+        retire_end_of_life(self.state)
+        ocf = earn(self.state)
+        pay_redemptions(self.state)
+        failed = pay_debt_service(self.state, ocf)
+        pay_out_surplus(self.state)
+        return Failures(failed.agents, failed.cause, failed.parent)
+
+    def resolve_defaults(self, initial: Failures) -> CascadeReport:
+        return run_cascade(self.state, self.buyer_book, self.buyer_index, initial)
+
+    # --- shocks (scenario events and the visualiser's buttons): they act now ---
+
+    def default_agent(self, index: int) -> CascadeReport:
+        """Force an agent into default now and resolve the cascade it sets off within this month."""
+        if self.ledger.defaulted[index]:
+            return CascadeReport()
+        if not hasattr(self, "buyer_book"):
+            self.buyer_book = HardwareBuyer.monthly_book(
+                self.buyers, self.state.world, self.state.world.stress, self.config.policy
+            )
+        shock = Failures(np.array([index]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
+        report = self.resolve_defaults(shock)
+        self.last_cascade = report
+        self.metrics.record(report, shock=True)
+        return report
+
+    def largest_live(self, kind: Kind) -> int | None:
+        """The live agent of a kind with the largest GPU fleet (by value at the mark) or loan book."""
+        led = self.ledger
+        idx = np.flatnonzero((led.kind == kind) & ~led.defaulted)
+        if idx.size == 0:
+            return None
+        size = led.gpus[idx] @ self.state.mark_price() + led.btc[idx] * self.state.world.btc_price
+        return int(idx[np.argmax(size)])
+
+    def default_largest_miner(self) -> CascadeReport:
+        target = self.largest_live(Kind.MINER)
+        return CascadeReport() if target is None else self.default_agent(target)
+
+    def crash_btc(self, fall: float = 0.5) -> CascadeReport:
+        """BTC falls by ``fall`` now; margin calls are tested at once."""
+        self.state.world.shock_btc(fall)
+        return self.resolve_now()
+
+    def launch_next_generation(self) -> str | None:
+        """The next GPU generation launches now: rent per unit of performance steps down, older
+        generations lose value; covenants are re-tested at once."""
+        name = self.state.world.launch_next_generation()
+        self.state.refresh_fundamental()
+        self.resolve_now()
+        return name
+
+    def resolve_now(self) -> CascadeReport:
+        """Re-test covenants and run the cascade now, with no forced default."""
+        if not hasattr(self, "buyer_book"):
+            self.buyer_book = HardwareBuyer.monthly_book(
+                self.buyers, self.state.world, self.state.world.stress, self.config.policy
+            )
+        report = self.resolve_defaults(Failures.none())
+        self.last_cascade = report
+        self.metrics.record(report, shock=True)
+        return report
+
+    # --- views ---
+
+    @property
+    def in_breach(self) -> np.ndarray:
+        return self.state.in_breach
+
+    def lender_equity(self) -> np.ndarray:
+        return self.state.lender_equity()
+
+    @property
+    def finished(self) -> bool:
+        return self.time >= self.months
+
+    def run(self, progress: bool = False) -> None:
+        """Run to the horizon (with a progress bar if asked)."""
+        remaining = int(self.months - self.time)
+        if progress:
+            from tqdm import tqdm
+
+            for _ in tqdm(range(remaining), desc=f"{self.config.name} seed {self.config.seed}", unit="month"):
+                self.step()
+        else:
+            for _ in range(remaining):
+                self.step()

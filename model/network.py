@@ -1,0 +1,473 @@
+"""The lending network: built from a scenario's explicit agents and loans, or generated.
+
+The graph is a ``networkx.MultiDiGraph`` on integer agent ids (names are node attributes). A loan is an
+edge creditor -> debtor keyed by its loan id, carrying its fixed terms; hosting (miner -> neo-cloud)
+and tenancy (neo-cloud -> tenant) ties are edges keyed ``"hosting"`` and ``"tenancy"``. Balances that
+change every month live in the :class:`~model.ledger.Ledger` under the same ids.
+
+Generators (all draws from the model's generator; networkx is seeded from it too):
+- ``erdos_renyi``: every borrower-lender pair is linked independently (bipartite G(n, m, p)).
+- ``scale_free``: lenders are chosen with probability proportional to a Zipf weight, so a few lenders
+  hold most loans; the interbank layer is a seeded scale-free digraph.
+- ``core_periphery``: every borrower has one loan from a core lender, the rest from the periphery; the
+  interbank layer is dense in the core and links the periphery to it.
+``lender_concentration`` is the Zipf exponent of lenders' market shares (0 = equal shares).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from model.config import BorrowerClass, ExplicitNetwork, GeneratedNetwork, Scenario, month_index
+from model.ledger import (
+    AMORTISATIONS,
+    COLLATERALS,
+    INSTRUMENTS,
+    KIND_BY_NAME,
+    KIND_NAMES,
+    LENDER_KINDS,
+    Kind,
+    Ledger,
+    LoanBook,
+)
+from model.world import HOURS_PER_MONTH, MarketWorld
+
+LENDER_INSTRUMENT = {
+    Kind.BANK: "term_loan",
+    Kind.CREDIT_FUND: "term_loan",
+    Kind.ABS_TRUST: "asset_backed",
+    Kind.BOND_INVESTORS: "high_yield",
+}
+INTERBANK_TENOR_MONTHS = 12
+
+
+@dataclass
+class Market:
+    """What the network builder hands the model: balances, topology and agent names."""
+
+    ledger: Ledger
+    graph: nx.MultiDiGraph
+    names: list[str]
+
+
+def build_market(scenario: Scenario, world: MarketWorld, rng: np.random.Generator) -> Market:
+    if scenario.explicit is not None:
+        return _build_explicit(scenario, world)
+    return _build_generated(scenario, world, rng)
+
+
+def monthly_debt_service(principal, spread, tenor, age, amortisation, base_rate) -> np.ndarray:
+    """Scheduled interest plus amortisation for one month, per loan (before any maturity balloon)."""
+    rate = (base_rate + spread) / 12.0
+    interest = principal * rate
+    remaining = np.maximum(tenor - age, 1)
+    linear = principal / remaining
+    with np.errstate(divide="ignore", invalid="ignore"):
+        annuity_payment = np.where(
+            rate > 0, principal * rate / (1.0 - (1.0 + rate) ** (-remaining)), principal / remaining
+        )
+    annuity = annuity_payment - interest
+    amort = np.select(
+        [amortisation == AMORTISATIONS.index("linear"), amortisation == AMORTISATIONS.index("annuity")],
+        [linear, annuity],
+        default=0.0,
+    )
+    return interest + np.minimum(amort, principal)
+
+
+def _graph(ledger: Ledger, names: list[str]) -> nx.MultiDiGraph:
+    """The topology view: nodes with names and kinds, loans keyed by loan id with their fixed terms."""
+    graph = nx.MultiDiGraph()
+    graph.add_nodes_from(
+        (i, {"name": names[i], "kind": KIND_NAMES[Kind(k)]}) for i, k in enumerate(ledger.kind)
+    )
+    loans = ledger.loans
+    graph.add_edges_from(
+        (
+            int(loans.creditor[i]),
+            int(loans.debtor[i]),
+            i,
+            {
+                "tie": "loan",
+                "principal": float(loans.original_principal[i]),
+                "spread": float(loans.spread[i]),
+                "tenor": int(loans.tenor[i]),
+                "amortisation": AMORTISATIONS[loans.amortisation[i]],
+                "seniority": int(loans.seniority[i]),
+                "instrument": INSTRUMENTS[loans.instrument[i]],
+                "collateral": COLLATERALS[loans.collateral[i]],
+                "dscr_min": float(loans.dscr_min[i]),
+                "ltv_max": float(loans.ltv_max[i]),
+            },
+        )
+        for i in range(len(loans))
+    )
+    hosted = np.flatnonzero(ledger.host >= 0)
+    graph.add_edges_from((int(ledger.host[i]), int(i), "hosting", {"tie": "hosting"}) for i in hosted)
+    return graph
+
+
+def _add_tenants(graph: nx.MultiDiGraph, ledger: Ledger) -> None:
+    """Tenancy ties: each neo-cloud with contracts gets a tenant node (outside the market)."""
+    for i in np.flatnonzero(ledger.contract_share > 0):
+        tenant = f"tenant:{i}"
+        graph.add_node(tenant, name=tenant, kind="tenant", grade="subig" if ledger.tenant_subig[i] else "ig")
+        graph.add_edge(int(i), tenant, key="tenancy", tie="tenancy")
+
+
+def _finish_lenders(ledger: Ledger, capital_ratio: np.ndarray | None) -> None:
+    """Size lenders' outside liabilities so each starts with the given equity / total assets
+    (``None``: keep the liabilities the scenario gave), and remember the starting equity."""
+    lenders = ledger.of_kind(*LENDER_KINDS)
+    assets = ledger.cash + ledger.loan_assets() + ledger.external_assets
+    owed = ledger.debt()
+    if capital_ratio is not None:
+        target = np.maximum(assets * (1.0 - capital_ratio) - owed, 0.0)
+        ledger.external_liabilities = np.where(lenders, target, ledger.external_liabilities)
+    ledger.peak_equity = np.where(lenders, assets - owed - ledger.external_liabilities, 0.0)
+
+
+# --- explicit networks ---------------------------------------------------------------------------
+
+
+def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
+    net: ExplicitNetwork = scenario.explicit
+    gens = world.generations
+    buyers = _buyer_rows(scenario)
+    n = len(net.agents) + len(buyers)
+    ledger = Ledger(n, len(gens))
+    index = {a.id: i for i, a in enumerate(net.agents)}
+    names = [a.id for a in net.agents] + [name for name, _ in buyers]
+    for i, a in enumerate(net.agents):
+        ledger.kind[i] = KIND_BY_NAME[a.type]
+        ledger.cash[i] = a.cash
+        for gname, units in a.fleet.items():
+            ledger.gpus[i, gens.index(gname)] = units
+        ledger.btc[i] = a.btc
+        ledger.hashrate_ph[i] = a.hashrate_ph
+        ledger.mining_efficiency[i] = a.mining_efficiency_j_per_th
+        ledger.equity_capacity[i] = a.equity_capacity
+        ledger.contract_share[i] = a.contract_share
+        ledger.contract_rent[i] = a.contract_rent_per_hour
+        ledger.contract_end[i] = a.contract_months
+        ledger.tenant_subig[i] = a.tenant_grade == "subig"
+        ledger.external_assets[i] = a.external_assets
+        ledger.external_liabilities[i] = a.external_liabilities
+    ledger.kind[len(net.agents) :] = Kind.BUYER
+    for h in net.hosting:
+        ledger.host[index[h.tenant]] = index[h.host]
+    loans = net.loans
+    ledger.loans = LoanBook(
+        creditor=[index[x.creditor] for x in loans],
+        debtor=[index[x.debtor] for x in loans],
+        principal=[x.principal for x in loans],
+        amortisation_base=[x.principal for x in loans],
+        spread=[x.spread for x in loans],
+        tenor=[x.tenor_months for x in loans],
+        age=[x.age_months for x in loans],
+        amortisation=[AMORTISATIONS.index(x.amortisation) for x in loans],
+        seniority=[x.seniority for x in loans],
+        instrument=[INSTRUMENTS.index(x.instrument) for x in loans],
+        collateral=[COLLATERALS.index(x.collateral) for x in loans],
+        dscr_min=[x.dscr_min for x in loans],
+        ltv_max=[x.ltv_max for x in loans],
+        margin_call_ltv=[x.margin_call_ltv for x in loans],
+        written_off=np.zeros(len(loans)),
+        recovered=np.zeros(len(loans)),
+        repaid=np.zeros(len(loans)),
+        active=np.ones(len(loans), dtype=bool),
+    )
+    _finish_lenders(ledger, None)
+    graph = _graph(ledger, names)
+    _add_tenants(graph, ledger)
+    return Market(ledger, graph, names)
+
+
+def _buyer_rows(scenario: Scenario) -> list[tuple[str, int]]:
+    """One hardware buyer agent per unit of each buyer class's count: (name, class index)."""
+    rows = [(f"{b.name}-{j}", k) for k, b in enumerate(scenario.buyers) for j in range(b.count)]
+    if scenario.policy.buyer_of_last_resort_budget > 0:
+        rows.append(("buyer-of-last-resort", -1))
+    return rows
+
+
+# --- generated networks --------------------------------------------------------------------------
+
+
+def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Market shares proportional to rank^-exponent, ranks in random order."""
+    w = np.arange(1, n + 1, dtype=float) ** (-exponent)
+    return rng.permutation(w / w.sum())
+
+
+def _choose_lenders(
+    net: GeneratedNetwork, n_borrowers: int, lender_kinds: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(borrower, lender) pairs of borrower loans, by topology. Lender indices are 0-based among lenders."""
+    n_l = lender_kinds.size
+    k = min(net.loans_per_borrower, n_l)
+    weights = _zipf_weights(n_l, net.lender_concentration, rng)
+    if net.topology == "erdos_renyi":
+        degree = np.maximum(rng.binomial(n_l, k / n_l, size=n_borrowers), 1)
+        weights = np.full(n_l, 1.0 / n_l)
+    else:
+        degree = np.minimum(1 + rng.poisson(k - 1.0, size=n_borrowers), n_l)
+    if net.topology == "core_periphery":
+        n_core = max(1, round(net.core_share * n_l))
+        core, periphery = np.arange(n_core), np.arange(n_core, n_l)
+        first = rng.choice(core, size=n_borrowers, p=weights[core] / weights[core].sum())
+        pairs_b, pairs_l = [np.arange(n_borrowers)], [first]
+        rest = np.minimum(degree - 1, periphery.size)
+        if periphery.size and rest.sum():
+            b = np.repeat(np.arange(n_borrowers), rest)
+            pairs_b.append(b)
+            pairs_l.append(
+                rng.choice(periphery, size=b.size, p=weights[periphery] / weights[periphery].sum())
+            )
+        b, lender = np.concatenate(pairs_b), np.concatenate(pairs_l)
+    else:
+        b = np.repeat(np.arange(n_borrowers), degree)
+        lender = rng.choice(n_l, size=b.size, p=weights)
+    # one loan per (borrower, lender) pair: duplicates merge into one
+    pair = np.unique(b * n_l + lender)
+    return pair // n_l, pair % n_l
+
+
+def _interbank_graph(net: GeneratedNetwork, n_l: int, rng: np.random.Generator) -> nx.DiGraph:
+    """Lender-to-lender ties (edge creditor -> debtor); networkx is seeded from the model's generator."""
+    seed = int(rng.integers(2**31))
+    if n_l < 2 or net.interbank_density == 0:
+        return nx.empty_graph(n_l, create_using=nx.DiGraph)
+    if net.topology == "scale_free":
+        multi = nx.scale_free_graph(n_l, seed=seed)
+        edges = sorted({(u, v) for u, v in multi.edges() if u != v})
+        keep_probability = min(1.0, net.interbank_density * n_l * (n_l - 1) / max(1, len(edges)))
+        keep = rng.random(len(edges)) < keep_probability
+        graph = nx.DiGraph([e for e, k in zip(edges, keep, strict=True) if k])
+        graph.add_nodes_from(range(n_l))
+        return graph
+    if net.topology == "core_periphery":
+        n_core = max(1, round(net.core_share * n_l))
+        graph = nx.gnp_random_graph(n_l, net.interbank_density, seed=seed, directed=True)
+        core_pairs = [(u, v) for u in range(n_core) for v in range(n_core) if u != v]
+        graph.add_edges_from(core_pairs)
+        return nx.DiGraph((u, v) for u, v in graph.edges() if u < n_core or v < n_core)
+    return nx.gnp_random_graph(n_l, net.interbank_density, seed=seed, directed=True)
+
+
+def _borrowers(
+    cls: BorrowerClass, kind: Kind, scenario: Scenario, world: MarketWorld, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    gens = world.generations
+    n = cls.count
+    fleet = np.maximum(
+        np.round(cls.fleet_gpus_median * np.exp(cls.fleet_gpus_sigma * rng.standard_normal(n))), 1.0
+    )
+    mix = np.array([cls.generation_mix.get(name, 0.0) for name in gens.names])
+    units = np.round(fleet[:, None] * mix[None, :])
+    cost = units @ gens.new_price
+    ltc = min(cls.loan_to_cost, scenario.policy.ltv_cap)
+    age = month_index(world.config.start) - month_index(cls.purchase_month)
+    rent_at_start = world.rent_per_perf_hour
+    return {
+        "kind": np.full(n, kind),
+        "units": units,
+        "debt": ltc * cost,
+        "age": np.full(n, age),
+        "hashrate_ph": cls.hashrate_ph_median * np.exp(0.5 * rng.standard_normal(n))
+        if kind == Kind.MINER
+        else np.zeros(n),
+        "contract_share": np.full(n, cls.contract_share),
+        "contract_rent": np.full(n, rent_at_start * (1.0 + cls.contract_premium)),
+        "contract_end": np.full(n, max(cls.contract_months - age, 0)),
+        "tenant_subig": rng.random(n) < cls.subinvestment_grade_tenants,
+    }
+
+
+def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Generator) -> Market:
+    net: GeneratedNetwork = scenario.generated
+    gens = world.generations
+    miners = _borrowers(net.miners, Kind.MINER, scenario, world, rng)
+    neoclouds = _borrowers(net.neoclouds, Kind.NEOCLOUD, scenario, world, rng)
+    lender_kinds = np.concatenate(
+        [
+            np.full(c, k)
+            for k, c in (
+                (Kind.BANK, net.banks),
+                (Kind.CREDIT_FUND, net.credit_funds),
+                (Kind.ABS_TRUST, net.abs_trusts),
+                (Kind.BOND_INVESTORS, net.bond_investors),
+            )
+        ]
+    ).astype(np.int8)
+    buyers = _buyer_rows(scenario)
+    n_m, n_n, n_l = net.miners.count, net.neoclouds.count, lender_kinds.size
+    n_b = n_m + n_n
+    n = n_b + n_l + len(buyers)
+    ledger = Ledger(n, len(gens))
+    ledger.kind[:n_m] = Kind.MINER
+    ledger.kind[n_m:n_b] = Kind.NEOCLOUD
+    ledger.kind[n_b : n_b + n_l] = lender_kinds
+    ledger.kind[n_b + n_l :] = Kind.BUYER
+    names = (
+        [f"miner-{i}" for i in range(n_m)]
+        + [f"neocloud-{i}" for i in range(n_n)]
+        + [f"{KIND_NAMES[Kind(k)]}-{i}" for i, k in enumerate(lender_kinds)]
+        + [name for name, _ in buyers]
+    )
+    for key in ("hashrate_ph", "contract_share", "contract_rent", "contract_end", "tenant_subig"):
+        getattr(ledger, key)[:n_b] = np.concatenate([miners[key], neoclouds[key]])
+    ledger.gpus[:n_b] = np.concatenate([miners["units"], neoclouds["units"]])
+    ledger.mining_efficiency[:n_m] = net.miners.mining_efficiency_j_per_th
+    # hosting: a share of miners host one neo-cloud each
+    n_hosts = min(int(round(net.miners.hosting_share * n_m)), n_n)
+    if n_hosts:
+        hosts = rng.choice(n_m, size=n_hosts, replace=False)
+        tenants = n_m + rng.choice(n_n, size=n_hosts, replace=False)
+        ledger.host[tenants] = hosts
+
+    # borrower loans: GPU debt split over the borrower's lenders
+    b_idx, l_idx = _choose_lenders(net, n_b, lender_kinds, rng)
+    debt = np.concatenate([miners["debt"], neoclouds["debt"]])
+    shares = rng.gamma(2.0, size=b_idx.size)
+    shares /= np.bincount(b_idx, weights=shares, minlength=n_b)[b_idx]
+    principal = debt[b_idx] * shares
+    cls_of = np.where(b_idx < n_m, 0, 1)
+    classes = (net.miners, net.neoclouds)
+    kinds_of_lender = lender_kinds[l_idx]
+    is_bond = kinds_of_lender == Kind.BOND_INVESTORS
+    instrument = np.array(
+        [INSTRUMENTS.index(LENDER_INSTRUMENT[Kind(k)]) for k in kinds_of_lender], dtype=np.int64
+    )
+    instrument = np.where(is_bond & (cls_of == 0), INSTRUMENTS.index("convertible"), instrument)
+
+    def per_class(attr: str) -> np.ndarray:
+        return np.array([getattr(c, attr) for c in classes])[cls_of]
+
+    amort_of_class = np.array([AMORTISATIONS.index(c.amortisation) for c in classes])[cls_of]
+    age = np.concatenate([miners["age"], neoclouds["age"]])[b_idx]
+    loan_rows = {
+        "creditor": n_b + l_idx,
+        "debtor": b_idx,
+        "principal": principal,
+        "spread": per_class("spread"),
+        "tenor": per_class("loan_tenor_months"),
+        "age": age,
+        "amortisation": np.where(is_bond, AMORTISATIONS.index("bullet"), amort_of_class),
+        "seniority": np.where(is_bond, 2, 1),
+        "instrument": instrument,
+        "collateral": np.where(is_bond, COLLATERALS.index("none"), COLLATERALS.index("gpu")),
+        "dscr_min": np.where(is_bond, 0.0, per_class("dscr_min")),  # bonds: incurrence, not maintenance
+        "ltv_max": np.where(is_bond, 5.0, per_class("ltv_max")),
+        "margin_call_ltv": np.full(b_idx.size, 2.0),
+    }
+    # the balance outstanding today, after ``age`` months of amortisation from the original loan
+    months_paid = np.minimum(loan_rows["age"], loan_rows["tenor"] - 1)
+    paid_share = np.where(
+        loan_rows["amortisation"] == AMORTISATIONS.index("bullet"), 0.0, months_paid / loan_rows["tenor"]
+    )
+    loan_rows["principal"] = principal * (1.0 - paid_share)
+    loan_rows["amortisation_base"] = loan_rows["principal"]
+    loan_rows["tenor"] = loan_rows["tenor"] - months_paid
+    loan_rows["age"] = np.zeros(b_idx.size, dtype=np.int64)
+
+    # BTC: treasury sized in months of mining revenue; a margin loan against it from a bank or fund
+    mining_month = ledger.hashrate_ph[:n_m] * world.hashprice() * 30.4
+    ledger.btc[:n_m] = net.miners.btc_treasury_months * mining_month / world.btc_price
+    margin_lenders = np.flatnonzero(np.isin(lender_kinds, (Kind.BANK, Kind.CREDIT_FUND)))
+    if net.miners.btc_loan_to_value > 0 and margin_lenders.size:
+        has_btc = np.flatnonzero(ledger.btc[:n_m] > 0)
+        lender = n_b + rng.choice(margin_lenders, size=has_btc.size)
+        btc_rows = {
+            "creditor": lender,
+            "debtor": has_btc,
+            "principal": net.miners.btc_loan_to_value * ledger.btc[has_btc] * world.btc_price,
+            "spread": np.full(has_btc.size, net.miners.spread),
+            "tenor": np.full(has_btc.size, 12),
+            "age": np.zeros(has_btc.size, dtype=np.int64),
+            "amortisation": np.full(has_btc.size, AMORTISATIONS.index("bullet")),
+            "seniority": np.ones(has_btc.size, dtype=np.int64),
+            "instrument": np.full(has_btc.size, INSTRUMENTS.index("btc_margin")),
+            "collateral": np.full(has_btc.size, COLLATERALS.index("btc")),
+            "dscr_min": np.zeros(has_btc.size),
+            "ltv_max": np.full(has_btc.size, 5.0),
+            "margin_call_ltv": np.full(has_btc.size, net.miners.btc_margin_call_ltv),
+        }
+        btc_rows["amortisation_base"] = btc_rows["principal"]
+        loan_rows = {k: np.concatenate([loan_rows[k], btc_rows[k]]) for k in loan_rows}
+
+    # cash buffers and equity capacity from the scheduled debt service
+    service = monthly_debt_service(
+        loan_rows["principal"],
+        loan_rows["spread"],
+        loan_rows["tenor"],
+        loan_rows["age"],
+        loan_rows["amortisation"],
+        world.base_rate,
+    )
+    monthly = np.bincount(loan_rows["debtor"], weights=service, minlength=n_b)
+    borrower_debt = np.bincount(loan_rows["debtor"], weights=loan_rows["principal"], minlength=n_b)
+    cash_months = np.where(np.arange(n_b) < n_m, net.miners.cash_months, net.neoclouds.cash_months)
+    ledger.cash[:n_b] = cash_months * monthly
+    ledger.cash_buffer_months[:n_b] = cash_months
+    ledger.equity_capacity[:n_b] = (
+        np.where(np.arange(n_b) < n_m, net.miners.equity_capacity, net.neoclouds.equity_capacity)
+        * borrower_debt
+    )
+
+    # interbank layer: each debtor lender owes interbank_share of its loan book, spread over its creditors
+    inter = _interbank_graph(net, n_l, rng)
+    edges = np.array(sorted(inter.edges()), dtype=np.int64).reshape(-1, 2)
+    if edges.size and net.interbank_share > 0:
+        book = np.bincount(loan_rows["creditor"] - n_b, weights=loan_rows["principal"], minlength=n_l)
+        out_deg = np.bincount(edges[:, 1], minlength=n_l)
+        amount = net.interbank_share * book[edges[:, 1]] / np.maximum(out_deg[edges[:, 1]], 1)
+        ok = amount > 0
+        m = int(ok.sum())
+        ib = {
+            "creditor": n_b + edges[ok, 0],
+            "debtor": n_b + edges[ok, 1],
+            "principal": amount[ok],
+            "spread": np.full(m, 0.01),
+            "tenor": np.full(m, INTERBANK_TENOR_MONTHS),
+            "age": np.zeros(m, dtype=np.int64),
+            "amortisation": np.full(m, AMORTISATIONS.index("bullet")),
+            "seniority": np.ones(m, dtype=np.int64),
+            "instrument": np.full(m, INSTRUMENTS.index("interbank")),
+            "collateral": np.full(m, COLLATERALS.index("none")),
+            "dscr_min": np.zeros(m),
+            "ltv_max": np.full(m, 5.0),
+            "margin_call_ltv": np.full(m, 2.0),
+        }
+        ib["amortisation_base"] = ib["principal"]
+        loan_rows = {k: np.concatenate([loan_rows[k], ib[k]]) for k in loan_rows}
+
+    count = loan_rows["principal"].size
+    ledger.loans = LoanBook(
+        **loan_rows,
+        written_off=np.zeros(count),
+        recovered=np.zeros(count),
+        repaid=np.zeros(count),
+        active=np.ones(count, dtype=bool),
+    )
+    # lenders: a cash buffer of 5 % of their loan book (an assumption), then equity by type
+    book = ledger.loan_assets()
+    lenders = slice(n_b, n_b + n_l)
+    ledger.cash[lenders] = 0.05 * book[lenders]
+    ratio = np.zeros(n)
+    ratio[lenders] = [net.lender_capital_ratio.get(KIND_NAMES[Kind(k)], 0.1) for k in lender_kinds]
+    _finish_lenders(ledger, ratio)
+    graph = _graph(ledger, names)
+    _add_tenants(graph, ledger)
+    return Market(ledger, graph, names)
+
+
+def contract_revenue_per_gpu(world: MarketWorld, contract_rent: np.ndarray) -> np.ndarray:
+    """Monthly contract revenue per GPU of each generation for each agent's contracted rent."""
+    gens = world.generations
+    return (
+        contract_rent[:, None] * gens.performance[None, :] * HOURS_PER_MONTH * world.config.rent.utilisation
+    )

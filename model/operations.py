@@ -1,0 +1,225 @@
+"""Step 2 of a month: borrowers earn, pay opex and debt service; loans amortise, mature or roll over.
+
+Decide, then act: every payment and every lender's rollover decision is computed from the state at the
+start of the phase, then all are applied at once. Agents that cannot pay are returned as defaults,
+with their cause, for the cascade to resolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents import Lender, Miner, NeoCloud
+from model.ledger import Cause, Kind
+from model.network import contract_revenue_per_gpu, monthly_debt_service
+from model.state import MarketState
+
+
+@dataclass
+class PaymentDefaults:
+    agents: np.ndarray
+    cause: np.ndarray
+    parent: np.ndarray
+
+
+def retire_end_of_life(state: MarketState) -> None:
+    """GPUs past their physical life leave the market (scrapped), wherever they are."""
+    led, world = state.ledger, state.world
+    dead = world.remaining_life() <= 0
+    if not dead.any():
+        return
+    scrapped = np.where(dead, led.gpus.sum(axis=0), 0.0)
+    lots_dead = dead[led.lots.generation]
+    scrapped += np.bincount(
+        led.lots.generation[lots_dead], weights=led.lots.units[lots_dead], minlength=led.n_generations
+    )
+    led.gpus_scrapped += scrapped
+    led.gpus[:, dead] = 0.0
+    led.lots.units[lots_dead] = 0.0
+    led.lots.drop_empty()
+
+
+def earn(state: MarketState) -> np.ndarray:
+    """Revenue less operating cost for every borrower this month (cash moves now); returns the
+    operating cash flow per agent, the numerator of DSCR."""
+    led, world = state.ledger, state.world
+    alive = state.borrower_mask() & ~led.defaulted
+    month = world.month
+    # tenants default at their grade's hazard, higher in stress
+    tenants = state.scenario.tenants
+    hazard = np.where(led.tenant_subig, tenants.subig_default_per_month, tenants.ig_default_per_month)
+    if world.stress:
+        hazard = np.minimum(hazard * tenants.stress_multiplier, 1.0)
+    draws = state.rng.random(led.n_agents)
+    led.tenant_alive &= ~((draws < hazard) & (led.contract_share > 0))
+
+    contracted = NeoCloud.contract_in_force(month, led.contract_end, led.tenant_alive, led.contract_share)
+    spot = world.revenue_per_gpu()[None, :]
+    contract = contract_revenue_per_gpu(world, led.contract_rent)
+    revenue = ((1.0 - contracted)[:, None] * spot + contracted[:, None] * contract) * led.gpus
+    opex = led.gpus @ world.opex_per_gpu
+    # a hosted neo-cloud pays the hosting part of its opex to its host miner instead of a third party
+    hosting_fee = led.gpus @ (world.generations.power_kw * world.config.power.hosting_per_kw_month)
+    hosted = alive & (led.host >= 0)
+    host_alive = hosted.copy()
+    host_alive[hosted] = ~led.defaulted[led.host[hosted]]
+    hosting_income = np.bincount(
+        led.host[host_alive], weights=hosting_fee[host_alive], minlength=led.n_agents
+    )
+    mining = np.where(
+        led.kind == Kind.MINER,
+        Miner.mining_margin(
+            led.hashrate_ph,
+            led.mining_efficiency,
+            world.hashprice(),
+            world.config.power.price_per_kwh * world.config.power.pue,
+        ),
+        0.0,
+    )
+    ocf = np.where(alive, revenue.sum(axis=1) - opex + mining + hosting_income, 0.0)
+    # outside money: all revenue and opex, except hosting fees paid from one borrower to another
+    internal = np.where(host_alive, hosting_fee, 0.0).sum()
+    inflow = np.where(alive, revenue.sum(axis=1) + mining, 0.0).sum()
+    outflow = np.where(alive, opex, 0.0).sum() - internal
+    led.cash_in += inflow
+    led.cash_out += outflow
+    led.cash += ocf
+    # a borrower whose operations lose money covers the loss from cash; below zero it is out of cash
+    return ocf
+
+
+def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
+    """Interest and scheduled amortisation on every active loan; maturing balances roll over when the
+    lender agrees, else fall due. Debtors who cannot pay (cash, then new equity) default."""
+    led, world = state.ledger, state.world
+    loans = led.loans
+    act = np.flatnonzero(loans.active & ~led.defaulted[loans.debtor])
+    if act.size == 0:
+        led.operating_cash_flow = ocf
+        led.debt_service_due[:] = 0.0
+        return PaymentDefaults(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64))
+    principal = loans.principal[act]
+    rate = (world.base_rate + loans.spread[act]) / 12.0
+    interest = principal * rate
+    scheduled = (
+        monthly_debt_service(
+            principal,
+            loans.spread[act],
+            loans.tenor[act],
+            loans.age[act],
+            loans.amortisation[act],
+            world.base_rate,
+        )
+        - interest
+    )
+    maturing = loans.tenor[act] - loans.age[act] <= 1
+    balloon = np.where(maturing, principal - scheduled, 0.0)
+
+    # lenders decide on rollovers from their state at the start of the phase
+    capital_ratio = state.capital_ratio()
+    stressed = Lender.stressed(led.kind, capital_ratio, led.defaulted, state.redeeming, state.lender_params)
+    agree = Lender.agrees_to_roll(led.kind, stressed, state.markets_open)[loans.creditor[act]]
+    agree &= ~state.in_breach[loans.debtor[act]]
+    rolled = maturing & agree & (balloon > 0)
+    due_balloon = np.where(rolled, 0.0, balloon)
+
+    debtors = loans.debtor[act]
+    n = led.n_agents
+    service = np.bincount(debtors, weights=interest + scheduled, minlength=n)
+    balloons = np.bincount(debtors, weights=due_balloon, minlength=n)
+    total_due = service + balloons
+    cash = led.cash
+    # lenders can also turn outside assets into cash; borrowers can raise equity while markets are open
+    liquid = cash + np.where(state.lender_mask(), led.external_assets, 0.0)
+    equity_room = led.equity_capacity if state.markets_open else np.zeros(n)
+    short = np.maximum(total_due - liquid, 0.0)
+    can_pay = short <= equity_room + 1e-9
+    can_pay |= total_due <= 0
+    payer = np.zeros(n, dtype=bool)
+    payer[debtors] = True
+    payer |= state.borrower_mask() & ~led.defaulted & (led.cash < 0)  # out of cash even before debt service
+    failed = payer & ~can_pay
+    cause = np.where(balloons > 0, Cause.ROLLOVER_REFUSED, Cause.PAYMENT)
+    cause = np.where((balloons > 0) & (service > liquid + equity_room), Cause.PAYMENT, cause)
+
+    # act: payers pay; the rest pay nothing (their assets go to their creditors in the cascade)
+    pays = can_pay[debtors]
+    equity_used = np.where(can_pay, np.minimum(short, equity_room), 0.0)
+    led.equity_capacity -= equity_used
+    led.cash += equity_used
+    led.cash_in += equity_used.sum()
+    from_external = np.where(
+        can_pay & state.lender_mask(),
+        np.clip(total_due - np.maximum(cash, 0.0) - equity_used, 0.0, led.external_assets),
+        0.0,
+    )
+    led.external_assets -= from_external
+    led.cash_in += from_external.sum()  # outside assets sold for cash
+    led.cash += from_external - np.where(can_pay, total_due, 0.0)
+    received = (interest + scheduled + due_balloon) * pays
+    led.cash += np.bincount(loans.creditor[act], weights=received, minlength=n)
+    repaid = (scheduled + due_balloon) * pays
+    loans.principal[act] -= repaid
+    loans.repaid[act] += repaid
+    loans.age[act] += pays.astype(np.int64)
+    roll = act[rolled & pays]
+    loans.age[roll] = 0
+    loans.tenor[roll] = loans.rollover_tenor[roll]
+    loans.amortisation_base[roll] = loans.principal[roll]
+    done = act[pays & (loans.principal[act] <= 1e-6 * np.maximum(loans.original_principal[act], 1.0))]
+    loans.repaid[done] += loans.principal[done]
+    loans.principal[done] = 0.0
+    loans.active[done] = False
+
+    led.operating_cash_flow = ocf
+    led.debt_service_due = service
+    fails = np.flatnonzero(failed)
+    parent = np.full(fails.size, -1, dtype=np.int64)
+    refused = cause[fails] == Cause.ROLLOVER_REFUSED
+    if refused.any():
+        parent[refused] = _refusing_lender_parent(state, fails[refused], act[maturing & ~rolled])
+    return PaymentDefaults(fails, cause[fails].astype(np.int8), parent)
+
+
+def _refusing_lender_parent(state: MarketState, debtors: np.ndarray, refused_loans: np.ndarray) -> np.ndarray:
+    """Attribute a refused rollover to the default that stressed the lender (or the lender itself if
+    it failed); -1 when the lender refused for its own reasons (a static pool, a closed market)."""
+    led = state.ledger
+    loans = led.loans
+    out = np.full(debtors.size, -1, dtype=np.int64)
+    lender_of = {int(loans.debtor[i]): int(loans.creditor[i]) for i in refused_loans}
+    for k, d in enumerate(debtors):
+        lender = lender_of.get(int(d), -1)
+        if lender >= 0:
+            out[k] = lender if led.defaulted[lender] else led.stress_source[lender]
+    return out
+
+
+def pay_redemptions(state: MarketState) -> None:
+    """Credit funds pay investors who redeem after losses; outside money leaves the market."""
+    led = state.ledger
+    equity = state.lender_equity()
+    wanted = np.where(
+        led.kind == Kind.CREDIT_FUND, Lender.redemptions(equity, led.peak_equity, state.lender_params), 0.0
+    )
+    wanted = np.where(led.defaulted, 0.0, wanted)
+    paid = np.minimum(wanted, np.maximum(led.cash, 0.0))
+    led.cash -= paid  # investors' capital is the fund's equity: paying it out lowers equity, not debt
+    led.cash_out += paid.sum()
+    state.redeeming = wanted > 0
+    led.peak_equity = np.where(state.lender_mask(), np.maximum(led.peak_equity, equity), 0.0)
+
+
+def pay_out_surplus(state: MarketState) -> None:
+    """Borrowers keep a cash buffer of some months of debt service and spend the rest outside the
+    modelled fleet (growth capex, dividends): cash that piles up would otherwise make them
+    unrealistically safe (an assumption; see docs/calibration.md)."""
+    led = state.ledger
+    live = state.borrower_mask() & ~led.defaulted & np.isfinite(led.cash_buffer_months)
+    target = np.full(led.n_agents, np.inf)
+    target[live] = led.cash_buffer_months[live] * led.debt_service_due[live]
+    surplus = np.maximum(led.cash - target, 0.0)
+    led.cash -= surplus
+    led.cash_out += surplus.sum()

@@ -1,0 +1,149 @@
+"""The GPU secondary market: forced and voluntary sales cleared against buyers' demand curves.
+
+Each hardware buyer values a GPU at the present value of its expected margins (its own hurdle rate and
+deflation view), spread across its desks (log-normal with dispersion sigma), so it buys
+``min(capacity, budget / p) * P(valuation >= p)`` units at price p, and nothing of a generation whose
+racks it cannot power or cool. Sellers post units with a reserve price (hurried sellers accept down to
+a scrap floor). Every generation clears at the highest price where demand meets the supply offered at
+or below that price; what is not sold carries over. All generations clear at once, by bisection on
+whole arrays, so the order of sellers and buyers never matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr
+
+BISECTION_STEPS = 60
+
+
+@dataclass
+class Offers:
+    """Units posted for sale this round (one row per lot or per curing borrower and generation)."""
+
+    generation: np.ndarray
+    units: np.ndarray
+    reserve: np.ndarray  # lowest price accepted, USD per GPU
+    seller: np.ndarray  # agent index of the seller
+    lot: np.ndarray  # lot index, or -1 for a borrower's own sale
+    source: np.ndarray  # the borrower whose GPUs these are (for the cause tree)
+
+    @classmethod
+    def concat(cls, parts: list[Offers]) -> Offers:
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("generation", "units", "reserve", "seller", "lot", "source")
+            )
+        )
+
+    def __len__(self) -> int:
+        return self.units.size
+
+
+@dataclass
+class Clearing:
+    price: np.ndarray  # clearing price by generation (NaN where nothing was offered)
+    sold: np.ndarray  # units sold by generation
+    offered: np.ndarray  # units offered by generation
+    filled: np.ndarray  # units sold per offer
+    bought: np.ndarray  # units bought per buyer and generation [K, G]
+    driver: np.ndarray  # the source borrower with the most units sold, by generation (-1 none)
+
+
+@dataclass
+class BuyerBook:
+    """Buyers' demand parameters for this month (rows = buyers)."""
+
+    valuation: np.ndarray  # [K, G] median value per GPU
+    dispersion: np.ndarray  # [K]
+    eligible: np.ndarray  # [K, G] bool: facilities can host this generation
+    budget: np.ndarray  # [K] USD left this month
+    capacity: np.ndarray  # [K] GPUs it can still install this month
+
+
+def demand(price: np.ndarray, book: BuyerBook, budget_share: np.ndarray) -> np.ndarray:
+    """Units each buyer wants of each generation at ``price`` [G]; returns [K, G]."""
+    p = np.maximum(price, 1e-9)[None, :]
+    budget = book.budget[:, None] * budget_share
+    capacity = book.capacity[:, None] * budget_share
+    with np.errstate(divide="ignore"):
+        willing = ndtr((np.log(np.maximum(book.valuation, 1e-12)) - np.log(p)) / book.dispersion[:, None])
+    return book.eligible * np.minimum(capacity, budget / p) * willing
+
+
+def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
+    """Clear every generation at once. Decided from the posted offers only (decide, then act)."""
+    g_count = n_generations
+    gen = offers.generation
+    offered = np.bincount(gen, weights=offers.units, minlength=g_count)
+    # buyers split budget and capacity across generations in proportion to the value on offer
+    value_on_offer = book.eligible * book.valuation * offered[None, :]
+    totals = value_on_offer.sum(axis=1, keepdims=True)
+    share = np.divide(value_on_offer, totals, out=np.zeros_like(value_on_offer), where=totals > 0)
+
+    def supply(price: np.ndarray) -> np.ndarray:
+        ok = offers.reserve <= price[gen] * (1 + 1e-12)
+        return np.bincount(gen, weights=offers.units * ok, minlength=g_count)
+
+    has_offer = offered > 0
+    floor = np.full(g_count, np.inf)
+    np.minimum.at(floor, gen, np.maximum(offers.reserve, 1e-6))
+    floor = np.where(has_offer, floor, 1.0)
+    top = np.where(book.eligible, book.valuation * np.exp(4 * book.dispersion[:, None]), 0.0).max(
+        axis=0, initial=0.0
+    )
+    top = np.maximum(top, floor)
+    lo, hi = np.log(floor), np.log(top)
+    excess_at_floor = demand(floor, book, share).sum(axis=0) - supply(floor)
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        excess = demand(np.exp(mid), book, share).sum(axis=0) - supply(np.exp(mid))
+        lo = np.where(excess > 0, mid, lo)
+        hi = np.where(excess > 0, hi, mid)
+    price = np.where(excess_at_floor > 0, np.exp(lo), floor)
+    wanted = demand(price, book, share)
+    available = supply(price)
+    sold = np.minimum(wanted.sum(axis=0), available)
+    price = np.where(has_offer, price, np.nan)
+    sold = np.where(has_offer, sold, 0.0)
+
+    eligible_offer = offers.reserve <= np.nan_to_num(price)[gen] * (1 + 1e-12)
+    fill_ratio = np.divide(sold, available, out=np.zeros(g_count), where=available > 0)
+    filled = offers.units * eligible_offer * fill_ratio[gen]
+    total_wanted = wanted.sum(axis=0)
+    bought = wanted * np.divide(sold, total_wanted, out=np.zeros(g_count), where=total_wanted > 0)[None, :]
+
+    driver = np.full(g_count, -1, dtype=np.int64)
+    if len(offers):
+        order = np.lexsort((offers.source, -filled, gen))  # per generation: largest fill first, ties by id
+        firsts = order[np.r_[True, gen[order][1:] != gen[order][:-1]]]
+        sold_first = filled[firsts] > 0
+        driver[gen[firsts][sold_first]] = offers.source[firsts][sold_first]
+    return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)
+
+
+class Marks:
+    """The secondary mark of each generation as a share of its fundamental value.
+
+    A trade sets the mark to the clearing price; with no trade, the discount heals toward the
+    fundamental with a half-life (the market forgets a fire sale only slowly)."""
+
+    def __init__(self, n_generations: int, half_life_months: float) -> None:
+        self.ratio = np.ones(n_generations)
+        self.decay = 0.5 ** (1.0 / half_life_months)
+
+    def after_clearing(self, clearing: Clearing, fundamental: np.ndarray) -> np.ndarray:
+        """Re-mark generations that traded; returns the mask of generations whose mark changed."""
+        traded = clearing.sold > 0
+        ratio = np.divide(
+            np.nan_to_num(clearing.price), fundamental, out=np.ones_like(fundamental), where=fundamental > 0
+        )
+        changed = traded & ~np.isclose(ratio, self.ratio)
+        self.ratio = np.where(traded, np.minimum(ratio, 1.0), self.ratio)
+        return changed
+
+    def heal(self) -> None:
+        self.ratio = 1.0 - (1.0 - self.ratio) * self.decay

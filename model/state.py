@@ -1,0 +1,71 @@
+"""The market's state shared by the mechanisms (operations, cascade), without the Mesa model itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.config import Scenario
+from model.ledger import LENDER_KINDS, Kind, Ledger
+from model.secondary import Marks
+from model.world import MarketWorld
+
+
+@dataclass
+class MarketState:
+    scenario: Scenario
+    ledger: Ledger
+    world: MarketWorld
+    marks: Marks
+    rng: np.random.Generator
+    lender_params: dict[str, np.ndarray]
+    in_breach: np.ndarray
+    redeeming: np.ndarray
+    last_driver: np.ndarray  # per generation: the borrower whose fire sale last set the mark
+    month_log: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def markets_open(self) -> bool:
+        """Borrowers can raise equity and bonds refinance outside the stress regime (or if allowed)."""
+        return (not self.world.stress) or self.scenario.cascade.markets_open_in_stress
+
+    def fundamental(self) -> np.ndarray:
+        return self._fundamental
+
+    def refresh_fundamental(self) -> None:
+        """Recompute the fundamental value per GPU (once a month, and after a launch shock)."""
+        self._fundamental = self.world.fundamental_value()
+
+    def collateral_price(self) -> np.ndarray:
+        """The price at which collateral is valued: the secondary mark, or with the price channel off,
+        the fundamental value; less the policy haircut by generation age."""
+        price = self._fundamental * (self.marks.ratio if self.scenario.cascade.price_channel else 1.0)
+        age_years = np.maximum(self.world.month - self.world.generations.launch, 0) / 12.0
+        haircut = np.clip(self.scenario.policy.haircut_per_year_of_age * age_years, 0.0, 1.0)
+        return price * (1.0 - haircut)
+
+    def mark_price(self) -> np.ndarray:
+        return self._fundamental * self.marks.ratio
+
+    def lender_equity(self) -> np.ndarray:
+        """Equity of every agent seen as a lender: cash, performing loans, repossessed stock at the mark
+        and outside assets, less what it owes (outside liabilities and loans from other lenders)."""
+        led = self.ledger
+        inventory_value = led.inventory() @ self.mark_price()
+        assets = led.cash + led.loan_assets() + inventory_value + led.external_assets
+        return assets - led.external_liabilities - led.debt()
+
+    def lender_assets(self) -> np.ndarray:
+        led = self.ledger
+        return led.cash + led.loan_assets() + led.inventory() @ self.mark_price() + led.external_assets
+
+    def capital_ratio(self) -> np.ndarray:
+        assets = self.lender_assets()
+        return np.divide(self.lender_equity(), assets, out=np.zeros_like(assets), where=assets > 0)
+
+    def lender_mask(self) -> np.ndarray:
+        return self.ledger.of_kind(*LENDER_KINDS)
+
+    def borrower_mask(self) -> np.ndarray:
+        return self.ledger.of_kind(Kind.MINER, Kind.NEOCLOUD)
