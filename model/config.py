@@ -330,6 +330,21 @@ class Policy(Strict):
     buyer_of_last_resort_price: Fraction = Field(default=0.5, description="its bid, share of fundamental")
 
 
+class Shock(Strict):
+    """A scheduled event: it happens in ``month`` after operations, before covenants are tested."""
+
+    month: int = Field(ge=1, le=600)
+    kind: Literal["default_agent", "default_largest_miner", "btc_crash", "launch_generation"]
+    agent: str | None = Field(default=None, description="default_agent: the agent's id (name)")
+    size: Fraction = Field(default=0.5, description="btc_crash: the fall, 0.5 = -50 %")
+
+    @model_validator(mode="after")
+    def _agent_given(self) -> Shock:
+        if self.kind == "default_agent" and not self.agent:
+            raise ValueError("a default_agent shock needs agent = '<id>'")
+        return self
+
+
 class Scenario(Strict):
     """Everything a run needs. ``network`` is either generated or explicit."""
 
@@ -345,6 +360,7 @@ class Scenario(Strict):
     explicit: ExplicitNetwork | None = None
     cascade: CascadeRules
     policy: Policy = Policy()
+    shocks: list[Shock] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -378,6 +394,13 @@ class Scenario(Strict):
             )
             if missing:
                 raise ValueError(f"lenders: behaviour missing for {sorted(missing)}")
+        if self.explicit is not None:
+            ids = {a.id for a in self.explicit.agents}
+            for k, shock in enumerate(self.shocks):
+                if shock.kind == "default_agent" and shock.agent not in ids:
+                    raise ValueError(
+                        f"shocks[{k}].agent: no agent with id '{shock.agent}' (known: {sorted(ids)})"
+                    )
         if abs(sum(t.share for t in self.abs_tranches) - 1.0) > 1e-6:
             raise ValueError("abs_tranches: shares must sum to 1")
         return self

@@ -160,7 +160,10 @@ class GPUCreditModel(mesa.Model):
     def step(self) -> None:
         self.move_markets()  # 1. rent, BTC, rates move; buyers update budgets and expectations
         payment_failures = self.operate()  # 2. revenue, opex, debt service, amortisation, rollovers
-        self.last_cascade = self.resolve_defaults(payment_failures)  # 3-4. covenants and the cascade
+        forced = self.scheduled_shocks()  # scenario events of this month
+        self.last_cascade = self.resolve_defaults(
+            Failures.join([payment_failures, forced])
+        )  # 3-4. the cascade
         self.metrics.record(self.last_cascade)  # 5. metrics
         self.datacollector.collect(self)
 
@@ -185,7 +188,39 @@ class GPUCreditModel(mesa.Model):
     def resolve_defaults(self, initial: Failures) -> CascadeReport:
         return run_cascade(self.state, self.buyer_book, self.buyer_index, initial)
 
-    # --- shocks (scenario events and the visualiser's buttons): they act now ---
+    def scheduled_shocks(self) -> Failures:
+        """Apply this month's scenario shocks; return the defaults they force."""
+        forced = [Failures.none()]
+        for shock in self.config.shocks:
+            if shock.month != self.state.world.month:
+                continue
+            if shock.kind == "btc_crash":
+                self.state.world.shock_btc(shock.size)
+            elif shock.kind == "launch_generation":
+                self.state.world.launch_next_generation()
+                self.state.refresh_fundamental()
+            else:
+                target = (
+                    self.largest_live(Kind.MINER)
+                    if shock.kind == "default_largest_miner"
+                    else self._index_of(shock.agent)
+                )
+                if target is not None and not self.ledger.defaulted[target]:
+                    forced.append(
+                        Failures(np.array([target]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
+                    )
+        return Failures.join(forced)
+
+    def _index_of(self, name: str | None) -> int:
+        if name not in self.names:
+            from model.config import ConfigError
+
+            raise ConfigError(
+                f"shock agent '{name}': no such agent (generated names look like 'miner-0', 'neocloud-3', 'bank-0')"
+            )
+        return self.names.index(name)
+
+    # --- shocks from outside (the visualiser's buttons, notebooks): they act now ---
 
     def default_agent(self, index: int) -> CascadeReport:
         """Force an agent into default now and resolve the cascade it sets off within this month."""

@@ -1,0 +1,205 @@
+"""One run's outputs: tidy tables (Parquet), a summary, a manifest and figures; and its replay."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from model.config import canonical_dict  # noqa: E402
+from model.manifest import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_json,
+    compare_manifests,
+    file_digest,
+    read_manifest,
+    run_manifest,
+)
+from model.metrics import run_summary  # noqa: E402
+from model.model import GPUCreditModel  # noqa: E402
+
+TABLES = ("steps", "generations", "defaults")
+
+
+def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
+    metrics = model.metrics
+    return {
+        "steps": metrics.steps_table(),
+        "generations": metrics.generations_table(),
+        "defaults": metrics.defaults_table(),
+    }
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+    return buffer.getvalue()
+
+
+def write_run_outputs(
+    model: GPUCreditModel, out: Path, command: list[str], figures: bool = True
+) -> dict[str, Any]:
+    """Write tables, summary, figures and the manifest into ``out`` (each file atomically)."""
+    out = Path(out)
+    digests: dict[str, str] = {}
+    for name, frame in tables(model).items():
+        path = out / f"{name}.parquet"
+        atomic_write_bytes(path, parquet_bytes(frame))
+        digests[path.name] = file_digest(path)
+    summary = run_summary(model)
+    atomic_write_json(out / "summary.json", summary)
+    digests["summary.json"] = file_digest(out / "summary.json")
+    manifest = run_manifest(canonical_dict(model.config), model.config.seed, digests, command)
+    atomic_write_json(out / "manifest.json", manifest)
+    if figures:
+        write_figures(model, out / "figures")
+    return manifest
+
+
+def write_figures(model: GPUCreditModel, folder: Path) -> list[Path]:
+    """The run at a glance: prices vs fundamentals, defaults, lender capital, fire sales."""
+    t = tables(model)
+    steps, gens = t["steps"], t["generations"]
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    ax = axes[0, 0]
+    for name, g in gens[gens["launched"]].groupby("generation", sort=False):
+        line = ax.plot(g["month"], g["secondary_price"] / 1e3, label=f"{name} secondary")[0]
+        ax.plot(g["month"], g["fundamental_value"] / 1e3, ls=":", color=line.get_color())
+    ax.set(
+        title="GPU secondary price (solid) vs fundamental value (dotted)", xlabel="month", ylabel="$k per GPU"
+    )
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    for kind in ("miner", "neocloud", "bank", "credit_fund", "abs_trust", "bond_investors"):
+        if steps[f"defaults_{kind}"].max() > 0:
+            ax.step(steps["month"], steps[f"defaults_{kind}"], where="post", label=kind)
+    ax.set(title="Cumulative defaults by agent type", xlabel="month", ylabel="agents")
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    ax.plot(steps["month"], steps["lender_capital_ratio"], label="lender capital ratio")
+    ax.plot(steps["month"], steps["book_ltv"], label="book LTV (6-yr straight line)")
+    ax.plot(steps["month"], steps["mtm_ltv"], label="LTV at the secondary mark")
+    ax.set(title="The LTV illusion and lender capital", xlabel="month", ylabel="ratio")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.bar(steps["month"], steps["forced_sale_units"], label="forced sales (units)")
+    ax.plot(steps["month"], steps["unsold_units"], color="black", label="unsold repossessed stock")
+    ax2 = ax.twinx()
+    ax2.plot(steps["month"], steps["rent_index"], color="tab:red", label="rent index")
+    ax2.plot(
+        steps["month"],
+        steps["btc_price"] / steps["btc_price"].iloc[0],
+        color="tab:orange",
+        label="BTC (start = 1)",
+    )
+    ax.set(title="Fire sales, rent and BTC", xlabel="month", ylabel="GPUs")
+    ax2.set_ylabel("index")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{model.config.name}, seed {model.config.seed}")
+    path = folder / "overview.png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return [path]
+
+
+def format_summary(model: GPUCreditModel) -> str:
+    """The readable summary printed after a run."""
+    s = run_summary(model)
+    gens = tables(model)["generations"]
+    lines = [
+        f"{model.config.name}: seed {model.config.seed}, {s['months']} months from {model.config.world.start}",
+        f"defaults: {s['defaults_total']} ({s['share_failed']:.1%} of borrowers and lenders; systemic event (>= 5 %): {'yes' if s['systemic_event'] else 'no'})",
+        "  by type:  " + ", ".join(f"{k} {v}" for k, v in s["defaults_by_type"].items() if v)
+        if s["defaults_total"]
+        else "  none",
+    ]
+    if s["defaults_total"]:
+        lines.append("  by cause: " + ", ".join(f"{k} {v}" for k, v in s["defaults_by_cause"].items() if v))
+        lines.append(
+            f"first default: {s['first_default']} in month {s['time_to_first_default']}; it caused {s['first_cascade_size']} further default(s)"
+        )
+        lines.append(
+            f"largest cascade: {s['largest_cascade']} default(s) descending from {s['largest_cascade_root']}"
+        )
+    lines.append(
+        "lender losses ($M): "
+        + ", ".join(f"{k} {v / 1e6:,.1f}" for k, v in s["lender_losses_by_type"].items())
+    )
+    lines.append("GPU secondary price vs fundamental (lowest ratio in the run; at the end):")
+    for name, g in gens[gens["launched"]].groupby("generation", sort=False):
+        last = g.iloc[-1]
+        lines.append(
+            f"  {name:6s} trough {g['price_to_fundamental'].min():6.1%}  end ${last['secondary_price']:>9,.0f} vs ${last['fundamental_value']:>9,.0f}"
+        )
+    if s["book_ltv_at_default"] is not None:
+        recovery = "n/a" if s["realised_recovery"] is None else f"{s['realised_recovery']:.1%}"
+        lines.append(
+            f"book LTV at default {s['book_ltv_at_default']:.1%} vs realised recovery {recovery} (mean over defaulted borrowers)"
+        )
+    return "\n".join(lines)
+
+
+def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:
+    """Re-run a run from its manifest and compare every output digest (and, where they differ, values)."""
+    manifest = read_manifest(manifest_path)
+    if manifest["kind"] != "run":
+        raise ValueError(f"manifest kind '{manifest['kind']}' is not a single run")
+    model = GPUCreditModel(manifest["config"], seed=manifest["seed"])
+    model.run()
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = write_run_outputs(model, Path(tmp), command=["replay", str(manifest_path)], figures=False)
+        problems = compare_manifests(manifest, fresh)
+        original_dir = Path(manifest_path).parent
+        for name in TABLES:
+            recorded, now = original_dir / f"{name}.parquet", Path(tmp) / f"{name}.parquet"
+            if (
+                recorded.exists()
+                and manifest["outputs"].get(recorded.name) != fresh["outputs"][recorded.name]
+            ):
+                problems.extend(_value_differences(name, pd.read_parquet(recorded), pd.read_parquet(now)))
+        for name, digest in manifest["outputs"].items():
+            on_disk = original_dir / name
+            if on_disk.exists() and file_digest(on_disk) != digest:
+                problems.append(
+                    f"recorded file {on_disk} no longer matches its digest in the manifest (changed after the run)"
+                )
+                if name.endswith(".parquet"):
+                    problems.extend(
+                        _value_differences(
+                            name.removesuffix(".parquet"),
+                            pd.read_parquet(on_disk),
+                            pd.read_parquet(Path(tmp) / name),
+                        )
+                    )
+    digest_ok = fresh["digest"] == manifest["digest"] and not any("no longer matches" in p for p in problems)
+    return digest_ok, problems
+
+
+def _value_differences(name: str, recorded: pd.DataFrame, replay: pd.DataFrame) -> list[str]:
+    if recorded.shape != replay.shape or list(recorded.columns) != list(replay.columns):
+        return [f"{name}: shape {recorded.shape} vs replay {replay.shape}"]
+    out = []
+    for column in recorded.columns:
+        differs = recorded[column].astype(str) != replay[column].astype(str)
+        if differs.any():
+            row = int(differs.idxmax())
+            out.append(
+                f"{name}.{column}: {int(differs.sum())} value(s) differ, first at row {row}: {recorded[column].iloc[row]!r} vs {replay[column].iloc[row]!r}"
+            )
+    return out
+
+
+def load_summary(out: Path) -> dict[str, Any]:
+    return json.loads((Path(out) / "summary.json").read_text())

@@ -1,0 +1,155 @@
+"""The command line: run | sweep | experiment | replay | viz | validate.
+
+``python run.py`` runs the baseline scenario with its fixed seed, prints a summary and writes tables,
+figures and a manifest to ``results/``. ``python run.py COMMAND --help`` explains each command.
+Bad input stops before anything runs with one message naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from model.config import ConfigError
+
+# Each command is "module:function"; the function takes the remaining arguments and returns an exit code.
+COMMANDS: dict[str, str] = {
+    "run": "run:main_run",
+    "replay": "run:main_replay",
+}
+USAGE_ERROR = 2
+
+
+class CliError(ConfigError):
+    """A bad argument: printed as one line, exit code 2, no traceback (like a bad scenario)."""
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(
+                f"--set {pair!r}: expected KEY=VALUE with a dotted parameter path, e.g. --set world.rent.deflation_per_year=0.4"
+            )
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py run",
+        description="Run one scenario, print a summary, write tables (Parquet), figures (PNG) and a manifest.",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="baseline",
+        help="a scenario name in experiments/scenarios or a .toml path (default: baseline)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the run's seed (default: the scenario's, so runs are reproducible)",
+    )
+    parser.add_argument(
+        "--months",
+        type=int,
+        default=None,
+        help="horizon in months (default: the scenario's, 60 for the baseline)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any parameter by its dotted path; repeatable",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/SCENARIO-seedSEED)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    return parser
+
+
+def main_run(argv: list[str]) -> int:
+    from model.config import load_scenario
+
+    args = run_parser().parse_args(argv)
+    overrides = _parse_sets(args.sets)
+    scenario = load_scenario(args.scenario, overrides, seed=args.seed, months=args.months)  # validate first
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: exists and is not a folder")
+
+    from experiments.run_report import format_summary, write_run_outputs
+    from model.model import GPUCreditModel
+
+    model = GPUCreditModel(scenario)
+    model.run(progress=not args.no_progress and sys.stderr.isatty())
+    out = args.out or Path("results") / f"{scenario.name}-seed{scenario.seed}"
+    manifest = write_run_outputs(model, out, command=["run.py", *argv], figures=not args.no_figures)
+    print(format_summary(model))
+    print(f"\nwrote {out}/ (steps, generations, defaults as Parquet; summary.json; manifest.json; figures/)")
+    print(f"output digest {manifest['digest']}")
+    return 0
+
+
+def main_replay(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run.py replay", description="Re-run from a manifest and check its output digest."
+    )
+    parser.add_argument("manifest", type=Path, help="a manifest.json written by `run.py run` (or by a sweep)")
+    args = parser.parse_args(argv)
+    from model.manifest import read_manifest
+
+    manifest = read_manifest(args.manifest)
+    if manifest["kind"] != "run":
+        sweep_replay = COMMANDS.get("replay-sweep")
+        if sweep_replay is None:
+            raise CliError(f"manifest kind '{manifest['kind']}': this installation replays only single runs")
+        return _call(sweep_replay, argv)
+    from experiments.run_report import replay_run
+
+    ok, problems = replay_run(args.manifest)
+    if ok:
+        print(f"replay OK: digest {manifest['digest']} reproduced")
+        for line in problems:  # e.g. a newer package version that happens to give the same outputs
+            print(f"  note: {line}")
+        return 0
+    print(f"REPLAY MISMATCH for {args.manifest}: the outputs differ from the recorded ones", file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def _call(target: str, argv: list[str]) -> int:
+    module, _, function = target.partition(":")
+    return int(getattr(importlib.import_module(module), function)(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\ncommands: " + ", ".join(COMMANDS) + "  (no command: run)")
+        return 0
+    command = argv.pop(0) if argv and not argv[0].startswith("-") else "run"
+    if command not in COMMANDS:
+        print(f"error: unknown command '{command}' (allowed: {', '.join(COMMANDS)})", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        return _call(COMMANDS[command], argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

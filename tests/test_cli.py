@@ -1,0 +1,141 @@
+"""The command line as a user runs it (a subprocess): a run writes its outputs; bad input stops with
+one clear message naming the field, exit code 2, no traceback, and nothing already written is touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_writes_tables_manifest_and_figures(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("--months", "12", "--seed", "7", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "defaults:" in result.stdout and "lender losses" in result.stdout
+    for name in (
+        "steps.parquet",
+        "generations.parquet",
+        "defaults.parquet",
+        "summary.json",
+        "manifest.json",
+        "figures/overview.png",
+    ):
+        assert (out / name).is_file(), name
+    steps = pd.read_parquet(out / "steps.parquet")
+    assert list(steps["month"]) == list(range(13))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 7 and manifest["config"]["months"] == 12
+    assert {"python", "mesa", "numpy"} <= set(manifest["versions"])
+    assert (
+        len(manifest["code_revision"]["commit"]) in (40, 7)
+        or manifest["code_revision"]["commit"] == "unknown"
+    )
+    replay = run_cli("replay", str(out / "manifest.json"))
+    assert replay.returncode == 0, replay.stderr
+    assert "replay OK" in replay.stdout
+
+
+def test_replay_detects_a_tampered_table(tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("--months", "6", "--out", str(out), "--no-figures").returncode == 0
+    steps = pd.read_parquet(out / "steps.parquet")
+    steps.loc[3, "btc_price"] *= 1.01
+    steps.to_parquet(out / "steps.parquet", index=False)
+    result = run_cli("replay", str(out / "manifest.json"))
+    assert result.returncode == 1
+    assert "REPLAY MISMATCH" in result.stderr
+    assert "steps.parquet no longer matches" in result.stderr
+    assert "steps.btc_price: 1 value(s) differ, first at row 3" in result.stderr
+
+
+def test_replay_detects_a_changed_config(tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("--months", "6", "--out", str(out), "--no-figures").returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["config"]["world"]["rent"]["deflation_per_year"] = 0.5  # claims outputs it did not produce
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli("replay", str(out / "manifest.json"))
+    assert result.returncode == 1
+    assert "output steps.parquet: digest differs" in result.stderr
+
+
+BAD_SCENARIO = """
+[world
+start = "2025-01"
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--set", "world.rent.deflation_per_yeer=0.3"], "world.rent.deflation_per_yeer: unknown parameter"),
+        (
+            ["--set", "world.rent.deflation_per_year=abc"],
+            "world.rent.deflation_per_year: Input should be a valid number",
+        ),
+        (
+            ["--set", "world.rent.deflation_per_year=1.5"],
+            "world.rent.deflation_per_year: Input should be less than or equal to 0.95",
+        ),
+        (
+            ["--set", "generated.miners.loan_to_cost=1.2"],
+            "generated.miners.loan_to_cost: Input should be less than or equal to 1",
+        ),
+        (["--set", "nosuch.section.x=1"], "unknown section 'nosuch'"),
+        (["--set", "world.rent.deflation_per_year"], "expected KEY=VALUE"),
+        (["--months", "0"], "months: Input should be greater than or equal to 1"),
+        (["--seed", "abc"], "argument --seed: invalid int value"),
+        (["--scenario", "no_such_scenario"], "scenario 'no_such_scenario': no such file"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_input_gives_one_clear_message(tmp_path, args, expected):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("from an earlier run")
+    result = run_cli(*args, "--out", str(out))
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (out / "precious.txt").read_text() == "from an earlier run"
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
+
+
+def test_malformed_scenario_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text(BAD_SCENARIO)
+    result = run_cli("--scenario", str(path))
+    assert result.returncode == 2
+    assert "malformed TOML" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_loan_to_a_missing_agent(tmp_path):
+    text = (ROOT / "experiments/scenarios/fire_sale_demo.toml").read_text()
+    path = tmp_path / "ghost.toml"
+    path.write_text(text.replace('debtor = "small-3"', 'debtor = "ghost"'))
+    result = run_cli("--scenario", str(path))
+    assert result.returncode == 2
+    assert "loans[3].debtor: no agent with id 'ghost'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_required_parameter(tmp_path):
+    text = (ROOT / "experiments/scenarios/baseline.toml").read_text()
+    path = tmp_path / "missing.toml"
+    path.write_text(text.replace("utilisation = 0.85\n", ""))
+    result = run_cli("--scenario", str(path))
+    assert result.returncode == 2
+    assert "world.rent.utilisation: required parameter is missing" in result.stderr
