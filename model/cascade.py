@@ -72,6 +72,10 @@ def run_cascade(
     pending = initial
     for round_ in range(rules.max_rounds):
         report.rounds = round_ + 1
+        if pending.agents.size:  # already failed: they must not also cure, prepay or sell this round
+            state.ledger.record_default(
+                pending.agents, state.world.month, round_, pending.cause, pending.parent
+            )
         breaches, cure_offers = test_and_cure(state, first_round=round_ == 0)
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
@@ -278,6 +282,10 @@ def seize_btc(state: MarketState, miners: np.ndarray) -> None:
     led.cash += np.bincount(loans.creditor[btc_loans], weights=to_loan, minlength=led.n_agents)
     loans.principal[btc_loans] -= to_loan
     loans.repaid[btc_loans] += to_loan  # repaid from its collateral before the default
+    paid_off = btc_loans[
+        loans.principal[btc_loans] <= 1e-9 * np.maximum(loans.original_principal[btc_loans], 1.0)
+    ]
+    loans.active[paid_off] = False
 
 
 # --- defaults: repossession and recovery --------------------------------------------------------
@@ -332,7 +340,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     rows, gens = np.nonzero(units > 0)
     led.lots.append(loans.creditor[sel][rows], gens, units[rows, gens], sel[rows], debtor[rows])
     has_creditor = np.zeros(n, dtype=bool)
-    has_creditor[debtor] = True
+    has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
     led.gpus[is_def & has_creditor] = 0.0
 
     # cash: shared by every creditor in proportion to what the collateral does not cover
@@ -441,8 +449,9 @@ def clear_lenders(state: MarketState) -> Failures:
     led.external_assets += np.bincount(
         loans.creditor[hit], weights=rec * loans.principal[hit], minlength=led.n_agents
     )
+    # booked as in repossession: the whole claim is written off, what clearing pays is recovered
     loans.recovered[hit] += rec * loans.principal[hit]
-    loans.written_off[hit] += (1.0 - rec) * loans.principal[hit]
+    loans.written_off[hit] += loans.principal[hit]
     loans.principal[hit] = 0.0
     loans.active[hit] = False
     return Failures(failed, cause, parent)

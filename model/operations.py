@@ -135,8 +135,7 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     liquid = cash + np.where(state.lender_mask(), led.external_assets, 0.0)
     equity_room = led.equity_capacity if state.markets_open else np.zeros(n)
     short = np.maximum(total_due - liquid, 0.0)
-    can_pay = short <= equity_room + 1e-9
-    can_pay |= total_due <= 0
+    can_pay = short <= equity_room + 1e-9  # also: a debt-free borrower must cover a negative cash balance
     payer = np.zeros(n, dtype=bool)
     payer[debtors] = True
     payer |= state.borrower_mask() & ~led.defaulted & (led.cash < 0)  # out of cash even before debt service

@@ -50,7 +50,7 @@ class Clearing:
     offered: np.ndarray  # units offered by generation
     filled: np.ndarray  # units sold per offer
     bought: np.ndarray  # units bought per buyer and generation [K, G]
-    driver: np.ndarray  # the source borrower with the most units sold, by generation (-1 none)
+    driver: np.ndarray  # by generation: the defaulted borrower whose repossessed units sold most (-1 none)
 
 
 @dataclass
@@ -116,12 +116,14 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     total_wanted = wanted.sum(axis=0)
     bought = wanted * np.divide(sold, total_wanted, out=np.zeros(g_count), where=total_wanted > 0)[None, :]
 
+    # only repossessed lots drive the cause tree: a curing borrower's sale is not a default
     driver = np.full(g_count, -1, dtype=np.int64)
-    if len(offers):
-        order = np.lexsort((offers.source, -filled, gen))  # per generation: largest fill first, ties by id
+    forced = np.flatnonzero((offers.lot >= 0) & (filled > 0))
+    if forced.size:
+        # per generation: largest fill first, ties by id
+        order = forced[np.lexsort((offers.source[forced], -filled[forced], gen[forced]))]
         firsts = order[np.r_[True, gen[order][1:] != gen[order][:-1]]]
-        sold_first = filled[firsts] > 0
-        driver[gen[firsts][sold_first]] = offers.source[firsts][sold_first]
+        driver[gen[firsts]] = offers.source[firsts]
     return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)
 
 
