@@ -1,0 +1,235 @@
+"""What the validation reductions share: the reduced scenario, the engine session, and the report.
+
+A reduction switches the AI-infrastructure features off by configuration only: no borrowers, no GPU
+loans, a bank-only lending network (explicit scenario), lenders that neither sell nor refuse while calm.
+It then runs the model's own engine: the ledger, ``model.cascade.run_cascade`` (covenants -> defaults ->
+repossession -> lender clearing -> offers -> secondary market -> re-mark) and ``model.clearing``.
+
+Building a full :class:`~model.model.GPUCreditModel` goes through pydantic validation of every agent and
+loan, a networkx graph and one Mesa agent per row: about 0.1-0.3 s for 1,000 banks. Thousands of network
+draws therefore use :class:`EngineSession`, which builds the same :class:`~model.ledger.Ledger` and
+:class:`~model.state.MarketState` from arrays and calls the same ``run_cascade`` that
+``GPUCreditModel.default_agent`` calls. ``tests/test_validation.py`` checks that both paths give the same
+defaults, draw for draw.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import Lender
+from model.cascade import CascadeReport, Failures, run_cascade
+from model.config import Scenario, load_scenario, read_scenario_data
+from model.ledger import INSTRUMENTS, Cause, Kind, Ledger, LoanBook
+from model.network import _finish_lenders
+from model.secondary import BuyerBook, Marks
+from model.state import MarketState
+from model.world import MarketWorld
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "validation"
+
+# Lenders that only sell once they have failed, and then everything at any price (no scrap floor).
+PASSIVE_LENDER = {
+    "min_capital_ratio": 0.0,
+    "rollover_capital_ratio": 0.0,
+    "patient_sale_share": 0.0,
+    "hurried_sale_share": 1.0,
+    "patient_reserve": 1.0,
+}
+
+
+def reduced_scenario(
+    agents: list[dict[str, Any]],
+    loans: list[dict[str, Any]] | None = None,
+    cascade: dict[str, Any] | None = None,
+    generations: list[dict[str, Any]] | None = None,
+    buyers: list[dict[str, Any]] | None = None,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """A scenario dict on the baseline's world with an explicit network and the given cascade rules.
+
+    The world (rent, BTC, rates) is the baseline's and plays no part: nothing earns or pays within the
+    single month in which ``default_agent`` resolves a cascade. Buyers default to none.
+    """
+    data = read_scenario_data("baseline")
+    data.pop("generated", None)
+    data["name"] = "validation"
+    data["seed"] = seed
+    data["months"] = 1
+    data["explicit"] = {"agents": agents, "loans": loans or []}
+    if generations is not None:
+        data["world"]["generations"] = generations
+    base_buyer = copy.deepcopy(data["buyers"][0])
+    data["buyers"] = buyers if buyers is not None else [{**base_buyer, "count": 0}]
+    data["lenders"] = {k: dict(PASSIVE_LENDER) for k in ("bank", "credit_fund", "abs_trust", "bond_investors")}
+    rules = {
+        "max_rounds": 1000,
+        "price_channel": True,
+        "scrap_value_share": 0.0,
+        "mark_recovery_half_life_months": 6.0,
+        "interbank_recovery": "zero",
+        "default_at_zero_equity": True,
+    }
+    rules.update(cascade or {})
+    data["cascade"] = rules
+    return data
+
+
+def interbank_loan(creditor: str, debtor: str, principal: float) -> dict[str, Any]:
+    """An unsecured interbank loan (bullet, 12 months) of the explicit-network schema."""
+    return {
+        "creditor": creditor,
+        "debtor": debtor,
+        "principal": principal,
+        "spread": 0.0,
+        "tenor_months": 12,
+        "amortisation": "bullet",
+        "instrument": "interbank",
+        "collateral": "none",
+    }
+
+
+class EngineSession:
+    """The model's engine for many draws of one reduced scenario, without rebuilding the Mesa model.
+
+    Holds the validated scenario, the world and the buyers' book once; ``state`` wraps a fresh ledger
+    exactly as ``GPUCreditModel.__init__`` does, and ``default`` runs ``run_cascade`` exactly as
+    ``GPUCreditModel.default_agent`` does.
+    """
+
+    def __init__(self, scenario: dict[str, Any] | Scenario, book: BuyerBook | None = None) -> None:
+        self.config = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.world = MarketWorld(self.config.world, self.rng)
+        self.fundamental = self.world.fundamental_value()
+        self.n_generations = len(self.world.generations)
+        self.book = book if book is not None else empty_book(self.n_generations)
+
+    def ledger(self, n_agents: int, kind: Kind = Kind.BANK) -> Ledger:
+        ledger = Ledger(n_agents, self.n_generations)
+        ledger.kind[:] = kind
+        return ledger
+
+    def state(self, ledger: Ledger) -> MarketState:
+        """Finish the ledger as the network builder does and wrap it as the model does."""
+        _finish_lenders(ledger, None)
+        state = MarketState(
+            scenario=self.config,
+            ledger=ledger,
+            world=self.world,
+            marks=Marks(self.n_generations, self.config.cascade.mark_recovery_half_life_months),
+            rng=self.rng,
+            lender_params=Lender.behaviour_arrays(ledger.kind, self.config.lenders),
+            in_breach=np.zeros(ledger.n_agents, dtype=bool),
+            redeeming=np.zeros(ledger.n_agents, dtype=bool),
+            last_driver=np.full(self.n_generations, -1, dtype=np.int64),
+        )
+        state._fundamental = self.fundamental.copy()
+        return state
+
+    def default(self, state: MarketState, agent: int, buyer_index: np.ndarray | None = None) -> CascadeReport:
+        """Force ``agent`` into default and resolve the cascade (as ``GPUCreditModel.default_agent``)."""
+        shock = Failures(np.array([agent]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
+        index = np.zeros(0, dtype=np.int64) if buyer_index is None else buyer_index
+        return run_cascade(state, self.book, index, shock)
+
+
+def empty_book(n_generations: int) -> BuyerBook:
+    """A buyers' book with no buyers (the reductions that sell use their own price-impact rule)."""
+    return BuyerBook(
+        valuation=np.zeros((0, n_generations)),
+        dispersion=np.zeros(0),
+        eligible=np.zeros((0, n_generations), dtype=bool),
+        budget=np.zeros(0),
+        capacity=np.zeros(0),
+    )
+
+
+def interbank_book(creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray) -> LoanBook:
+    """Interbank loans as the ledger's loan book (the arrays ``_build_explicit`` would produce)."""
+    m = principal.size
+    return LoanBook(
+        creditor=creditor,
+        debtor=debtor,
+        principal=principal,
+        amortisation_base=principal,
+        spread=np.zeros(m),
+        tenor=np.full(m, 12),
+        age=np.zeros(m, dtype=np.int64),
+        amortisation=np.full(m, 2),  # bullet
+        seniority=np.ones(m, dtype=np.int64),
+        instrument=np.full(m, INSTRUMENTS.index("interbank")),
+        collateral=np.full(m, 2),  # none
+        dscr_min=np.zeros(m),
+        ltv_max=np.full(m, 5.0),
+        margin_call_ltv=np.full(m, 2.0),
+        written_off=np.zeros(m),
+        recovered=np.zeros(m),
+        repaid=np.zeros(m),
+        active=np.ones(m, dtype=bool),
+    )
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of a validation table: the project's figure beside the reference's."""
+
+    quantity: str
+    project: float | str
+    reference: float | str
+    tolerance: str
+    ok: bool
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    figure: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def add(self, quantity: str, project: Any, reference: Any, tolerance: str, ok: bool) -> None:
+        self.rows.append(Row(quantity, project, reference, tolerance, bool(ok)))
+
+    def table(self) -> str:
+        """A plain-text table: quantity | project | reference | tolerance | ok."""
+
+        def fmt(v: Any) -> str:
+            if isinstance(v, float | np.floating):
+                return f"{v:.4g}"
+            return str(v)
+
+        head = ("quantity", "project", "reference", "tolerance", "ok")
+        body = [(r.quantity, fmt(r.project), fmt(r.reference), r.tolerance, "yes" if r.ok else "NO") for r in self.rows]
+        widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+        lines = [f"== {self.name}: {self.title}"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.figure is not None:
+            lines.append(f"  figure: {self.figure}")
+        lines.append(f"  result: {'PASS' if self.ok else 'FAIL'}")
+        return "\n".join(lines)
+
+
+def figure_path(out: Path | None, name: str) -> Path:
+    """``out`` if it names a .png, else ``out/NAME.png`` (default folder results/validation)."""
+    if out is not None and out.suffix.lower() == ".png":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+    folder = out if out is not None else RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
