@@ -290,10 +290,6 @@ class ExplicitNetwork(Strict):
                     raise ValueError(f"loans[{k}].{role}: no agent with id '{who}' (known: {sorted(known)})")
             if loan.creditor == loan.debtor:
                 raise ValueError(f"loans[{k}]: creditor and debtor are the same agent '{loan.debtor}'")
-            if kinds[loan.creditor] in ("miner", "neocloud"):
-                raise ValueError(
-                    f"loans[{k}].creditor: '{loan.creditor}' is a borrower; creditors are lenders"
-                )
             if loan.collateral == "btc" and kinds[loan.debtor] != "miner":
                 raise ValueError(f"loans[{k}].collateral: only miners hold BTC, '{loan.debtor}' does not")
         for k, h in enumerate(self.hosting):

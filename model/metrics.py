@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from agents import ABSTrust
 from model.cascade import CascadeReport, book_value
 from model.ledger import BORROWER_KINDS, CAUSE_NAMES, KIND_NAMES, LENDER_KINDS, Cause, Kind
 
@@ -98,6 +99,14 @@ class MetricsRecorder:
             of_kind = led.kind == kind
             row[f"lender_equity_{name}"] = float(equity[of_kind].sum())
             row[f"lender_loss_{name}"] = float(losses[of_kind].sum())
+        trusts = led.kind == Kind.ABS_TRUST
+        noteholder_loss = np.maximum(-equity[trusts], 0.0)  # once the trust's own equity is gone
+        notes = led.external_liabilities[trusts] + led.debt()[trusts]
+        for tranche in model.config.abs_tranches:
+            row[f"abs_loss_{tranche.name}"] = 0.0
+        for loss, size in zip(noteholder_loss, notes, strict=True):
+            for name, hit in ABSTrust.tranche_losses(loss, model.config.abs_tranches, size).items():
+                row[f"abs_loss_{name}"] += hit
         row["new_defaults"] = int(new.sum())
         row["defaults_total"] = int(led.defaulted.sum())
         gens = [
