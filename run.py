@@ -17,7 +17,9 @@ from model.config import ConfigError
 # Each command is "module:function"; the function takes the remaining arguments and returns an exit code.
 COMMANDS: dict[str, str] = {
     "run": "run:main_run",
-    "replay": "run:main_replay",
+    "replay": "experiments.sweep:main_replay",  # a sweep manifest runs there; a single run's comes back here
+    "replay-sweep": "experiments.sweep:main_replay",
+    "sweep": "experiments.sweep:main_sweep",
 }
 USAGE_ERROR = 2
 
