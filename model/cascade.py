@@ -21,7 +21,7 @@ import numpy as np
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause
-from model.secondary import BuyerBook, Offers, clear
+from model.secondary import BuyerBook, Offers, clear, clear_exponential
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")
@@ -502,7 +502,14 @@ def sell(
 ) -> bool:
     """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell."""
     led = state.ledger
-    result = clear(offers, book, led.n_generations)
+    rules = state.scenario.cascade
+    if rules.price_impact == "exponential":
+        outstanding = led.total_gpus()
+        result = clear_exponential(
+            offers, book, led.n_generations, state.mark_price(), outstanding, rules.impact_alpha
+        )
+    else:
+        result = clear(offers, book, led.n_generations)
     price = np.nan_to_num(result.price)
     proceeds = result.filled * price[offers.generation]
     from_lot = offers.lot >= 0

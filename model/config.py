@@ -315,6 +315,14 @@ class CascadeRules(Strict):
     default_at_zero_equity: bool = Field(
         default=False, description="tie rule: a lender with equity exactly zero fails (True) or survives"
     )
+    price_impact: Literal["buyers", "exponential"] = Field(
+        default="buyers",
+        description="secondary-market price: buyers' demand curves, or exp(-impact_alpha x) of the mark for a "
+        "share x of the outstanding units sold (Cifuentes-Ferrucci-Shin 2005)",
+    )
+    impact_alpha: Positive = Field(
+        default=1.0536, le=100.0, description="exponential price impact; 1.0536: selling 10 % lowers the price 10 %"
+    )
 
 
 class Policy(Strict):

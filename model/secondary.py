@@ -149,3 +149,65 @@ class Marks:
 
     def heal(self) -> None:
         self.ratio = 1.0 - (1.0 - self.ratio) * self.decay
+
+
+# --- exponential price impact (Cifuentes, Ferrucci & Shin 2005; Caccioli et al. 2014) -------------
+
+
+def clear_exponential(
+    offers: Offers,
+    book: BuyerBook,
+    n_generations: int,
+    mark_price: np.ndarray,
+    outstanding: np.ndarray,
+    alpha: float,
+) -> Clearing:
+    """Clear at an exponential inverse demand: selling a share x of a generation's outstanding units
+    moves its price from the current mark m to m exp(-alpha x).
+
+    Cifuentes, Ferrucci & Shin (2005) and Caccioli, Shrestha, Moore & Farmer (2014) price an asset at
+    exp(-alpha x) of its value, x being the share of it liquidated so far; because exp is multiplicative,
+    applying the impact of each round's sales to the current mark gives the same price as applying the
+    cumulative share to the fundamental value. Offers with a reserve are taken lowest reserve first (a
+    group of equal reserves all or none, so the order of sellers never matters) while the price after
+    their sale still meets their reserve. The units go to the buyers who can host the generation, split
+    equally (the impact curve stands for their demand, so budgets do not bind); a generation no buyer
+    can host does not trade. ``outstanding`` is the number of units of each generation in the market.
+    """
+    g_count = n_generations
+    gen = offers.generation
+    offered = np.bincount(gen, weights=offers.units, minlength=g_count)
+    hosts = book.eligible.sum(axis=0) if book.eligible.size else np.zeros(g_count)
+    can_trade = (hosts > 0) & (outstanding > 0)
+    filled = np.zeros(len(offers))
+    if len(offers):
+        order = np.lexsort((offers.reserve, gen))
+        g_sorted, r_sorted = gen[order], offers.reserve[order]
+        cum = np.cumsum(offers.units[order])
+        new_gen = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
+        gen_start = np.maximum.accumulate(np.where(new_gen, np.arange(order.size), 0))
+        before_gen = np.where(gen_start > 0, cum[gen_start - 1], 0.0)
+        cum_in_gen = cum - before_gen
+        # cumulative units at the end of each group of equal (generation, reserve)
+        last_of_group = np.r_[(g_sorted[1:] != g_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1]), True]
+        group_end = np.minimum.accumulate(np.where(last_of_group, np.arange(order.size), order.size)[::-1])[::-1]
+        share = np.divide(
+            cum_in_gen[group_end], outstanding[g_sorted], out=np.zeros(order.size), where=outstanding[g_sorted] > 0
+        )
+        price_after = mark_price[g_sorted] * np.exp(-alpha * share)
+        accept = can_trade[g_sorted] & (r_sorted <= price_after * (1 + 1e-12))
+        # price falls and reserves rise along a generation, so the accepted offers are a prefix of it
+        filled[order] = np.where(accept, offers.units[order], 0.0)
+    sold = np.bincount(gen, weights=filled, minlength=g_count)
+    has_offer = offered > 0
+    x = np.divide(sold, outstanding, out=np.zeros(g_count), where=outstanding > 0)
+    price = np.where(has_offer, mark_price * np.exp(-alpha * x), np.nan)
+    per_host = np.divide(sold, hosts, out=np.zeros(g_count), where=hosts > 0)
+    bought = book.eligible * per_host[None, :]
+    driver = np.full(g_count, -1, dtype=np.int64)
+    if len(offers):
+        first = np.lexsort((offers.source, -filled, gen))
+        firsts = first[np.r_[True, gen[first][1:] != gen[first][:-1]]]
+        sold_first = filled[firsts] > 0
+        driver[gen[firsts][sold_first]] = offers.source[firsts][sold_first]
+    return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)
