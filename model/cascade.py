@@ -134,7 +134,9 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
     )
     ltv_limit = _per_borrower(state, gpu_loans, loans.ltv_max, "min")
     ltv_limit = np.where(np.isfinite(ltv_limit), ltv_limit, np.inf)
-    limit_value = np.where(np.isfinite(ltv_limit), ltv_limit * collateral, np.inf)
+    limit_value = np.where(
+        np.isfinite(ltv_limit), np.where(np.isfinite(ltv_limit), ltv_limit, 0.0) * collateral, np.inf
+    )
     ltv_breach = alive & (gpu_debt > 0) & (gpu_debt > limit_value * (1 + 1e-9))
     need_ltv = np.where(ltv_breach, gpu_debt - limit_value, 0.0)
 
@@ -158,7 +160,9 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
     )
     call_level = _per_borrower(state, btc_loans, loans.margin_call_ltv, "min")
     btc_value = led.btc * world.btc_price
-    call_value = np.where(np.isfinite(call_level), call_level * btc_value, np.inf)
+    call_value = np.where(
+        np.isfinite(call_level), np.where(np.isfinite(call_level), call_level, 0.0) * btc_value, np.inf
+    )
     called = alive & (btc_debt > 0) & (btc_debt > call_value)
     call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
     met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))

@@ -1,0 +1,79 @@
+"""Small scenarios for the mechanism, invariant and reproducibility tests.
+
+Every scenario starts from the committed baseline (so tests follow its schema) and changes only what a
+test needs: an explicit hand-written market with deterministic world processes, or a generated market
+with the knobs the property-based tests vary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.config import apply_override, read_scenario_data
+
+# World settings that make rent, rates and the regime deterministic, so expectations can be hand-computed.
+CALM_WORLD: dict[str, Any] = {
+    "world.base_rate_volatility": 0.0,
+    "world.rent.cycle_amplitude": 0.0,
+    "world.rent.noise_volatility": 0.0,
+    "world.rent.launch_rent_drop": 0.0,
+    "world.rent.stress_rent_drop": 0.0,
+    "world.regime.stress_entry_per_month": 0.0,
+    "world.regime.stress_exit_per_month": 0.0,
+    "tenants.ig_default_per_month": 0.0,
+    "tenants.subig_default_per_month": 0.0,
+}
+
+
+def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for dotted, value in overrides.items():
+        apply_override(data, dotted, value)
+    return data
+
+
+def explicit_market(
+    agents: list[dict[str, Any]],
+    loans: list[dict[str, Any]] | None = None,
+    hosting: list[dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None,
+    months: int = 12,
+) -> dict[str, Any]:
+    """The baseline's world, lenders and buyers around a hand-written network, in a calm world."""
+    data = read_scenario_data("baseline")
+    del data["generated"]
+    data["explicit"] = {"agents": agents, "loans": loans or [], "hosting": hosting or []}
+    data["months"] = months
+    return with_overrides(data, {**CALM_WORLD, **(overrides or {})})
+
+
+def generated_market(
+    miners: int,
+    neoclouds: int,
+    lenders: tuple[int, int, int, int],
+    topology: str,
+    concentration: float,
+    rent_deflation: float,
+    btc_volatility: float,
+    months: int = 24,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The baseline with a generated network of the given size and shape."""
+    data = read_scenario_data("baseline")
+    banks, funds, trusts, bonds = lenders
+    data["months"] = months
+    return with_overrides(
+        data,
+        {
+            "generated.miners.count": miners,
+            "generated.neoclouds.count": neoclouds,
+            "generated.banks": banks,
+            "generated.credit_funds": funds,
+            "generated.abs_trusts": trusts,
+            "generated.bond_investors": bonds,
+            "generated.topology": topology,
+            "generated.lender_concentration": concentration,
+            "world.rent.deflation_per_year": rent_deflation,
+            "world.btc.volatility_per_year": btc_volatility,
+            **(overrides or {}),
+        },
+    )

@@ -1,0 +1,594 @@
+"""Each mechanism on its own, against expectations computed by hand in the test (never by the code
+under test): rent and margins, fundamental value, BTC and hashprice, covenants and cures, the
+secondary market, rollovers, the ABS waterfall, repossession and recovery."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scenario_builders import CALM_WORLD, explicit_market
+from scipy.stats import kurtosis, norm
+
+from agents import ABSTrust, Borrower, HardwareBuyer, Lender
+from model.cascade import repossess
+from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
+from model.config import TrancheSpec, load_scenario
+from model.ledger import Cause, Kind
+from model.model import GPUCreditModel
+from model.operations import pay_debt_service
+from model.secondary import BuyerBook, Offers, clear
+from model.world import MarketWorld
+
+HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0  # the baseline's values
+OPEX_PER_KW = PUE * KWH * HOURS + HOSTING  # 225.92 USD per kW-month
+# (name, performance, power_kw) of the baseline generations
+GENS = [
+    ("A100", 0.32, 0.6),
+    ("H100", 1.0, 1.05),
+    ("H200", 1.4, 1.05),
+    ("B200", 2.5, 1.5),
+    ("GB200", 3.0, 1.8),
+    ("Rubin", 6.0, 2.7),
+]
+H100 = 1
+
+
+def world(overrides: dict | None = None, seed: int = 7) -> MarketWorld:
+    scenario = load_scenario("baseline", {**CALM_WORLD, **(overrides or {})})
+    return MarketWorld(scenario.world, np.random.default_rng(seed))
+
+
+# --- rent, margin, obsolescence -------------------------------------------------------------------
+
+
+def test_margin_is_rent_for_performance_less_power_and_hosting() -> None:
+    w = world()
+    for g, (_, perf, kw) in enumerate(GENS):
+        revenue = 2.40 * perf * HOURS * UTIL
+        assert w.revenue_per_gpu()[g] == pytest.approx(revenue, rel=1e-12)
+        assert w.opex_per_gpu[g] == pytest.approx(kw * OPEX_PER_KW, rel=1e-12)
+        assert w.margin_per_gpu()[g] == pytest.approx(revenue - kw * OPEX_PER_KW, rel=1e-12)
+    assert w.margin_per_gpu()[H100] == pytest.approx(1489.2 - 237.216)
+
+
+def test_rent_follows_trend_and_cycle() -> None:
+    w = world({"world.rent.cycle_amplitude": 0.15, "world.rent.deflation_per_year": 0.3})
+    for month in range(1, 25):
+        w.advance()
+        cycle = 1 + 0.15 * math.sin(2 * math.pi * (month + 13.5) / 30)
+        assert w.rent_per_perf_hour == pytest.approx(2.40 * 0.7 ** (month / 12) * cycle, rel=1e-12)
+
+
+def test_older_generations_reach_zero_margin_first() -> None:
+    """Rent 2.40 x 0.5^(t/12) meets the generation's cost per unit of performance at month t*."""
+    w = world({"world.rent.deflation_per_year": 0.5})
+    first_loss = {}
+    for month in range(1, 200):
+        w.advance()
+        for g, (name, _, _) in enumerate(GENS):
+            if name not in first_loss and w.margin_per_gpu()[g] <= 0:
+                first_loss[name] = month
+    expected = {}
+    for name, perf, kw in GENS:
+        break_even_rent = kw * OPEX_PER_KW / (perf * HOURS * UTIL)
+        expected[name] = math.ceil(12 * math.log(break_even_rent / 2.40) / math.log(0.5))
+    assert first_loss == expected
+    assert expected["A100"] == 22 and expected["H100"] == 32
+    order = [first_loss[name] for name, _, _ in GENS]
+    assert order == sorted(order) and order[0] < order[1] < order[2] < order[3] < order[5]
+
+
+# --- fundamental value ------------------------------------------------------------------------------
+
+
+def annuity(margin: float, months: int, rate: float = 0.10) -> float:
+    q = (1 + rate) ** (-1 / 12)
+    return margin * q * (1 - q**months) / (1 - q)
+
+
+def test_fundamental_value_is_discounted_margin_over_remaining_life() -> None:
+    w = world({"world.rent.deflation_per_year": 0.0})
+    margin = 1489.2 - 237.216
+    # H100 launched 2022-09 with a 7-year life: 56 months left in 2025-01, 44 a year later
+    assert w.fundamental_value()[H100] == pytest.approx(annuity(margin, 56), rel=1e-10)
+    values = [w.fundamental_value()[H100]]
+    for _ in range(12):
+        w.advance()
+        values.append(w.fundamental_value()[H100])
+    assert values[-1] == pytest.approx(annuity(margin, 44), rel=1e-10)
+    assert all(b < a for a, b in zip(values, values[1:], strict=False))  # falls with age
+    for _ in range(28 - 12):  # the A100 (2020-05) reaches the end of its physical life in 2027-05
+        w.advance()
+    assert w.fundamental_value()[0] == 0.0 and w.fundamental_value()[H100] > 0
+
+
+def test_fundamental_value_falls_with_deflation() -> None:
+    w = world()
+    values = [w.present_value(d, 0.10) for d in (0.0, 0.2, 0.4, 0.6)]
+    live = w.margin_per_gpu() > 0
+    for slower, faster in zip(values, values[1:], strict=False):
+        assert np.all(faster[live] < slower[live])
+
+
+# --- BTC and hashprice ------------------------------------------------------------------------------
+
+
+def btc_returns(overrides: dict, n: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """n monthly BTC log returns and the compute-demand shocks drawn in the same months."""
+    w = world({"world.rent.noise_persistence": 0.0, "world.rent.noise_volatility": 0.05, **overrides}, seed)
+    ret, shock = np.empty(n), np.empty(n)
+    for i in range(n):
+        w.advance()
+        ret[i], shock[i] = w.btc_last_return, w.demand_shock
+    return ret, shock
+
+
+def test_btc_log_returns_have_the_configured_moments() -> None:
+    """Jump-diffusion: mean (mu - sigma^2/2)/12 + lambda/12 x jump mean; variance sigma^2/12 +
+    lambda/12 x (jump mean^2 + jump s.d.^2), with the baseline's mu 0.15, sigma 0.5, lambda 1,
+    jumps N(-0.15, 0.10)."""
+    n = 12_000
+    ret, _ = btc_returns({}, n)
+    mean = (0.15 - 0.5 * 0.25) / 12 + (1 / 12) * -0.15
+    sd = math.sqrt(0.25 / 12 + (1 / 12) * (0.15**2 + 0.10**2))
+    assert ret.mean() == pytest.approx(mean, abs=4 * sd / math.sqrt(n))
+    assert ret.std() == pytest.approx(sd, rel=0.03)
+
+
+def test_btc_jumps_fatten_the_tails() -> None:
+    no_jumps, _ = btc_returns({"world.btc.jumps_per_year": 0.0}, 12_000)
+    jumps, _ = btc_returns(
+        {"world.btc.jumps_per_year": 6.0, "world.btc.jump_mean": 0.0, "world.btc.jump_std": 0.25}, 12_000
+    )
+    # excess kurtosis of a Poisson mixture of normals: 3 l s_J^4 / (s^2 + l s_J^2)^2 = 2.16 here
+    assert abs(kurtosis(no_jumps)) < 0.3
+    assert kurtosis(jumps) > 1.2
+
+
+def test_btc_correlates_with_compute_demand_more_in_stress() -> None:
+    normal, normal_shock = btc_returns({"world.btc.jumps_per_year": 0.0}, 6_000)
+    stress, stress_shock = btc_returns(
+        {"world.btc.jumps_per_year": 0.0, "world.regime.start_in_stress": True}, 6_000
+    )
+    rho_normal = np.corrcoef(normal, normal_shock)[0, 1]
+    rho_stress = np.corrcoef(stress, stress_shock)[0, 1]
+    assert rho_normal == pytest.approx(0.2, abs=0.05)
+    assert rho_stress == pytest.approx(0.8, abs=0.05)
+    assert rho_stress > rho_normal + 0.4
+
+
+def test_hashprice_halves_at_a_halving() -> None:
+    flat_btc = {
+        "world.btc.drift_per_year": 0.0,
+        "world.btc.volatility_per_year": 0.0,
+        "world.btc.jumps_per_year": 0.0,
+        "world.btc.hashrate_growth_per_year": 0.0,
+        "world.btc.fees_btc_per_block": 0.0,
+        "world.btc.halvings": ["2025-04"],
+    }
+    w = world(flat_btc)
+    # 95,000 USD x 3.125 BTC x 144 blocks a day / 800,000 PH/s
+    assert w.hashprice() == pytest.approx(53.4375, rel=1e-12)
+    w.advance(), w.advance()
+    assert w.hashprice() == pytest.approx(53.4375, rel=1e-12)
+    w.advance()  # 2025-04
+    assert w.hashprice() == pytest.approx(53.4375 / 2, rel=1e-12)
+
+
+# --- covenants and cures ------------------------------------------------------------------------------
+
+
+def one_borrower(
+    loan: dict, cash: float = 0.0, equity_capacity: float = 0.0, overrides: dict | None = None
+) -> GPUCreditModel:
+    agents = [
+        {
+            "id": "nc",
+            "type": "neocloud",
+            "fleet": {"H100": 1000},
+            "cash": cash,
+            "equity_capacity": equity_capacity,
+        },
+        {"id": "bank", "type": "bank", "cash": 1e6},
+    ]
+    loans = [{"creditor": "bank", "debtor": "nc", "tenor_months": 60, "spread": 0.05, **loan}]
+    return GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
+
+
+def fleet_value() -> float:
+    """1,000 H100 at the opening collateral price (fundamental x mark 1, no haircut)."""
+    probe = one_borrower({"principal": 1.0})
+    return 1000 * float(probe.state.collateral_price()[H100])
+
+
+def test_ltv_covenant_just_inside_is_not_breached() -> None:
+    v = fleet_value()
+    model = one_borrower({"principal": 0.5 * v * 0.999, "ltv_max": 0.5})
+    failures, offers = covenant_round(model.state, first_round=False)
+    assert failures.agents.size == 0 and len(offers) == 0
+    assert not model.state.in_breach[0]
+
+
+def test_ltv_covenant_just_outside_is_cured_by_selling_gpus() -> None:
+    """No cash or equity: sell s with (D - s) = L (V - s), s = (D - L V) / (1 - L)."""
+    v = fleet_value()
+    debt = 0.5 * v * 1.001
+    model = one_borrower({"principal": debt, "ltv_max": 0.5})
+    failures, offers = covenant_round(model.state, first_round=False)
+    assert failures.agents.size == 0 and model.state.in_breach[0]
+    sale = (debt - 0.5 * v) / (1 - 0.5)
+    assert offers.units.sum() == pytest.approx(1000 * sale / v, rel=1e-9)  # 1 GPU
+    assert list(offers.seller) == [0] and list(offers.lot) == [-1]
+
+
+def test_ltv_covenant_cured_from_cash_prepays_the_gap() -> None:
+    v = fleet_value()
+    debt = 0.5 * v * 1.01
+    model = one_borrower({"principal": debt, "ltv_max": 0.5}, cash=1e6)
+    failures, offers = covenant_round(model.state, first_round=False)
+    assert failures.agents.size == 0 and len(offers) == 0
+    assert model.ledger.loans.principal[0] == pytest.approx(0.5 * v, rel=1e-12)
+    assert model.ledger.cash[0] == pytest.approx(1e6 - (debt - 0.5 * v), rel=1e-12)
+    assert model.ledger.cash[1] == pytest.approx(1e6 + (debt - 0.5 * v), rel=1e-12)
+
+
+def test_ltv_breach_that_cannot_be_cured_defaults() -> None:
+    """A limit of 1 or more cannot be restored by selling (each sale repays no more than it removes)."""
+    v = fleet_value()
+    model = one_borrower({"principal": 1.0 * v * 1.01, "ltv_max": 1.0})
+    failures, _ = covenant_round(model.state, first_round=False)
+    assert list(failures.agents) == [0]
+    assert list(failures.cause) == [Cause.COVENANT_LTV] and list(failures.parent) == [-1]
+
+
+def dscr_model(cash: float, grace: int = 0) -> tuple[GPUCreditModel, float]:
+    v = fleet_value()
+    debt = 0.1 * v
+    model = one_borrower(
+        {"principal": debt, "dscr_min": 1.25},
+        cash=cash,
+        overrides={"cascade.cure_grace_months": grace},
+    )
+    model.ledger.operating_cash_flow[0] = 100_000.0  # last month: coverage 1.0 against a 1.25 covenant
+    model.ledger.debt_service_due[0] = 100_000.0
+    return model, debt
+
+
+def test_dscr_breach_is_cured_by_cutting_debt_in_proportion() -> None:
+    """Coverage 1.0 under 1.25: debt service must fall by 1 - 1/1.25 = 20 %, so 20 % of the debt."""
+    model, debt = dscr_model(cash=1e9)
+    failures, offers = covenant_round(model.state, first_round=True)
+    assert failures.agents.size == 0 and len(offers) == 0 and model.state.in_breach[0]
+    assert model.ledger.loans.principal[0] == pytest.approx(0.8 * debt, rel=1e-12)
+
+
+def test_dscr_breach_without_cash_defaults_and_cannot_sell() -> None:
+    model, _ = dscr_model(cash=0.0)
+    failures, offers = covenant_round(model.state, first_round=True)
+    assert list(failures.agents) == [0] and list(failures.cause) == [Cause.COVENANT_DSCR]
+    assert len(offers) == 0
+
+
+def test_dscr_is_tested_only_in_the_first_round_and_after_the_grace_period() -> None:
+    model, _ = dscr_model(cash=0.0)
+    assert covenant_round(model.state, first_round=False)[0].agents.size == 0
+    graced, _ = dscr_model(cash=0.0, grace=1)
+    assert covenant_round(graced.state, first_round=True)[0].agents.size == 0  # month 1 of grace
+    assert list(covenant_round(graced.state, first_round=True)[0].agents) == [0]  # month 2: default
+
+
+def miner_with_margin_loan(cash: float) -> GPUCreditModel:
+    agents = [
+        {"id": "m", "type": "miner", "btc": 100.0, "cash": cash},
+        {"id": "bank", "type": "bank", "cash": 0.0},
+    ]
+    loans = [
+        {
+            "creditor": "bank",
+            "debtor": "m",
+            "principal": 8e6,
+            "tenor_months": 12,
+            "collateral": "btc",
+            "amortisation": "bullet",
+            "margin_call_ltv": 0.8,
+            "spread": 0.05,
+        }
+    ]
+    return GPUCreditModel(explicit_market(agents, loans), seed=1)
+
+
+def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call() -> None:
+    """BTC 100 x 95,000 = 9.5M; call at 0.8 x 9.5M = 7.6M < 8M; restore to 0.75 x 7.6M = 5.7M."""
+    model = miner_with_margin_loan(cash=3e6)
+    failures, _ = covenant_round(model.state, first_round=False)
+    assert failures.agents.size == 0
+    assert model.ledger.loans.principal[0] == pytest.approx(5.7e6)
+    assert model.ledger.cash[0] == pytest.approx(0.7e6)
+
+
+def test_margin_call_not_met_seizes_btc_and_defaults() -> None:
+    model = miner_with_margin_loan(cash=1e6)
+    failures, _ = covenant_round(model.state, first_round=False)
+    assert list(failures.cause) == [Cause.MARGIN_CALL]
+    loans = model.ledger.loans
+    assert loans.principal[0] == pytest.approx(0.0, abs=1e-6) and not loans.active[0]
+    assert model.ledger.btc[0] == pytest.approx(100 - 8e6 / 95_000)
+    assert model.ledger.cash[1] == pytest.approx(8e6)
+
+
+def test_plan_cure_uses_cash_then_equity_then_sales() -> None:
+    # D = 1000, L = 0.5, V = 1800: need = D - L V = 100; cash 60, equity 30, then sell
+    # s = (910 - 900) / 0.5 = 20; afterwards (910 - 20) / (1800 - 20) = 0.5 exactly
+    plan = Borrower.plan_cure(
+        need=np.array([100.0, 100.0, 100.0, 500.0, 50.0]),
+        cash=np.array([60.0, 150.0, 60.0, 0.0, 0.0]),
+        equity_room=np.array([30.0, 0.0, 30.0, 0.0, 0.0]),
+        debt=np.array([1000.0, 1000.0, 1000.0, 1000.0, 1050.0]),
+        collateral_value=np.array([1800.0, 1800.0, 1800.0, 1000.0, 1000.0]),
+        ltv_limit=np.array([0.5, 0.5, 0.5, 0.5, 1.0]),
+        can_sell=np.array([True, True, False, True, True]),
+    )
+    np.testing.assert_allclose(plan.from_cash, [60, 100, 0, 0, 0])
+    np.testing.assert_allclose(plan.from_equity, [30, 0, 0, 0, 0])
+    np.testing.assert_allclose(plan.sale_value, [20, 0, 0, 0, 0])
+    # 3: a DSCR breach cannot be cured by selling; 4: it would have to sell the whole fleet;
+    # 5: at a limit of 1 selling never helps
+    assert plan.cured.tolist() == [True, True, False, False, False]
+
+
+# --- the secondary market ----------------------------------------------------------------------------
+
+
+def book(
+    valuation: float, capacity: float, budget: float, eligible=(True,), sigma: float = 0.25
+) -> BuyerBook:
+    g = len(eligible)
+    return BuyerBook(
+        valuation=np.full((1, g), valuation),
+        dispersion=np.array([sigma]),
+        eligible=np.array([eligible]),
+        budget=np.array([budget]),
+        capacity=np.array([capacity]),
+    )
+
+
+def offers(units, reserve, generation=None) -> Offers:
+    units = np.asarray(units, dtype=float)
+    n = units.size
+    return Offers(
+        generation=np.zeros(n, np.int64) if generation is None else np.asarray(generation, np.int64),
+        units=units,
+        reserve=np.asarray(reserve, dtype=float),
+        seller=np.arange(n, dtype=np.int64),
+        lot=np.arange(n, dtype=np.int64),
+        source=np.arange(n, dtype=np.int64) + 100,
+    )
+
+
+@pytest.mark.parametrize(
+    ("supply", "price"),
+    [(500.0, 10_000.0), (1000 * norm.cdf(1.0), 10_000.0 * math.exp(-0.25))],
+)
+def test_capacity_bound_buyer_clears_where_its_valuation_quantile_meets_supply(supply, price) -> None:
+    """Demand C x Phi((ln v - ln p) / sigma) = supply: half the capacity at p = v; Phi(1) at v e^-sigma."""
+    result = clear(offers([supply], [0.0]), book(10_000.0, 1000.0, 1e15), 1)
+    assert result.price[0] == pytest.approx(price, rel=1e-6)
+    assert result.sold[0] == pytest.approx(supply, rel=1e-6)
+    assert result.bought[0, 0] == pytest.approx(supply, rel=1e-6)
+
+
+def test_budget_bound_buyer_clears_at_budget_over_supply() -> None:
+    result = clear(offers([500.0], [0.0]), book(10_000.0, 1e12, 1e6), 1)
+    assert result.price[0] == pytest.approx(1e6 / 500, rel=1e-6)  # Phi(ln 5 / 0.25) = 1 - 6e-11
+
+
+def test_reserve_is_respected_and_unsold_units_stay_unsold() -> None:
+    """Reserve 1.2 v: the market clears at the reserve with C x Phi(-ln 1.2 / sigma) units sold."""
+    result = clear(offers([500.0], [12_000.0]), book(10_000.0, 1000.0, 1e15), 1)
+    sold = 1000 * norm.cdf(-math.log(1.2) / 0.25)
+    assert result.price[0] == pytest.approx(12_000.0, rel=1e-12)
+    assert result.filled[0] == pytest.approx(sold, rel=1e-9)
+    assert 500 - result.filled[0] == pytest.approx(500 - sold, rel=1e-9)
+
+
+def test_offer_above_the_clearing_price_is_not_filled() -> None:
+    result = clear(offers([500.0, 300.0], [0.0, 20_000.0]), book(10_000.0, 1000.0, 1e15), 1)
+    assert result.price[0] == pytest.approx(10_000.0, rel=1e-6)  # set by the 500 units alone
+    assert result.filled[1] == 0.0 and result.filled[0] == pytest.approx(500.0, rel=1e-6)
+    assert result.driver[0] == 100  # the source of the filled lot
+
+
+def test_buyer_that_cannot_host_a_generation_does_not_buy_it() -> None:
+    result = clear(
+        offers([100.0, 100.0], [0.0, 0.0], generation=[0, 1]),
+        book(10_000.0, 1000.0, 1e15, eligible=(True, False)),
+        2,
+    )
+    assert result.sold[0] > 0 and result.sold[1] == 0.0 and result.bought[0, 1] == 0.0
+
+
+@pytest.mark.parametrize(("max_rack_kw", "gb200_sold"), [(60.0, False), (120.0, True)])
+def test_facility_limit_excludes_buyers_below_the_rack_density(max_rack_kw, gb200_sold) -> None:
+    """From a buyer class to its book: GB200 needs 120 kW racks, H100 40 kW."""
+    data = explicit_market(
+        [{"id": "bank", "type": "bank"}],
+        overrides={"world.start": "2025-07", "buyers.hyperscaler.max_rack_kw": max_rack_kw},
+    )
+    data["buyers"] = [data["buyers"][0]]
+    model = GPUCreditModel(data, seed=1)
+    bb = HardwareBuyer.monthly_book(model.buyers, model.state.world, False, model.config.policy)
+    gb200 = model.state.world.generations.index("GB200")
+    result = clear(offers([100.0, 100.0], [0.0, 0.0], generation=[H100, gb200]), bb, len(GENS))
+    assert result.sold[H100] > 0
+    assert (result.sold[gb200] > 0) == gb200_sold
+
+
+# --- rollovers ------------------------------------------------------------------------------------------
+
+
+def test_rollover_decisions_by_lender_type() -> None:
+    kinds = np.array([Kind.BANK, Kind.BANK, Kind.CREDIT_FUND, Kind.ABS_TRUST, Kind.BOND_INVESTORS])
+    stressed = np.array([False, True, False, False, False])
+    assert Lender.agrees_to_roll(kinds, stressed, True).tolist() == [True, False, True, False, True]
+    assert Lender.agrees_to_roll(kinds, stressed, False).tolist() == [True, False, True, False, False]
+
+
+def test_bank_below_its_rollover_capital_ratio_is_stressed() -> None:
+    params = {"rollover_capital_ratio": np.full(3, 0.10)}
+    kinds = np.full(3, Kind.BANK)
+    ratio = np.array([0.09, 0.11, 0.5])
+    defaulted = np.array([False, False, True])
+    stressed = Lender.stressed(kinds, ratio, defaulted, np.zeros(3, bool), params)
+    assert stressed.tolist() == [True, False, True]
+
+
+def maturing_loan_model(bank_liabilities: float, lender: str = "bank") -> GPUCreditModel:
+    """A 1M bullet loan maturing this month; the borrower has 10k of cash and cannot repay it."""
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 10}, "cash": 10_000.0},
+        {"id": "lender", "type": lender, "external_liabilities": bank_liabilities},
+    ]
+    loans = [
+        {
+            "creditor": "lender",
+            "debtor": "nc",
+            "principal": 1e6,
+            "tenor_months": 1,
+            "amortisation": "bullet",
+            "collateral": "none",
+            "spread": 0.05,
+        }
+    ]
+    return GPUCreditModel(explicit_market(agents, loans), seed=1)
+
+
+def test_healthy_bank_rolls_a_maturing_loan() -> None:
+    model = maturing_loan_model(bank_liabilities=0.8e6)  # capital ratio 0.2 > 0.10
+    failed = pay_debt_service(model.state, np.zeros(model.ledger.n_agents))
+    assert failed.agents.size == 0
+    loans = model.ledger.loans
+    assert loans.principal[0] == 1e6 and loans.age[0] == 0 and loans.tenor[0] == 1
+    interest = 1e6 * (0.043 + 0.05) / 12
+    assert model.ledger.cash[0] == pytest.approx(10_000.0 - interest)
+
+
+@pytest.mark.parametrize(
+    ("liabilities", "lender"),
+    [(0.95e6, "bank"), (0.0, "abs_trust")],
+    ids=["bank-below-rollover-capital", "abs-trust-never-rolls"],
+)
+def test_refused_rollover_defaults_a_borrower_who_cannot_repay(liabilities, lender) -> None:
+    model = maturing_loan_model(liabilities, lender)
+    failed = pay_debt_service(model.state, np.zeros(model.ledger.n_agents))
+    assert list(failed.agents) == [0]
+    assert list(failed.cause) == [Cause.ROLLOVER_REFUSED]
+    assert list(failed.parent) == [-1]  # the lender refused for its own reasons, not another default
+    assert model.ledger.loans.principal[0] == 1e6  # nothing was paid
+
+
+def test_bond_investors_roll_only_while_markets_are_open() -> None:
+    model = maturing_loan_model(0.0, "bond_investors")
+    assert pay_debt_service(model.state, np.zeros(model.ledger.n_agents)).agents.size == 0
+    closed = maturing_loan_model(0.0, "bond_investors")
+    closed.state.world.stress = True  # markets close in stress (markets_open_in_stress is false)
+    assert list(pay_debt_service(closed.state, np.zeros(closed.ledger.n_agents)).cause) == [
+        Cause.ROLLOVER_REFUSED
+    ]
+
+
+# --- ABS waterfall --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [
+        (0.0, (0, 0, 0)),
+        (-5.0, (0, 0, 0)),
+        (5.0, (0, 0, 5)),
+        (20.0, (0, 10, 10)),
+        (95.0, (70, 15, 10)),
+        (200.0, (75, 15, 10)),
+    ],
+)
+def test_abs_losses_hit_the_junior_tranche_first(loss, expected) -> None:
+    tranches = [
+        TrancheSpec(name="senior", share=0.75),
+        TrancheSpec(name="mezzanine", share=0.15),
+        TrancheSpec(name="junior", share=0.10),
+    ]
+    out = ABSTrust.tranche_losses(loss, tranches, liabilities=100.0)
+    assert list(out) == ["senior", "mezzanine", "junior"]
+    assert tuple(out.values()) == pytest.approx(expected)
+
+
+# --- repossession and recovery --------------------------------------------------------------------------
+
+
+def estate(loans: list[dict], cash: float = 1000.0) -> tuple[GPUCreditModel, float]:
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 1000}, "cash": cash},
+        {"id": "bank", "type": "bank"},
+        {"id": "fund", "type": "credit_fund"},
+    ]
+    v = 1000 * float(one_borrower({"principal": 1.0}).state.mark_price()[H100])
+    full = [
+        {"debtor": "nc", "tenor_months": 60, "spread": 0.05, **x, "principal": x["principal"] * v}
+        for x in loans
+    ]
+    return GPUCreditModel(explicit_market(agents, full), seed=1), v
+
+
+def units_by_holder(model: GPUCreditModel) -> dict[int, float]:
+    lots = model.ledger.lots
+    return {int(h): float(lots.units[lots.holder == h].sum()) for h in np.unique(lots.holder)}
+
+
+def test_gpus_go_to_secured_lenders_by_seniority() -> None:
+    """Claims 0.6 V senior (bank) and 0.6 V junior (fund): the bank takes 600 GPUs, the fund the
+    remaining 400; the estate's cash goes to the fund, whose claim the collateral does not cover."""
+    model, v = estate(
+        [
+            {"creditor": "bank", "principal": 0.6, "seniority": 1},
+            {"creditor": "fund", "principal": 0.6, "seniority": 2},
+        ]
+    )
+    repossess(model.state, np.array([0]))
+    assert units_by_holder(model) == pytest.approx({1: 600.0, 2: 400.0})
+    loans, led = model.ledger.loans, model.ledger
+    assert loans.written_off.tolist() == pytest.approx([0.6 * v, 0.6 * v])
+    assert loans.recovered.tolist() == pytest.approx([0.0, 1000.0])
+    assert not loans.active.any() and loans.principal.tolist() == [0.0, 0.0]
+    assert led.gpus[0].sum() == 0.0 and led.cash[0] == 0.0 and led.cash[2] == pytest.approx(1000.0)
+
+
+def test_surplus_collateral_is_shared_by_all_creditors_by_claim() -> None:
+    """Secured 0.3 V (bank) and unsecured 0.3 V bond: the bank takes 300 GPUs first, the 700 left
+    are split by claim, 350 each."""
+    model, _ = estate(
+        [
+            {"creditor": "bank", "principal": 0.3, "seniority": 1},
+            {"creditor": "fund", "principal": 0.3, "seniority": 2, "collateral": "none"},
+        ]
+    )
+    repossess(model.state, np.array([0]))
+    assert units_by_holder(model) == pytest.approx({1: 650.0, 2: 350.0})
+
+
+def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest() -> None:
+    model, v = estate([{"creditor": "bank", "principal": 0.9, "ltv_max": 5.0}], cash=0.0)
+    total = model.ledger.total_gpus().copy()
+    report = model.default_agent(0)
+    led, loans = model.ledger, model.ledger.loans
+    assert led.defaulted[0] and led.default_cause[0] == Cause.SHOCK
+    sold = report.forced_units
+    assert 0 < sold < 1000  # the calm bank offers only part of the stock per round
+    bought = led.gpus[model.buyer_index].sum()
+    assert bought == pytest.approx(sold)
+    assert led.lots.units.sum() == pytest.approx(1000 - sold)  # unsold stock stays with the bank
+    assert loans.recovered[0] == pytest.approx(report.forced_value) and loans.recovered[0] <= 0.9 * v
+    assert led.cash[1] == pytest.approx(report.forced_value)
+    np.testing.assert_allclose(led.total_gpus(), total)
+    model.step()  # next month more of the carried stock is offered
+    assert led.lots.units.sum() < 1000 - sold
