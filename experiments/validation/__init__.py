@@ -28,8 +28,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", choices=[*REDUCTIONS, "all"], help="which reduction (or all)")
     p.add_argument("--quick", action="store_true", help="fewer draws (minutes instead of tens of minutes)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for the figures, or a .png path for one reduction (default results/validation)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the figures, or a .png path for one reduction (default results/validation)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the draws (default: each reduction's own)")
     return p
 

@@ -66,7 +66,9 @@ def reduced_scenario(
         data["world"]["generations"] = generations
     base_buyer = copy.deepcopy(data["buyers"][0])
     data["buyers"] = buyers if buyers is not None else [{**base_buyer, "count": 0}]
-    data["lenders"] = {k: dict(PASSIVE_LENDER) for k in ("bank", "credit_fund", "abs_trust", "bond_investors")}
+    data["lenders"] = {
+        k: dict(PASSIVE_LENDER) for k in ("bank", "credit_fund", "abs_trust", "bond_investors")
+    }
     rules = {
         "max_rounds": 1000,
         "price_channel": True,
@@ -214,7 +216,10 @@ class Report:
             return str(v)
 
         head = ("quantity", "project", "reference", "tolerance", "ok")
-        body = [(r.quantity, fmt(r.project), fmt(r.reference), r.tolerance, "yes" if r.ok else "NO") for r in self.rows]
+        body = [
+            (r.quantity, fmt(r.project), fmt(r.reference), r.tolerance, "yes" if r.ok else "NO")
+            for r in self.rows
+        ]
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
         lines = [f"== {self.name}: {self.title}"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]

@@ -29,7 +29,14 @@ from model.clearing import eisenberg_noe
 # tests/test_clearing.py (test_eisenberg_noe_four_bank_contagion_worked_by_hand):
 # p* = (38/3, 55/3, 10, 20), recovery (19/30, 11/12, 1, 1).
 FOUR_BANK = {
-    "debts": [("A", "B", 10.0), ("A", "C", 10.0), ("B", "A", 4.0), ("B", "C", 8.0), ("C", "D", 6.0), ("D", "A", 4.0)],
+    "debts": [
+        ("A", "B", 10.0),
+        ("A", "C", 10.0),
+        ("B", "A", 4.0),
+        ("B", "C", 8.0),
+        ("C", "D", 6.0),
+        ("D", "A", 4.0),
+    ],
     "external_assets": {"A": 5.0, "B": 12.0, "C": 0.0, "D": 15.0},
     "external_liabilities": {"A": 0.0, "B": 8.0, "C": 4.0, "D": 16.0},
     "recovery": {"A": 19 / 30, "B": 11 / 12, "C": 1.0, "D": 1.0},
@@ -44,13 +51,18 @@ def engine_recovery(example: dict) -> tuple[dict[str, float], dict[str, bool]]:
 
     names = sorted(example["external_assets"])
     agents = [
-        {"id": b, "type": "bank", "external_assets": example["external_assets"][b],
-         "external_liabilities": example["external_liabilities"][b]}
+        {
+            "id": b,
+            "type": "bank",
+            "external_assets": example["external_assets"][b],
+            "external_liabilities": example["external_liabilities"][b],
+        }
         for b in names
     ]
     loans = [interbank_loan(c, d, a) for d, c, a in example["debts"]]  # (debtor, creditor, amount)
-    model = GPUCreditModel(reduced_scenario(agents, loans, {"interbank_recovery": "clearing",
-                                                            "default_at_zero_equity": False}))
+    model = GPUCreditModel(
+        reduced_scenario(agents, loans, {"interbank_recovery": "clearing", "default_at_zero_equity": False})
+    )
     model.resolve_now()
     led = model.ledger
     loans_ = led.loans
@@ -77,8 +89,15 @@ def random_problem(rng: np.random.Generator, n: int) -> tuple:
 def properties(draws: int, n: int, seed: int) -> dict[str, float]:
     """Worst-case deviations over seeded random networks (all should be ~0)."""
     rng = np.random.default_rng(seed)
-    worst = {"fd_vs_fp": 0.0, "above_pbar": 0.0, "below_zero": 0.0, "non_monotone": 0.0,
-             "not_fixed_point": 0.0, "least_above_greatest": 0.0, "defaults": 0.0}
+    worst = {
+        "fd_vs_fp": 0.0,
+        "above_pbar": 0.0,
+        "below_zero": 0.0,
+        "non_monotone": 0.0,
+        "not_fixed_point": 0.0,
+        "least_above_greatest": 0.0,
+        "defaults": 0.0,
+    }
     for _ in range(draws):
         n_, d, c, a, e, ext = random_problem(rng, n)
         fd = eisenberg_noe(n_, d, c, a, e, ext)
@@ -93,7 +112,9 @@ def properties(draws: int, n: int, seed: int) -> dict[str, float]:
         pi_t = np.zeros((n_, n_))
         np.add.at(pi_t, (c, d), a / pbar[d])
         phi = np.minimum(pbar, np.maximum(0.0, e + pi_t @ fd.payments))
-        worst["not_fixed_point"] = max(worst["not_fixed_point"], float(np.abs(phi - fd.payments).max()) / scale)
+        worst["not_fixed_point"] = max(
+            worst["not_fixed_point"], float(np.abs(phi - fd.payments).max()) / scale
+        )
         low = np.zeros(n_)
         for _ in range(10_000):  # Picard iteration from 0 rises to the least clearing vector
             new = np.minimum(pbar, np.maximum(0.0, e + pi_t @ low))
@@ -109,15 +130,30 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2001) -> Repor
     report = Report("eisenberg_noe", "Eisenberg & Noe (2001) clearing vector, through the cascade's clearing")
     # EN (2001), section 2: two firms owing each other 1 with no cash; every (t, t) clears, greatest (1, 1).
     two = eisenberg_noe(2, [0, 1], [1, 0], [1.0, 1.0], [0.0, 0.0])
-    report.add("EN 2001 sec. 2 two-firm example: greatest clearing vector", str(np.round(two.payments, 12).tolist()),
-               "[1.0, 1.0]", "exact", np.allclose(two.payments, [1.0, 1.0], rtol=0, atol=1e-12))
+    report.add(
+        "EN 2001 sec. 2 two-firm example: greatest clearing vector",
+        str(np.round(two.payments, 12).tolist()),
+        "[1.0, 1.0]",
+        "exact",
+        np.allclose(two.payments, [1.0, 1.0], rtol=0, atol=1e-12),
+    )
     recovery, failed = engine_recovery(FOUR_BANK)
     for b in sorted(recovery):
         ref = FOUR_BANK["recovery"][b]
-        report.add(f"four-bank example via GPUCreditModel: recovery of {b}", recovery[b], ref, f"abs {TOL:g}",
-                   abs(recovery[b] - ref) <= TOL)
-    report.add("four-bank example: who fails (engine)", ",".join(b for b in sorted(failed) if failed[b]), "A,B",
-               "exact", [b for b in sorted(failed) if failed[b]] == ["A", "B"])
+        report.add(
+            f"four-bank example via GPUCreditModel: recovery of {b}",
+            recovery[b],
+            ref,
+            f"abs {TOL:g}",
+            abs(recovery[b] - ref) <= TOL,
+        )
+    report.add(
+        "four-bank example: who fails (engine)",
+        ",".join(b for b in sorted(failed) if failed[b]),
+        "A,B",
+        "exact",
+        [b for b in sorted(failed) if failed[b]] == ["A", "B"],
+    )
     draws, n = (50, 30) if quick else (500, 60)
     worst = properties(draws, n, seed)
     labels = {
@@ -130,10 +166,14 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2001) -> Repor
     }
     for key, label in labels.items():
         report.add(label, worst[key], 0.0, "<= 1e-9", worst[key] <= 1e-9)
-    report.notes.append(f"{draws} random networks of {n} banks (density 0.2), seed {seed}; "
-                        f"mean defaults per network {worst['defaults']:.1f}")
-    report.notes.append("The four-bank example is hand-derived (tests/test_clearing.py), not taken from a paper;"
-                        " EN (2001) give the two-firm example only as an illustration of non-uniqueness.")
+    report.notes.append(
+        f"{draws} random networks of {n} banks (density 0.2), seed {seed}; "
+        f"mean defaults per network {worst['defaults']:.1f}"
+    )
+    report.notes.append(
+        "The four-bank example is hand-derived (tests/test_clearing.py), not taken from a paper;"
+        " EN (2001) give the two-firm example only as an illustration of non-uniqueness."
+    )
     report.figure = plot(seed, figure_path(out, "eisenberg_noe"))
     return report
 

@@ -100,8 +100,12 @@ def scenario_for(draw: Draw, default_at_zero_equity: bool) -> dict:
     """The draw as an explicit scenario dict for ``GPUCreditModel`` (used to check the fast path)."""
     principal, external, deposits, _ = balance_sheet(draw)
     agents = [
-        {"id": f"bank-{i}", "type": "bank", "external_assets": float(external[i]),
-         "external_liabilities": float(deposits[i])}
+        {
+            "id": f"bank-{i}",
+            "type": "bank",
+            "external_assets": float(external[i]),
+            "external_liabilities": float(deposits[i]),
+        }
         for i in range(draw.n)
     ]
     loans = [
@@ -156,9 +160,7 @@ class Curve:
     seconds: float
 
 
-def simulate(
-    z_grid: tuple[float, ...], n: int, draws: int, seed: int, default_at_zero_equity: bool
-) -> Curve:
+def simulate(z_grid: tuple[float, ...], n: int, draws: int, seed: int, default_at_zero_equity: bool) -> Curve:
     """Contagion frequency and conditional extent per z, through the engine. Draws are seeded per z
     from one SeedSequence, so each z's draws are the same whichever tie rule or kernel runs them."""
     engine = GKEngine(default_at_zero_equity)
@@ -187,23 +189,48 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2010) -> Repor
         lo, hi = analytic_window(tie)
         inside = (c.z > lo + 0.5) & (c.z < hi - 0.5)
         outside = (c.z < lo - 0.4) | (c.z > hi + 1.5)
-        report.add(f"{label}: analytic window (GK condition)", f"{lo:.2f} < z < {hi:.2f}", "G(z) > 1", "-", True)
+        report.add(
+            f"{label}: analytic window (GK condition)", f"{lo:.2f} < z < {hi:.2f}", "G(z) > 1", "-", True
+        )
         zs = c.z[c.frequency > 0]
         observed = f"{zs.min():.1f}..{zs.max():.1f}" if zs.size else "none"
-        report.add(f"{label}: z with any contagion", observed, f"within [{lo:.2f}, {hi + 1.5:.2f}]",
-                   "finite-n edge: +1.5 in z", bool(zs.size) and zs.min() >= lo - 0.4 and zs.max() <= hi + 1.5)
-        report.add(f"{label}: max frequency outside window", float(c.frequency[outside].max(initial=0.0)), 0.0,
-                   "<= 1/draws", float(c.frequency[outside].max(initial=0.0)) <= 1.0 / draws + 1e-12)
-        report.add(f"{label}: min frequency inside window", float(c.frequency[inside].min(initial=1.0)), "> 0",
-                   f"> 0 (3 s.e. = {se_floor:.3f})", float(c.frequency[inside].min(initial=1.0)) > 0)
+        report.add(
+            f"{label}: z with any contagion",
+            observed,
+            f"within [{lo:.2f}, {hi + 1.5:.2f}]",
+            "finite-n edge: +1.5 in z",
+            bool(zs.size) and zs.min() >= lo - 0.4 and zs.max() <= hi + 1.5,
+        )
+        report.add(
+            f"{label}: max frequency outside window",
+            float(c.frequency[outside].max(initial=0.0)),
+            0.0,
+            "<= 1/draws",
+            float(c.frequency[outside].max(initial=0.0)) <= 1.0 / draws + 1e-12,
+        )
+        report.add(
+            f"{label}: min frequency inside window",
+            float(c.frequency[inside].min(initial=1.0)),
+            "> 0",
+            f"> 0 (3 s.e. = {se_floor:.3f})",
+            float(c.frequency[inside].min(initial=1.0)) > 0,
+        )
         top = c.z[np.nanargmax(np.where(np.isnan(c.extent), -1, c.z))]
-        report.add(f"{label}: conditional extent at z={top:.1f} (top of window)",
-                   float(c.extent[c.z == top][0]), "~1 (robust-yet-fragile)", ">= 0.9",
-                   float(c.extent[c.z == top][0]) >= 0.9)
+        report.add(
+            f"{label}: conditional extent at z={top:.1f} (top of window)",
+            float(c.extent[c.z == top][0]),
+            "~1 (robust-yet-fragile)",
+            ">= 0.9",
+            float(c.extent[c.z == top][0]) >= 0.9,
+        )
     t, f = curves[True], curves[False]
-    report.add("tie rule: frequency(tie=default) >= frequency(tie=survive), every z",
-               f"{int(np.sum(t.frequency >= f.frequency))}/{len(Z_GRID)} z", f"{len(Z_GRID)}/{len(Z_GRID)} z",
-               "3 s.e.", bool(np.all(t.frequency >= f.frequency - se_floor)))
+    report.add(
+        "tie rule: frequency(tie=default) >= frequency(tie=survive), every z",
+        f"{int(np.sum(t.frequency >= f.frequency))}/{len(Z_GRID)} z",
+        f"{len(Z_GRID)}/{len(Z_GRID)} z",
+        "3 s.e.",
+        bool(np.all(t.frequency >= f.frequency - se_floor)),
+    )
     report.notes.append(
         f"n={n}, {draws} draws per z, seed={seed}; engine time {t.seconds + f.seconds:.1f} s for "
         f"{2 * draws * len(Z_GRID)} cascades"
