@@ -88,9 +88,8 @@ def eisenberg_noe(
         raise ValueError("external_liabilities must be >= 0")
     owed = _sparse(n, d, c, a)  # owed[i, j]: what i owes j
     pbar = owed.sum(axis=1) + ext
-    inv = np.divide(1.0, pbar, out=np.zeros(n), where=pbar > 0)
     # Pi^T: row i holds i's shares of the other nodes' payments.
-    pi_t = (sp.diags_array(inv) @ owed).T.tocsr()
+    pi_t = _divide_rows(owed, pbar).T.tocsr()
     order = np.full(n, -1, dtype=np.int64)
     if method == "fictitious_default":
         p, rounds = _fictitious_default(pi_t, pbar, e, order, tol, max_iter)
@@ -222,9 +221,9 @@ def _fictitious_default(
     solvent (pay pbar), broke (value <= 0: pay nothing, since p* <= u) and the rest, who pay what they
     have, solved on that subset (`_pay_what_they_have`) with others' payments fixed. These are again an
     upper bound and fall monotonically, so the solvent set only shrinks and the broke set only grows:
-    when neither changes, the payments are the greatest clearing vector. If the defaulters' system is
-    singular (a closed ring of defaulters with no outside leakage, possible only with negative external
-    assets) the rest is left to the fixed-point iteration from the current bound, which is still exact.
+    when neither changes, the payments are the greatest clearing vector. In the one case the subset
+    solve cannot settle (an exact tie, see `_pay_what_they_have`) the rest is left to the fixed-point
+    iteration from the current bound, which converges to the same answer.
     """
     n = pbar.size
     owes = pbar > 0
@@ -245,7 +244,7 @@ def _fictitious_default(
         paying = ~solvent & ~broke
         p = np.where(solvent, pbar, 0.0)
         if paying.any():
-            x = _pay_what_they_have(pi_t, e, p, paying)
+            x = _pay_what_they_have(pi_t, e, p, paying, u[paying])
             if x is None:
                 return _fixed_point(pi_t, pbar, e, u, order, rnd, tol, max_iter)
             p[paying] = x
@@ -255,40 +254,45 @@ def _fictitious_default(
 
 
 def _pay_what_they_have(
-    pi_t: sp.csr_array, e: np.ndarray, p: np.ndarray, paying: np.ndarray
+    pi_t: sp.csr_array, e: np.ndarray, p: np.ndarray, paying: np.ndarray, bound: np.ndarray
 ) -> np.ndarray | None:
-    """Payments x of the `paying` set when everyone else pays `p`: x = max(0, b + A x), solved exactly.
+    """Payments x of the `paying` set when everyone else pays `p`: the greatest x = max(0, b + A x).
 
-    A is Pi^T restricted to the set and b its external assets plus what it receives from the rest. The
-    zero floor makes the map piecewise linear and convex, so policy iteration from below (solve with the
-    current non-zero set, drop or re-admit nodes by sign, repeat) reaches the fixed point in at most
-    |set| + 1 solves (Howard's policy iteration; no step is needed when external assets are >= 0).
-    Returns None when the system is singular or the solve is not a fixed point to rounding.
+    A is Pi^T restricted to the set, b its external assets plus what it receives from the rest, `bound`
+    the current upper bound of its payments. The zero floor makes the map convex and piecewise linear,
+    so policy iteration from below (solve with a set of payers, zero for the rest; re-admit whoever then
+    has positive value; repeat) rises to the fixed point, one sparse solve a step. The first try makes
+    everyone a payer, EN's own step and the only one needed when external assets are >= 0. If that system
+    is singular, a closed ring of payers that leaks nothing out (possible only with negative external
+    assets), the iteration restarts from the payers with b > 0: no such ring lies inside them, and none
+    is re-admitted whole, since one of its members must pay nothing. Every step's solution lies below
+    `bound`; a solve that breaks it is treated as singular. Returns None only for exact ties (a closed
+    ring whose cash nets to zero), where the caller falls back on the fixed-point iteration.
     """
     idx = np.flatnonzero(paying)
     a = pi_t[idx][:, idx]
     b = e[idx] + pi_t[idx] @ p
-    active = np.ones(idx.size, dtype=bool)
-    x = np.zeros(idx.size)
-    for k in range(idx.size + 1):
+    slack = SHORTFALL_RTOL * max(1.0, float(np.abs(b).max()), float(bound.max()))
+    payers = np.ones(idx.size, dtype=bool)
+    restarted = grow = False
+    for _ in range(idx.size + 2):  # after the first (re)start the payer set only grows
         x = np.zeros(idx.size)
-        act = np.flatnonzero(active)
+        act = np.flatnonzero(payers)
         if act.size:
             solved = _solve(sp.eye_array(act.size, format="csc") - a[act][:, act].tocsc(), b[act])
-            if solved is None:
-                return None
+            if solved is None or not np.all(solved <= bound[act] + slack):
+                if restarted:
+                    return None
+                restarted = grow = True
+                payers = b > 0
+                continue
             x[act] = solved
-        now_active = b + a @ x >= 0
-        if k:  # after the first solve the non-zero set only grows; forcing it keeps rounding from cycling
-            now_active |= active
-        if np.array_equal(now_active, active):
-            break
-        active = now_active
-    residual = np.abs(x - np.maximum(b + a @ x, 0.0))
-    scale = max(1.0, float(np.abs(b).max()), float(np.abs(x).max()))
-    if not np.all(np.isfinite(x)) or residual.max() > SHORTFALL_RTOL * scale:
-        return None
-    return x
+        value = b + a @ x
+        if np.all(np.abs(x - np.maximum(value, 0.0)) <= slack):
+            return x
+        payers = (value > 0) | (payers & grow)  # forcing growth keeps rounding from cycling
+        grow = True
+    return None
 
 
 def _solve(system: sp.csc_array, rhs: np.ndarray) -> np.ndarray | None:
@@ -323,7 +327,7 @@ def _fixed_point(
 ) -> tuple[np.ndarray, int]:
     """Iterate p <- min(pbar, max(0, e + Pi^T p)) down from an upper bound of p*.
 
-    The map is monotone (EN 2001, Lemma 1), so from any p >= p* with Phi(p) <= p the iterates fall to the
+    The map is monotone (Eisenberg & Noe 2001), so from any p >= p* with Phi(p) <= p the iterates fall to the
     greatest clearing vector. Stops when no payment moves by more than tol * pbar_i.
     """
     for it in range(first, max_iter):
@@ -333,8 +337,7 @@ def _fixed_point(
             return new, it + 1
         p = new
     raise RuntimeError(
-        f"Eisenberg-Noe fixed-point iteration did not converge within max_iter={max_iter} "
-        f"(tol={tol}); use method='fictitious_default'"
+        f"Eisenberg-Noe fixed-point iteration did not converge within max_iter={max_iter} (tol={tol})"
     )
 
 
@@ -368,7 +371,7 @@ def _propagate(
             if np.array_equal(h >= 1.0, failed):
                 return h
             failed = h >= 1.0
-    leverage = sp.diags_array(1.0 / eq) @ exposure  # Lambda_ij = exposure_ij / equity_i
+    leverage = _divide_rows(exposure, eq)  # Lambda_ij = exposure_ij / equity_i
     if linear:
         previous, h = np.zeros_like(h0), h0.copy()
         for _ in range(max_iter):
@@ -431,8 +434,21 @@ def _edge_list(
 
 
 def _sparse(n: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> sp.csr_array:
-    """n x n CSR matrix from triplets; duplicates (parallel loans) are summed."""
-    return sp.csr_array(sp.coo_array((values, (rows, cols)), shape=(n, n)))
+    """n x n CSR matrix from triplets; duplicates (parallel loans) are summed, zero loans dropped."""
+    matrix = sp.csr_array(sp.coo_array((values, (rows, cols)), shape=(n, n)))
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _divide_rows(matrix: sp.csr_array, by: np.ndarray) -> sp.csr_array:
+    """Row i divided by by_i, entry by entry (no reciprocal that could overflow for tiny by_i).
+
+    Every stored entry is positive, so a row with entries has a positive divisor wherever `by` is a row
+    sum plus something non-negative (pbar) or is checked positive (equity).
+    """
+    scaled = matrix.copy()
+    scaled.data = scaled.data / np.repeat(by, np.diff(scaled.indptr))
+    return scaled
 
 
 def _node_vector(name: str, values: ArrayLike, n: int) -> np.ndarray:
