@@ -47,6 +47,7 @@ from scipy.stats import poisson
 from experiments.validation.common import EngineSession, Report, figure_path, reduced_scenario
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause, Kind, LoanBook, Lots
 from model.secondary import BuyerBook
+from model.state import MarketState
 
 ALPHA = 1.0536  # Caccioli et al. (2014): 10 % liquidated -> price down 10 %
 CONTAGION_SHARE = 0.05
@@ -112,6 +113,10 @@ class FireSaleEngine:
 
     def defaults(self, holds: np.ndarray, leverage: float, shocked: int) -> np.ndarray:
         """Failed banks after bank ``shocked`` fails. ``holds`` is the N x M bool holding matrix."""
+        return self.cascade(holds, leverage, shocked).ledger.defaulted[: self.n].copy()
+
+    def cascade(self, holds: np.ndarray, leverage: float, shocked: int) -> MarketState:
+        """The market state after the cascade set off by bank ``shocked``'s default."""
         n = self.n
         origin, buyer = n, n + 1  # a defaulted borrower the lots were repossessed from; the market
         ledger = self.session.ledger(n + 2, Kind.BANK)
@@ -151,7 +156,7 @@ class FireSaleEngine:
         report = self.session.default(state, shocked, buyer_index=np.array([buyer]))
         if report.capped:
             raise RuntimeError("fire-sale cascade hit the round cap")
-        return ledger.defaulted[:n].copy()
+        return state
 
 
 def draw_holdings(n: int, m: int, mu: float, rng: np.random.Generator) -> np.ndarray:
