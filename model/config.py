@@ -43,14 +43,17 @@ def month_index(month: str) -> int:
 
 
 class Generation(Strict):
-    """One GPU generation. Performance is in H100-equivalents (dense BF16 throughput, H100 SXM = 1)."""
+    """One GPU generation. Performance is in H100-equivalents of rent: what the market pays for it per hour
+    relative to an H100 SXM (so rent per unit of performance is one price for every generation)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
     launch: Month
-    performance: Positive = Field(description="throughput per GPU, H100 = 1")
+    performance: Positive = Field(description="rentable performance: the rent it earns relative to an H100")
     power_kw: Positive = Field(le=10.0, description="all-in power per GPU incl. server share, kW")
     rack_kw: Positive = Field(le=500.0, description="rack power density this generation needs, kW/rack")
-    new_price: Positive = Field(description="price of a new GPU incl. its share of the server, USD")
+    new_price: Positive = Field(
+        description="hardware price of one new GPU (rack-scale systems: rack / GPUs), USD"
+    )
     physical_life_years: Positive = Field(default=7.0, le=20.0, description="life before failure, years")
 
 
@@ -265,9 +268,10 @@ class LoanSpec(Strict):
 
 
 class HostingSpec(Strict):
+    """The host miner earns the tenant's hosting cost (world.power.hosting_per_kw_month x kW)."""
+
     host: str
     tenant: str
-    fee_per_kw_month: NonNegative
 
 
 class ExplicitNetwork(Strict):
@@ -321,7 +325,9 @@ class CascadeRules(Strict):
         "share x of the outstanding units sold (Cifuentes-Ferrucci-Shin 2005)",
     )
     impact_alpha: Positive = Field(
-        default=1.0536, le=100.0, description="exponential price impact; 1.0536: selling 10 % lowers the price 10 %"
+        default=1.0536,
+        le=100.0,
+        description="exponential price impact; 1.0536: selling 10 % lowers the price 10 %",
     )
 
 

@@ -172,7 +172,6 @@ class GPUCreditModel(mesa.Model):
         state.world.advance()
         state.refresh_fundamental()
         state.marks.heal()
-        state.in_breach[:] = False
         self.buyer_book = HardwareBuyer.monthly_book(
             self.buyers, state.world, state.world.stress, self.config.policy
         )
@@ -186,6 +185,9 @@ class GPUCreditModel(mesa.Model):
         return Failures(failed.agents, failed.cause, failed.parent)
 
     def resolve_defaults(self, initial: Failures) -> CascadeReport:
+        """Covenants and the cascade; breach flags are renewed here, so this month's rollover decisions
+        (in operations) saw last month's breaches."""
+        self.state.in_breach[:] = False
         return run_cascade(self.state, self.buyer_book, self.buyer_index, initial)
 
     def scheduled_shocks(self) -> Failures:
