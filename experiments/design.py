@@ -139,6 +139,7 @@ class RunSpec:
     seed: int
     params: dict[str, Any]
     overrides: dict[str, Any]
+    months: int
 
 
 @dataclass
@@ -348,7 +349,8 @@ def build_plan(experiment: Experiment, scenario: dict[str, Any], max_errors: int
     for p, params in enumerate(points):
         try:
             overrides = {**fixed, **resolve_overrides(base, params)}
-            load_scenario(base, overrides, seed=seeds[0], months=months)
+            run_months = int(overrides.pop("months", months))  # months may be a swept parameter
+            load_scenario(base, overrides, seed=seeds[0], months=run_months)
         except ConfigError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             errors.append(f"design point {p} ({shown}) gives an invalid scenario: {exc}")
@@ -356,7 +358,8 @@ def build_plan(experiment: Experiment, scenario: dict[str, Any], max_errors: int
                 break
             continue
         for r, seed in enumerate(seeds):
-            runs.append(RunSpec(f"p{p:0{width}d}-r{r:0{rwidth}d}", p, r, seed, params, overrides))
+            run_id = f"p{p:0{width}d}-r{r:0{rwidth}d}"
+            runs.append(RunSpec(run_id, p, r, seed, params, overrides, run_months))
     if errors:
         more = "" if len(errors) < max_errors else f"\n(stopped after {max_errors} invalid points)"
         raise ConfigError(f"experiment '{experiment.name}':\n" + "\n".join(errors) + more)

@@ -179,6 +179,8 @@ class Sweep:
     experiment_path: str
     metrics: list[str] | None = None
     timeseries: list[str] | bool = False
+    metric_columns: list[str] = field(default_factory=list)
+    series_columns: list[str] = field(default_factory=list)
     key: str = ""
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -190,7 +192,7 @@ class Sweep:
         return {
             "run_id": spec.run_id,
             "seed": spec.seed,
-            "months": self.plan.months,
+            "months": spec.months,
             "scenario": self.plan.scenario,
             "overrides": spec.overrides,
             "metrics": self.metrics,
@@ -229,6 +231,11 @@ def prepare(
         raise ConfigError("experiment field 'outputs.sensitivity': needs design.kind = 'sobol' or 'morris'")
     plan.fingerprint = fingerprint()
     sweep = Sweep(plan, Path(out), text, experiment_path, metrics, outputs.timeseries)
+    sweep.metric_columns = metrics or metric_names
+    if outputs.timeseries is True:
+        sweep.series_columns = step_names
+    elif outputs.timeseries:
+        sweep.series_columns = ["month", *[c for c in outputs.timeseries if c != "month"]]
     sweep.key = plan_digest(experiment, scenario)
     if sweep.out.exists() and not sweep.out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
@@ -350,8 +357,9 @@ def execute(
                     )
                 spec = params[run_id]
                 record.update(point=spec.point, replicate=spec.replicate, seed=spec.seed, params=spec.params)
-                atomic_write_json(sweep.runs_dir / f"{run_id}.json", record)
-                sweep.done[run_id] = record
+                text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+                atomic_write_bytes(sweep.runs_dir / f"{run_id}.json", text.encode())
+                sweep.done[run_id] = json.loads(text)  # exactly what a resumed sweep will read back
                 ran += 1
                 if record["status"] != "ok":
                     failed_now += 1
@@ -386,18 +394,16 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The runs table (one row per run, in run-id order) and the long time-series table."""
     names = sweep.plan.parameter_names
     rows, series = [], []
-    metric_cols: list[str] = list(sweep.metrics or [])
+    metric_cols = sweep.metric_columns
     for spec in sweep.plan.runs:
         rec = sweep.done[spec.run_id]
-        if not metric_cols and rec["status"] == "ok":
-            metric_cols = list(rec["summary"])
         row = {"run_id": spec.run_id, "point": spec.point, "replicate": spec.replicate, "seed": spec.seed}
         row.update({n: spec.params[n] for n in names})
         row.update(status=rec["status"], error=rec["error"])
-        row.update(rec["summary"])
+        row.update({m: rec["summary"].get(m) for m in metric_cols})
         rows.append(row)
         if rec.get("timeseries"):
-            ts = pd.DataFrame(rec["timeseries"])
+            ts = pd.DataFrame(rec["timeseries"])[sweep.series_columns]
             ts.insert(0, "replicate", spec.replicate)
             ts.insert(0, "point", spec.point)
             ts.insert(0, "run_id", spec.run_id)
@@ -542,7 +548,7 @@ def _executor_choice(args: argparse.Namespace) -> tuple[str, int]:
 
 def run_sweep(
     sweep: Sweep,
-    executor: str = "processes",
+    executor: str | cf.Executor = "processes",
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = False,
@@ -550,10 +556,14 @@ def run_sweep(
     command: list[str] | None = None,
     figures: bool = False,
 ) -> Outcome:
-    """Run (or resume) a prepared sweep and consolidate it; the Python entry point behind the CLI."""
+    """Run (or resume) a prepared sweep and consolidate it; the Python entry point behind the CLI.
+    ``executor`` is a name (serial, processes, dask) or any ``concurrent.futures.Executor``."""
+    from contextlib import nullcontext
+
     _claim_folder(sweep)
     factory = (lambda: process_pool(workers)) if executor == "processes" else None
-    with make_executor(executor, workers, scheduler) as ex:
+    given = isinstance(executor, cf.Executor)  # any concurrent.futures executor the caller manages
+    with nullcontext(executor) if given else make_executor(executor, workers, scheduler) as ex:
         start = time.perf_counter()
         ran = execute(sweep, ex, workers, progress, retry_failed, pool_factory=factory)
         seconds = time.perf_counter() - start
