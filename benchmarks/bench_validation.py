@@ -21,8 +21,15 @@ import scipy.sparse as sp
 from experiments.validation.gai_kapadia import Z_GRID, GKEngine, balance_sheet, draw_network
 
 
-def kernel_defaults(n: int, creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray,
-                    capital: float, shocked: int, tie_defaults: bool) -> np.ndarray:
+def kernel_defaults(
+    n: int,
+    creditor: np.ndarray,
+    debtor: np.ndarray,
+    principal: np.ndarray,
+    capital: float,
+    shocked: int,
+    tie_defaults: bool,
+) -> np.ndarray:
     """Bare Gai-Kapadia cascade: zero recovery, one sparse matvec per round."""
     exposure = sp.csr_array((principal, (creditor, debtor)), shape=(n, n))
     failed = np.zeros(n, dtype=bool)
@@ -55,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             by_engine = engine.defaults(draw)
             t2 = time.perf_counter()
             principal, _, _, unit = balance_sheet(draw)
-            by_kernel = kernel_defaults(draw.n, draw.creditor, draw.debtor, principal, unit, draw.shocked, tie)
+            by_kernel = kernel_defaults(
+                draw.n, draw.creditor, draw.debtor, principal, unit, draw.shocked, tie
+            )
             t3 = time.perf_counter()
             t_draw += t1 - t0
             t_engine += t2 - t1
@@ -64,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     total = args.draws * len(Z_GRID)
     print(f"Gai-Kapadia figure: {len(Z_GRID)} z x {args.draws} draws, n={args.n}, tie={args.tie}")
     print(f"  network draws (shared, not timed below): {t_draw:8.2f} s")
-    print(f"  engine (ledger + run_cascade):           {t_engine:8.2f} s  ({1e3 * t_engine / total:.2f} ms/draw)")
-    print(f"  bare numpy/scipy kernel:                 {t_kernel:8.2f} s  ({1e3 * t_kernel / total:.2f} ms/draw)")
+    print(
+        f"  engine (ledger + run_cascade):           {t_engine:8.2f} s  ({1e3 * t_engine / total:.2f} ms/draw)"
+    )
+    print(
+        f"  bare numpy/scipy kernel:                 {t_kernel:8.2f} s  ({1e3 * t_kernel / total:.2f} ms/draw)"
+    )
     print(f"  ratio engine / kernel:                   {t_engine / t_kernel:8.2f}  (target <= 2)")
     print(f"  draws where the two disagree:            {mismatches}")
     return 1 if mismatches else 0
