@@ -21,22 +21,57 @@ from model.operations import pay_debt_service
 from model.secondary import BuyerBook, Offers, clear
 from model.world import MarketWorld
 
-HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0  # the baseline's values
+HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0
 OPEX_PER_KW = PUE * KWH * HOURS + HOSTING  # 225.92 USD per kW-month
-# (name, performance, power_kw) of the baseline generations
+# (name, launch, performance, power_kw, rack_kw) of the generations these tests pin
 GENS = [
-    ("A100", 0.32, 0.6),
-    ("H100", 1.0, 1.05),
-    ("H200", 1.4, 1.05),
-    ("B200", 2.5, 1.5),
-    ("GB200", 3.0, 1.8),
-    ("Rubin", 6.0, 2.7),
+    ("A100", "2020-05", 0.32, 0.6, 25),
+    ("H100", "2022-09", 1.0, 1.05, 40),
+    ("H200", "2024-05", 1.4, 1.05, 40),
+    ("B200", "2025-03", 2.5, 1.5, 60),
+    ("GB200", "2025-06", 3.0, 1.8, 120),
+    ("Rubin", "2026-09", 6.0, 2.7, 200),
 ]
 H100 = 1
+# the inputs of the hand calculations, pinned so that recalibrating the baseline does not move them
+PINNED = {
+    "world.generations": [
+        {
+            "name": name,
+            "launch": launch,
+            "performance": perf,
+            "power_kw": kw,
+            "rack_kw": rack,
+            "new_price": 30_000.0,
+            "physical_life_years": 7,
+        }
+        for name, launch, perf, kw, rack in GENS
+    ],
+    "world.valuation_discount_rate": 0.10,
+    "world.base_rate": 0.043,
+    "world.rent.h100_rent_per_hour": 2.40,
+    "world.rent.utilisation": UTIL,
+    "world.rent.cycle_period_months": 30,
+    "world.rent.cycle_phase_months": 13.5,
+    "world.power.price_per_kwh": KWH,
+    "world.power.pue": PUE,
+    "world.power.hosting_per_kw_month": HOSTING,
+    "world.btc.initial_price": 95_000.0,
+    "world.btc.drift_per_year": 0.15,
+    "world.btc.volatility_per_year": 0.5,
+    "world.btc.jumps_per_year": 1.0,
+    "world.btc.jump_mean": -0.15,
+    "world.btc.jump_std": 0.10,
+    "world.btc.correlation_normal": 0.2,
+    "world.btc.correlation_stress": 0.8,
+    "world.btc.network_hashrate_eh": 800.0,
+    "world.btc.block_subsidy_btc": 3.125,
+    "lenders.bank.rollover_capital_ratio": 0.10,
+}
 
 
 def world(overrides: dict | None = None, seed: int = 7) -> MarketWorld:
-    scenario = load_scenario("baseline", {**CALM_WORLD, **(overrides or {})})
+    scenario = load_scenario("baseline", {**CALM_WORLD, **PINNED, **(overrides or {})})
     return MarketWorld(scenario.world, np.random.default_rng(seed))
 
 
@@ -45,7 +80,7 @@ def world(overrides: dict | None = None, seed: int = 7) -> MarketWorld:
 
 def test_margin_is_rent_for_performance_less_power_and_hosting() -> None:
     w = world()
-    for g, (_, perf, kw) in enumerate(GENS):
+    for g, (_, _, perf, kw, _) in enumerate(GENS):
         revenue = 2.40 * perf * HOURS * UTIL
         assert w.revenue_per_gpu()[g] == pytest.approx(revenue, rel=1e-12)
         assert w.opex_per_gpu[g] == pytest.approx(kw * OPEX_PER_KW, rel=1e-12)
@@ -67,16 +102,16 @@ def test_older_generations_reach_zero_margin_first() -> None:
     first_loss = {}
     for month in range(1, 200):
         w.advance()
-        for g, (name, _, _) in enumerate(GENS):
+        for g, (name, *_) in enumerate(GENS):
             if name not in first_loss and w.margin_per_gpu()[g] <= 0:
                 first_loss[name] = month
     expected = {}
-    for name, perf, kw in GENS:
+    for name, _, perf, kw, _ in GENS:
         break_even_rent = kw * OPEX_PER_KW / (perf * HOURS * UTIL)
         expected[name] = math.ceil(12 * math.log(break_even_rent / 2.40) / math.log(0.5))
     assert first_loss == expected
     assert expected["A100"] == 22 and expected["H100"] == 32
-    order = [first_loss[name] for name, _, _ in GENS]
+    order = [first_loss[name] for name, *_ in GENS]
     assert order == sorted(order) and order[0] < order[1] < order[2] < order[3] < order[5]
 
 
@@ -194,7 +229,7 @@ def one_borrower(
         {"id": "bank", "type": "bank", "cash": 1e6},
     ]
     loans = [{"creditor": "bank", "debtor": "nc", "tenor_months": 60, "spread": 0.05, **loan}]
-    return GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
+    return GPUCreditModel(explicit_market(agents, loans, overrides={**PINNED, **(overrides or {})}), seed=1)
 
 
 def fleet_value() -> float:
@@ -296,7 +331,7 @@ def miner_with_margin_loan(cash: float) -> GPUCreditModel:
             "spread": 0.05,
         }
     ]
-    return GPUCreditModel(explicit_market(agents, loans), seed=1)
+    return GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
 
 
 def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call() -> None:
@@ -414,7 +449,7 @@ def test_facility_limit_excludes_buyers_below_the_rack_density(max_rack_kw, gb20
     """From a buyer class to its book: GB200 needs 120 kW racks, H100 40 kW."""
     data = explicit_market(
         [{"id": "bank", "type": "bank"}],
-        overrides={"world.start": "2025-07", "buyers.hyperscaler.max_rack_kw": max_rack_kw},
+        overrides={**PINNED, "world.start": "2025-07", "buyers.hyperscaler.max_rack_kw": max_rack_kw},
     )
     data["buyers"] = [data["buyers"][0]]
     model = GPUCreditModel(data, seed=1)
@@ -461,7 +496,7 @@ def maturing_loan_model(bank_liabilities: float, lender: str = "bank") -> GPUCre
             "spread": 0.05,
         }
     ]
-    return GPUCreditModel(explicit_market(agents, loans), seed=1)
+    return GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
 
 
 def test_healthy_bank_rolls_a_maturing_loan() -> None:
@@ -537,7 +572,7 @@ def estate(loans: list[dict], cash: float = 1000.0) -> tuple[GPUCreditModel, flo
         {"debtor": "nc", "tenor_months": 60, "spread": 0.05, **x, "principal": x["principal"] * v}
         for x in loans
     ]
-    return GPUCreditModel(explicit_market(agents, full), seed=1), v
+    return GPUCreditModel(explicit_market(agents, full, overrides=PINNED), seed=1), v
 
 
 def units_by_holder(model: GPUCreditModel) -> dict[int, float]:
