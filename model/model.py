@@ -153,7 +153,6 @@ class GPUCreditModel(mesa.Model):
         )
         for agent in self.buyers:
             self.agent_of[agent.index] = agent
-        self.buyer_index = buyer_idx
 
     # --- the month (DESIGN.md section 6) ---
 
@@ -166,6 +165,7 @@ class GPUCreditModel(mesa.Model):
         )  # 3-4. the cascade
         self.metrics.record(self.last_cascade)  # 5. metrics
         self.datacollector.collect(self)
+        self.running = self.time < self.months  # batch_run and the visualiser stop at the horizon
 
     def move_markets(self) -> None:
         state = self.state
@@ -276,6 +276,11 @@ class GPUCreditModel(mesa.Model):
         return report
 
     # --- views ---
+
+    @property
+    def buyer_index(self) -> np.ndarray:
+        """Ledger rows of the buyers, in the order of ``self.buyers`` (the rows of the buyer book)."""
+        return np.array([buyer.index for buyer in self.buyers], dtype=np.int64)
 
     @property
     def in_breach(self) -> np.ndarray:

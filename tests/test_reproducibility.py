@@ -65,8 +65,7 @@ def shuffled_buyers(model: GPUCreditModel, rng: np.random.Generator) -> None:
     """Hold the agents in another order: Mesa's agent set, and the buyers the market reads."""
     model.agents.shuffle(inplace=True)
     order = rng.permutation(len(model.buyers))
-    model.buyers = [model.buyers[i] for i in order]
-    model.buyer_index = np.array([b.index for b in model.buyers], dtype=np.int64)
+    model.buyers = [model.buyers[i] for i in order]  # the buyer book's rows follow (model.buyer_index)
 
 
 def test_agent_order_does_not_change_the_run() -> None:
