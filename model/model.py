@@ -187,8 +187,12 @@ class GPUCreditModel(mesa.Model):
     def resolve_defaults(self, initial: Failures) -> CascadeReport:
         """Covenants and the cascade; breach flags are renewed here, so this month's rollover decisions
         (in operations) saw last month's breaches."""
-        self.state.in_breach[:] = False
-        return run_cascade(self.state, self.buyer_book, self.buyer_index, initial)
+        state = self.state
+        state.in_breach[:] = False
+        report = run_cascade(state, self.buyer_book, self.buyer_index, initial)
+        below_minimum = state.capital_ratio() < state.lender_params["min_capital_ratio"]
+        state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum  # regulatory breach
+        return report
 
     def scheduled_shocks(self) -> Failures:
         """Apply this month's scenario shocks; return the defaults they force."""
