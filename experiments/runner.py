@@ -117,3 +117,6 @@ def known_metrics(scenario: dict[str, Any]) -> tuple[list[str], list[str]]:
         model = GPUCreditModel(scenario, months=1)
         model.step()
         return list(_flatten(run_summary(model))), list(model.metrics.steps_table().columns)
+
+
+fingerprint()  # at import: in a worker this is when the model code is loaded (forkserver preload)

@@ -112,7 +112,7 @@ def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     from experiments.runner import ignore_sigint
 
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["experiments.runner", "model.model", "model.metrics"])
+    ctx.set_forkserver_preload(["model.model", "model.metrics", "experiments.runner"])
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint)
 
 
