@@ -70,6 +70,12 @@ class RentProcess(Strict):
     utilisation: Fraction = Field(description="share of hours a GPU is rented")
     launch_rent_drop: Fraction = Field(description="one-off fall of rent per performance at each launch")
     stress_rent_drop: Fraction = Field(description="extra monthly fall of demand while in stress")
+    path: list[Positive] = Field(
+        default_factory=list,
+        max_length=600,
+        description="exogenous rent per H100-eq hour for months 1, 2, ... (USD/h); replaces the trend, cycle, "
+        "noise and launch drops while it lasts (historical replays); empty = off",
+    )
 
 
 class PowerCosts(Strict):
@@ -96,6 +102,12 @@ class BTCProcess(Strict):
     block_subsidy_btc: Positive = Field(description="BTC per block at the start")
     fees_btc_per_block: NonNegative
     halvings: list[Month] = Field(description="months at which the subsidy halves")
+    path: list[Positive] = Field(
+        default_factory=list,
+        max_length=600,
+        description="exogenous BTC price for months 1, 2, ... (USD); replaces the random process while it "
+        "lasts (historical replays); empty = off",
+    )
 
 
 class Regime(Strict):

@@ -14,12 +14,23 @@ import pandas as pd
 
 from agents import ABSTrust
 from model.cascade import CascadeReport, book_value
-from model.ledger import BORROWER_KINDS, CAUSE_NAMES, KIND_NAMES, LENDER_KINDS, Cause, Kind
+from model.ledger import (
+    BORROWER_KINDS,
+    CAUSE_NAMES,
+    COLLATERALS,
+    INSTRUMENTS,
+    KIND_NAMES,
+    LENDER_KINDS,
+    Cause,
+    Kind,
+)
 
 if TYPE_CHECKING:
     from model.model import GPUCreditModel
 
 SYSTEMIC_SHARE = 0.05  # the contagion literature's cut-off for a systemic event (Gai & Kapadia 2010)
+COLLATERAL_ZERO = 0.05  # the starting fleet's value below 5 % of its start counts as "hit zero" (convention)
+BORROWER_INSTRUMENTS = ("term_loan", "asset_backed", "high_yield", "convertible", "btc_margin")
 TYPES = [KIND_NAMES[k] for k in (*BORROWER_KINDS, *LENDER_KINDS)]
 
 
@@ -29,7 +40,15 @@ class MetricsRecorder:
         self.steps: list[dict[str, Any]] = []
         self.generations: list[dict[str, Any]] = []
         self._defaults_seen = np.zeros(model.ledger.n_agents, dtype=bool)
+        self.dscr_breached = np.zeros(model.ledger.n_agents, dtype=bool)  # ever short of its DSCR covenant
         self.latest: dict[str, Any] = {}
+        led, state = model.ledger, model.state
+        self.initial_lender_equity = float(state.lender_equity()[state.lender_mask()].sum())
+        # the starting borrower fleet at each month's fundamental value (the collateral-value index)
+        self._fleet0 = led.gpus[state.borrower_mask()].sum(axis=0)
+        self._fleet0_value = float(self._fleet0 @ state.fundamental())
+        self._gpu_loans = _borrower_gpu_loans(led)
+        self._gpu_principal0 = float(led.loans.principal[self._gpu_loans].sum())
 
     @staticmethod
     def mesa_reporters() -> dict[str, str]:
@@ -66,6 +85,9 @@ class MetricsRecorder:
         )
         dscr_live = dscr[live_b & (service > 0)]
         book = book_value(state)
+        self.dscr_breached |= state.borrower_mask() & (led.dscr_breach_months > 0)
+        gpu_loans = self._gpu_loans
+        repaid = float(led.loans.repaid[gpu_loans].sum())
         row: dict[str, Any] = {
             "month": int(world.month),
             "date": world.calendar_month,
@@ -87,6 +109,8 @@ class MetricsRecorder:
             "dscr_p10": float(np.quantile(dscr_live, 0.1)) if dscr_live.size else np.nan,
             "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),
             "lender_capital_ratio": _ratio(equity[lenders].sum(), assets[lenders].sum()),
+            "fleet_value_index": _ratio(float(self._fleet0 @ fundamental), self._fleet0_value),
+            "gpu_principal_unpaid_share": _ratio(self._gpu_principal0 - repaid, self._gpu_principal0),
         }
         for kind in (*BORROWER_KINDS, *LENDER_KINDS):
             name = KIND_NAMES[kind]
@@ -176,6 +200,41 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
+def _borrower_gpu_loans(led: Any) -> np.ndarray:
+    """Mask of GPU-secured loans owed by miners and neo-clouds."""
+    loans = led.loans
+    borrower = np.isin(led.kind[loans.debtor], np.array(BORROWER_KINDS, dtype=np.int8))
+    return borrower & (loans.collateral == COLLATERALS.index("gpu"))
+
+
+def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
+    """Loan outcomes by borrower type and instrument, as sums that pool across runs: loans, defaulted
+    loans, starting principal, principal written off at default, and what came back (cash recovered
+    plus repossessed GPUs still held, at the mark). PD = defaulted / loans; LGD = 1 - back / written off."""
+    led = model.ledger
+    loans = led.loans
+    held = np.bincount(
+        led.lots.loan,
+        weights=led.lots.units * model.state.mark_price()[led.lots.generation],
+        minlength=len(loans),
+    )
+    back = np.minimum(loans.recovered + held, loans.written_off)
+    defaulted = led.defaulted[loans.debtor] & (loans.written_off > 0)
+    cells: dict[str, dict[str, float]] = {}
+    for kind in BORROWER_KINDS:
+        for instrument in BORROWER_INSTRUMENTS:
+            m = (led.kind[loans.debtor] == kind) & (loans.instrument == INSTRUMENTS.index(instrument))
+            d = m & defaulted
+            cells[f"{KIND_NAMES[kind]}_{instrument}"] = {
+                "loans": int(m.sum()),
+                "defaulted": int(d.sum()),
+                "principal": float(loans.original_principal[m].sum()),
+                "written_off": float(loans.written_off[d].sum()),
+                "recovered": float(back[d].sum()),
+            }
+    return cells
+
+
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor on defaulted loans: written off, less cash recovered and less the
     repossessed GPUs it still holds at the mark (unrealised)."""
@@ -223,6 +282,7 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
     players = led.of_kind(*BORROWER_KINDS, *LENDER_KINDS)
     losses = lender_losses(model)
     borrower_defaults = defaults[defaults["type"].isin(["miner", "neocloud"])]
+    borrowers = led.of_kind(*BORROWER_KINDS)
     summary: dict[str, Any] = {
         "months": int(model.time),
         "defaults_total": len(defaults),
@@ -244,5 +304,39 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
             c: int((defaults["cause"] == c).sum()) for c in CAUSE_NAMES.values() if c != "none"
         },
         "lender_losses_by_type": {KIND_NAMES[k]: float(losses[led.kind == k].sum()) for k in LENDER_KINDS},
+        "systemic_loss": _ratio(float(losses.sum()), model.metrics.initial_lender_equity),
+        "dscr_breach_probability": float(model.metrics.dscr_breached[borrowers].mean())
+        if borrowers.any()
+        else 0.0,
+        **_collateral_measures(model),
+        "credit": credit_cells(model),
     }
     return summary
+
+
+def _collateral_measures(model: GPUCreditModel) -> dict[str, Any]:
+    """Secondary-price trough (share of fundamental, launched generations) and each generation's
+    peak-to-trough fall of its secondary price; the month the starting fleet's value at the mark first
+    falls below ``COLLATERAL_ZERO`` of its start, and the share of GPU-secured principal still unpaid then."""
+    gens = model.metrics.generations_table()
+    launched = gens[gens["launched"]] if len(gens) else gens
+    trough = float(launched["price_to_fundamental"].min()) if len(launched) else 1.0
+    drawdown = {}
+    for name in model.state.world.generations.names:
+        price = launched.loc[launched["generation"] == name, "secondary_price"].to_numpy()
+        if price.size and price.max() > 0:
+            peak = int(np.argmax(price))
+            drawdown[name] = float(price[peak:].min() / price[peak] - 1.0)
+        else:
+            drawdown[name] = None
+    steps = model.metrics.steps_table()
+    below = steps[steps["fleet_value_index"] < COLLATERAL_ZERO] if len(steps) else steps
+    zero = below.iloc[0] if len(below) else None
+    return {
+        "price_to_fundamental_trough": trough,
+        "price_peak_to_trough": drawdown,
+        "collateral_zero_month": int(zero["month"]) if zero is not None else None,
+        "principal_unpaid_at_collateral_zero": float(zero["gpu_principal_unpaid_share"])
+        if zero is not None
+        else None,
+    }

@@ -40,6 +40,8 @@ PARAMETER_ALIASES: dict[str, str] = {
     "btc_volatility": "world.btc.volatility_per_year",
     "stress_correlation": "world.btc.correlation_stress",
     "buyer_budget_scale": "buyer_budget_scale",
+    "buyer_depth_scale": "buyer_depth_scale",  # budgets and installation capacity together
+    "buyer_rack_kw_cap": "buyer_rack_kw_cap",  # no buyer's facilities take racks denser than this (kW)
     "ltv_covenant": "ltv_covenant",
     "loan_tenor_months": "loan_tenor_months",
     "price_channel": "cascade.price_channel",
@@ -57,10 +59,16 @@ def _resolve_aliases(scenario: Scenario | str | Path | dict, params: dict[str, A
                 f"unknown model parameter '{key}' (allowed: {sorted(PARAMETER_ALIASES)}, or overrides=)"
             )
         path = PARAMETER_ALIASES[key]
-        if path == "buyer_budget_scale":
+        if path in ("buyer_budget_scale", "buyer_depth_scale", "buyer_rack_kw_cap"):
             base = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
             for buyer in base.buyers:
-                overrides[f"buyers.{buyer.name}.budget_per_month"] = buyer.budget_per_month * float(value)
+                at = f"buyers.{buyer.name}"
+                if path == "buyer_rack_kw_cap":
+                    overrides[f"{at}.max_rack_kw"] = min(buyer.max_rack_kw, float(value))
+                    continue
+                overrides[f"{at}.budget_per_month"] = buyer.budget_per_month * float(value)
+                if path == "buyer_depth_scale":
+                    overrides[f"{at}.capacity_gpus_per_month"] = buyer.capacity_gpus_per_month * float(value)
         elif path in ("ltv_covenant", "loan_tenor_months"):
             field = "ltv_max" if path == "ltv_covenant" else "loan_tenor_months"
             for cls in ("miners", "neoclouds"):

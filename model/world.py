@@ -82,6 +82,8 @@ class MarketWorld:
         self._launched |= newly
         self.launch_factor *= (1.0 - rent.launch_rent_drop) ** int(newly.sum())
         self.rent_per_perf_hour = self._rent()
+        if self.month <= len(rent.path):  # a historical replay: the recorded level (draws still made)
+            self.rent_per_perf_hour = float(rent.path[self.month - 1])
 
         btc = cfg.btc
         rho = btc.correlation_stress if self.stress else btc.correlation_normal
@@ -90,7 +92,11 @@ class MarketWorld:
         z = rho * compute_shock + np.sqrt(1.0 - rho * rho) * btc_idio
         jumps = jump_count * btc.jump_mean + np.sqrt(jump_count) * btc.jump_std * jump_draw
         self.btc_last_return = (drift - 0.5 * vol * vol) / 12.0 + vol / np.sqrt(12.0) * z + jumps
+        previous = self.btc_price
         self.btc_price *= float(np.exp(self.btc_last_return))
+        if self.month <= len(btc.path):  # a historical replay: the recorded price (draws still made)
+            self.btc_price = float(btc.path[self.month - 1])
+            self.btc_last_return = float(np.log(self.btc_price / previous))
         self.network_hashrate_eh *= (1.0 + btc.hashrate_growth_per_year) ** (1.0 / 12.0)
         self.base_rate = max(0.0, self.base_rate + cfg.base_rate_volatility * rate_draw)
 
