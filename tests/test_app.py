@@ -1,0 +1,158 @@
+"""The visualiser's widgets without a browser (``solara.render``): controls, parameters, Step, shocks.
+
+The page is rendered inside an AppLayout, as solara's server does, so SolaraViz's sidebar (Reset,
+Play, Step, model parameters) is part of the rendered tree.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import ipyvuetify as v
+import pytest
+import solara
+
+import app
+from model.config import load_scenario
+from model.model import PARAMETER_ALIASES, GPUCreditModel
+
+SLIDER_LABELS = {name: spec["label"] for name, spec in app.slider_specs().items()}
+
+
+def render(element):
+    _, rc = solara.render(solara.AppLayout(children=[element]), handle_error=False)
+    return rc
+
+
+def button(rc, label: str):
+    return rc.find(v.Btn, children=[label]).widget
+
+
+def page_text(rc) -> str:
+    return "\n".join(h.widget.unsafe_innerHTML for h in rc.find(solara.widgets.HTML))
+
+
+def viz(model: app.LiveModel):
+    """The same SolaraViz the page builds, around a model the test holds."""
+    return app.SolaraViz(model, components=app.COMPONENTS, model_params=app.model_params(), name="test")
+
+
+def test_controls_exist() -> None:
+    rc = render(app.Page())
+    for label in ("Reset", "Step", "Default the largest miner", "BTC falls 50 %", "Next GPU generation launches"):
+        rc.find(v.Btn, children=[label]).assert_single()
+    sliders = [s.widget.label for s in rc.find(v.Slider)]
+    for label in SLIDER_LABELS.values():
+        assert label in sliders
+    select = rc.find(v.Select, label="Scenario").widget
+    assert "baseline" in select.items and select.v_model == "baseline"
+    seed = rc.find(v.TextField, label="Seed (integer)").widget
+    assert seed.v_model == str(load_scenario("baseline").seed)
+
+
+def test_parameters_match_the_model_constructor() -> None:
+    params = app.model_params()
+    accepted = set(inspect.signature(app.LiveModel.__init__).parameters) | set(PARAMETER_ALIASES)
+    assert set(params) <= accepted, set(params) - accepted
+    assert {"seed"} | set(SLIDER_LABELS) <= set(inspect.signature(GPUCreditModel.__init__).parameters) | set(
+        PARAMETER_ALIASES
+    )
+    assert set(SLIDER_LABELS) == {  # the six of issue 4, each a model parameter
+        "rent_deflation", "btc_volatility", "stress_correlation", "buyer_budget_scale", "ltv_covenant",
+        "loan_tenor_months",
+    } and set(SLIDER_LABELS) <= set(PARAMETER_ALIASES)
+    # every slider starts at the baseline's own value, so an untouched page runs the baseline
+    cfg = load_scenario("baseline")
+    start = {k: spec["value"] for k, spec in params.items() if k in SLIDER_LABELS}
+    assert start["rent_deflation"] == cfg.world.rent.deflation_per_year
+    assert start["btc_volatility"] == cfg.world.btc.volatility_per_year
+    assert start["stress_correlation"] == cfg.world.btc.correlation_stress
+    assert start["ltv_covenant"] == cfg.generated.miners.ltv_max == cfg.generated.neoclouds.ltv_max
+    assert start["loan_tenor_months"] == cfg.generated.miners.loan_tenor_months
+    for name, spec in params.items():
+        if name in SLIDER_LABELS:
+            assert spec["min"] <= spec["value"] <= spec["max"], name
+    # what SolaraViz passes on Reset builds the model, and moved sliders reach its config
+    values = {k: spec["value"] for k, spec in params.items()}
+    assert app.LiveModel(**values).config == GPUCreditModel("baseline", seed=values["seed"]).config
+    # Mesa's Reset adds its own Scenario object as ``scenario``: it must not replace the chosen one
+    from mesa.experimental.scenarios import Scenario
+
+    assert app.LiveModel(**values, scenario=Scenario()).config.name == "baseline"
+    moved = app.LiveModel(**{**values, "rent_deflation": 0.5, "ltv_covenant": 0.7, "loan_tenor_months": 36,
+                             "buyer_budget_scale": 0.5})
+    assert moved.config.world.rent.deflation_per_year == 0.5
+    assert moved.config.generated.neoclouds.ltv_max == 0.7
+    assert moved.config.generated.miners.loan_tenor_months == 36
+    assert moved.config.buyers[0].budget_per_month == pytest.approx(cfg.buyers[0].budget_per_month * 0.5)
+
+
+def test_seed_text_is_an_integer_or_a_visible_fallback() -> None:
+    assert app.LiveModel(seed=" 7 ").config.seed == 7
+    bad = app.LiveModel(seed="seven")
+    assert bad.config.seed == load_scenario("baseline").seed
+    assert "not an integer" in bad.notice
+
+
+def test_step_advances_the_model() -> None:
+    model = app.LiveModel()
+    rc = render(viz(model))
+    assert "Month 0" in page_text(rc)
+    button(rc, "Step").click()
+    button(rc, "Step").click()
+    assert model.time == 2 and len(model.metrics.steps) == 3
+    assert "Month 2" in page_text(rc)
+
+
+def test_shock_buttons_change_the_model() -> None:
+    model = app.LiveModel()
+    rc = render(viz(model))
+    button(rc, "Step").click()
+    largest = model.largest_live(app.Kind.MINER)
+    before = int(model.ledger.defaulted.sum())
+    button(rc, "Default the largest miner").click()
+    assert model.ledger.defaulted[largest]
+    assert int(model.ledger.defaulted.sum()) > before
+    assert f"Defaults: {int(model.ledger.defaulted.sum())}" in page_text(rc).replace("<strong>", "").replace("</strong>", "")
+    assert f"started by <strong>{model.names[largest]}</strong>" in page_text(rc)
+
+    btc = model.state.world.btc_price
+    button(rc, "BTC falls 50 %").click()
+    assert model.state.world.btc_price == pytest.approx(btc * 0.5)
+
+    launched = int(model.state.world.launched.sum())
+    button(rc, "Next GPU generation launches").click()
+    assert int(model.state.world.launched.sum()) == launched + 1
+
+
+def test_reset_applies_the_controls() -> None:
+    model = app.LiveModel()
+    rc = render(viz(model))
+    button(rc, "Step").click()
+    seed = rc.find(v.TextField, label="Seed (integer)").widget
+    seed.v_model = "7"
+    seed.fire_event("keyup.enter", None)  # the text field reports its value on Enter or focus-out
+    rc.find(v.Slider, label=SLIDER_LABELS["rent_deflation"]).widget.v_model = 0.5
+    button(rc, "Reset").click()
+    text = page_text(rc)
+    assert "Month 0" in text and "seed 7" in text and "rent deflation 0.50/yr" in text
+    assert model.time == 1  # the old model is left alone; Reset built a new one
+
+
+def test_each_page_has_its_own_model() -> None:
+    first, second = render(app.Page()), render(app.Page())
+    button(first, "Step").click()
+    assert "Month 1" in page_text(first)
+    assert "Month 0" in page_text(second)
+
+
+def test_network_positions_are_fixed_per_model() -> None:
+    model = app.LiveModel()
+    positions = dict(model.positions)
+    assert set(positions) == set(model.graph.nodes)
+    assert app.structured_layout(app.LiveModel()) == positions  # deterministic
+    for _ in range(3):
+        model.step()
+    model.shock("default_largest_miner")
+    app.draw_network(model)
+    assert model.positions == positions

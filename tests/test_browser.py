@@ -1,0 +1,253 @@
+"""The visualiser in a real browser: `solara run app.py` on a free localhost port, driven by Debian's
+Chromium through Playwright (no browser download). Marked ``browser``; skipped without Chromium.
+
+Checks: the page renders (offline), Step advances it, the "default the largest miner" shock raises
+the defaults shown and changes the charts, one Step re-renders in under a second (the figure is
+printed and written to ``docs/img/visualiser-timing.txt``), rapid clicking leaves the page working
+with a clean server log, and two tabs have separate models. Saves ``docs/img/visualiser.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOG_PROBLEMS = re.compile(r"Traceback|Error|Exception|Could not load")
+RENDER_BUDGET_S = 1.0
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): the browser test needs it", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`solara run app.py` as a subprocess on a free localhost port; (url, log file)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("solara") / "server.log"
+    solara = Path(sys.executable).with_name("solara")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(solara), "run", "app.py", "--host", "127.0.0.1", "--port", str(port), "--production"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"solara exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"solara did not answer on {url} within 60 s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield url, log
+    finally:
+        print("--- solara server log (tail) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # its own process group (start_new_session): only ours
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1600, "height": 1500})
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.goto(url)
+    step_button(page).wait_for(timeout=60_000)
+    page.locator(".viz-network img").wait_for(timeout=60_000)
+    page.locator(".viz-charts img").wait_for(timeout=60_000)
+    return page
+
+
+def step_button(page):
+    return page.get_by_role("button", name="Step", exact=True)
+
+
+def status_text(page) -> str:
+    return page.locator(".viz-status").inner_text()
+
+
+def month(page) -> int:
+    return int(re.search(r"Month (\d+)", status_text(page)).group(1))
+
+
+def defaults(page) -> int:
+    return int(re.search(r"Defaults: (\d+)", status_text(page)).group(1))
+
+
+def image_sources(page) -> list[str]:
+    return page.eval_on_selector_all(".viz-network img, .viz-charts img", "els => els.map(e => e.src)")
+
+
+def chart_digest(page) -> str:
+    """SHA-256 of the PNG bytes the charts image shows (fetched from its blob URL in the page)."""
+    return page.evaluate(
+        """async () => {
+            const img = document.querySelector('.viz-charts img');
+            const bytes = await (await fetch(img.src)).arrayBuffer();
+            const digest = await crypto.subtle.digest('SHA-256', bytes);
+            return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+        }"""
+    )
+
+
+def images_loaded(page) -> None:
+    page.wait_for_function(
+        "[...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)", timeout=20_000
+    )
+
+
+def step_and_time(page) -> float:
+    """Click Step; seconds until the month text and both figures (network, charts) are new."""
+    before_month, before_images = month(page), image_sources(page)
+    start = time.perf_counter()
+    step_button(page).click()
+    page.wait_for_function(
+        """([m, old]) => {
+            const status = document.querySelector('.viz-status');
+            const imgs = [...document.querySelectorAll('.viz-network img, .viz-charts img')].map(e => e.src);
+            return status && status.innerText.includes('Month ' + (m + 1) + ' ')
+                && imgs.length === 2 && imgs.every(s => !old.includes(s) && s !== '');
+        }""",
+        arg=[before_month, before_images],
+        timeout=20_000,
+    )
+    return time.perf_counter() - start
+
+
+def server_problems(log: Path) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if LOG_PROBLEMS.search(line)]
+
+
+def test_step_shock_screenshot_and_render_time(server, browser) -> None:
+    url, log = server
+    page = open_page(browser, url)
+    assert month(page) == 0
+    charts_at_start = chart_digest(page)
+    times = [step_and_time(page) for _ in range(6)]
+    assert month(page) == 6
+    assert chart_digest(page) != charts_at_start, "the charts did not change over six steps"
+
+    # the shock early in a fresh run, while miners are still alive (later ones may all have failed)
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.wait_for_function("document.querySelector('.viz-status').innerText.includes('Month 0 ')", timeout=30_000)
+    step_and_time(page)
+    charts_after_steps = chart_digest(page)
+    before = defaults(page)
+    page.get_by_role("button", name="Default the largest miner").click()
+    page.locator(".viz-status").get_by_text(re.compile(r"Defaulted \S+: \d+ cascade round")).wait_for(timeout=60_000)
+    page.wait_for_function(f"document.querySelector('.viz-status').innerText.match(/Defaults: (\\d+)/)[1] > {before}")
+    assert defaults(page) > before
+    deadline = time.monotonic() + 20  # the charts image follows the status text by a moment
+    while chart_digest(page) == charts_after_steps and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert chart_digest(page) != charts_after_steps, "the shock did not change the charts"
+    page.locator(".viz-cascade").get_by_text("Latest cascade: started by").wait_for(timeout=20_000)
+
+    times += [step_and_time(page) for _ in range(3)]  # a few months after the shock, for the screenshot
+    images_loaded(page)
+    (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ROOT / "docs" / "img" / "visualiser.png"), full_page=True)
+    median, worst = statistics.median(times), max(times)
+    summary = (
+        f"one Step of the baseline, click to both figures and the status re-rendered in Chromium: "
+        f"median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms over {len(times)} steps "
+        f"({', '.join(f'{t * 1000:.0f}' for t in times)} ms); machine load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(summary)
+    (ROOT / "docs" / "img" / "visualiser-timing.txt").write_text(summary + "\n")
+    assert median < RENDER_BUDGET_S, summary
+    assert not page.js_errors, page.js_errors
+    assert not server_problems(log), server_problems(log)
+    page.close()
+
+
+def test_rapid_clicking_leaves_the_page_working(server, browser) -> None:
+    url, log = server
+    page = open_page(browser, url)
+    buttons = [
+        step_button(page),
+        step_button(page),
+        page.get_by_role("button", name="Reset", exact=True),
+        page.get_by_role("button", name="Default the largest miner"),
+        step_button(page),
+        page.get_by_role("button", name="BTC falls 50 %"),
+        page.get_by_role("button", name="Next GPU generation launches"),
+    ]
+    for i in range(50):  # as fast as the page accepts clicks; the server queues the events
+        buttons[i % len(buttons)].click(timeout=30_000, force=True, no_wait_after=True)
+    page.get_by_role("button", name="Reset", exact=True).click(timeout=60_000, force=True)
+    page.wait_for_function(
+        "document.querySelector('.viz-status').innerText.includes('Month 0 ')", timeout=90_000
+    )
+    assert step_and_time(page) < 20
+    assert month(page) == 1
+    assert page.locator(".viz-network img").is_visible() and page.locator(".viz-charts img").is_visible()
+    assert not page.js_errors, page.js_errors
+    assert not server_problems(log), server_problems(log)
+    page.close()
+
+
+def test_each_tab_has_its_own_model(server, browser) -> None:
+    url, _ = server
+    first, second = open_page(browser, url), open_page(browser, url)
+    for _ in range(3):
+        step_and_time(first)
+    second.reload()
+    step_button(second).wait_for(timeout=60_000)
+    second.locator(".viz-status").wait_for()
+    assert month(first) == 3
+    assert month(second) == 0, "a new tab saw another tab's model"
+    first.close()
+    second.close()
