@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "replay-sweep": "experiments.sweep:main_replay",
     "sweep": "experiments.sweep:main_sweep",
     "validate": "experiments.validation:main",
+    "viz": "experiments.viz:main",
 }
 USAGE_ERROR = 2
 
