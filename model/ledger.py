@@ -132,9 +132,10 @@ class Ledger:
     def inventory(self) -> np.ndarray:
         """Repossessed GPUs held by each agent, by generation (derived from the lots)."""
         lots = self.lots
-        out = np.zeros((self.n_agents, self.n_generations))
-        np.add.at(out, (lots.holder, lots.generation), lots.units)
-        return out
+        n, g = self.n_agents, self.n_generations
+        # bincount adds in the same order as np.add.at, many times faster
+        cell = lots.holder * g + lots.generation
+        return np.bincount(cell, weights=lots.units, minlength=n * g).reshape(n, g)
 
     def total_gpus(self) -> np.ndarray:
         """Every GPU in the market, by generation: fleets, installed at buyers and in repossession."""

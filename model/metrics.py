@@ -240,8 +240,11 @@ def lender_losses(model: GPUCreditModel) -> np.ndarray:
     repossessed GPUs it still holds at the mark (unrealised)."""
     led = model.ledger
     loans = led.loans
-    held = np.zeros(len(loans))
-    np.add.at(held, led.lots.loan, led.lots.units * model.state.mark_price()[led.lots.generation])
+    held = np.bincount(  # adds in the same order as np.add.at, many times faster
+        led.lots.loan,
+        weights=led.lots.units * model.state.mark_price()[led.lots.generation],
+        minlength=len(loans),
+    )
     unrecovered = loans.written_off - loans.recovered
     loss = unrecovered - np.minimum(held, unrecovered)  # stock worth more than the claim is the owners'
     return np.bincount(

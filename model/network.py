@@ -81,41 +81,61 @@ def monthly_debt_service(principal, spread, tenor, age, amortisation, base_rate)
 def _graph(ledger: Ledger, names: list[str]) -> nx.MultiDiGraph:
     """The topology view: nodes with names and kinds, loans keyed by loan id with their fixed terms."""
     graph = nx.MultiDiGraph()
+    kind_names = {k: KIND_NAMES[Kind(k)] for k in np.unique(ledger.kind).tolist()}
     graph.add_nodes_from(
-        (i, {"name": names[i], "kind": KIND_NAMES[Kind(k)]}) for i, k in enumerate(ledger.kind)
+        (i, {"name": names[i], "kind": kind_names[k]}) for i, k in enumerate(ledger.kind.tolist())
     )
     loans = ledger.loans
-    graph.add_edges_from(
-        (
-            int(loans.creditor[i]),
-            int(loans.debtor[i]),
-            i,
-            {
-                "tie": "loan",
-                "principal": float(loans.original_principal[i]),
-                "spread": float(loans.spread[i]),
-                "tenor": int(loans.tenor[i]),
-                "amortisation": AMORTISATIONS[loans.amortisation[i]],
-                "seniority": int(loans.seniority[i]),
-                "instrument": INSTRUMENTS[loans.instrument[i]],
-                "collateral": COLLATERALS[loans.collateral[i]],
-                "dscr_min": float(loans.dscr_min[i]),
-                "ltv_max": float(loans.ltv_max[i]),
-            },
-        )
-        for i in range(len(loans))
+    # columns as Python lists once (not one numpy scalar per loan and field); add_edge per loan is
+    # the cheapest public way into a MultiDiGraph (add_edges_from re-reads each edge through views)
+    columns = zip(
+        loans.creditor.tolist(),
+        loans.debtor.tolist(),
+        loans.original_principal.tolist(),
+        loans.spread.tolist(),
+        loans.tenor.tolist(),
+        [AMORTISATIONS[a] for a in loans.amortisation.tolist()],
+        loans.seniority.tolist(),
+        [INSTRUMENTS[x] for x in loans.instrument.tolist()],
+        [COLLATERALS[c] for c in loans.collateral.tolist()],
+        loans.dscr_min.tolist(),
+        loans.ltv_max.tolist(),
+        strict=True,
     )
+    add_edge = graph.add_edge
+    for i, (u, v, principal, spread, tenor, amort, seniority, instrument, collateral, dscr, ltv) in (
+        enumerate(columns)
+    ):
+        add_edge(
+            u,
+            v,
+            i,
+            tie="loan",
+            principal=float(principal),
+            spread=float(spread),
+            tenor=int(tenor),
+            amortisation=amort,
+            seniority=int(seniority),
+            instrument=instrument,
+            collateral=collateral,
+            dscr_min=float(dscr),
+            ltv_max=float(ltv),
+        )
     hosted = np.flatnonzero(ledger.host >= 0)
-    graph.add_edges_from((int(ledger.host[i]), int(i), "hosting", {"tie": "hosting"}) for i in hosted)
+    graph.add_edges_from(
+        (h, i, "hosting", {"tie": "hosting"}) for h, i in zip(ledger.host[hosted].tolist(), hosted.tolist())
+    )
     return graph
 
 
 def _add_tenants(graph: nx.MultiDiGraph, ledger: Ledger) -> None:
     """Tenancy ties: each neo-cloud with contracts gets a tenant node (outside the market)."""
-    for i in np.flatnonzero(ledger.contract_share > 0):
+    with_contracts = np.flatnonzero(ledger.contract_share > 0)
+    subig = ledger.tenant_subig[with_contracts].tolist()
+    for i, sub in zip(with_contracts.tolist(), subig, strict=True):
         tenant = f"tenant:{i}"
-        graph.add_node(tenant, name=tenant, kind="tenant", grade="subig" if ledger.tenant_subig[i] else "ig")
-        graph.add_edge(int(i), tenant, key="tenancy", tie="tenancy")
+        graph.add_node(tenant, name=tenant, kind="tenant", grade="subig" if sub else "ig")
+        graph.add_edge(i, tenant, key="tenancy", tie="tenancy")
 
 
 def _finish_lenders(ledger: Ledger, capital_ratio: np.ndarray | None) -> None:
@@ -236,26 +256,40 @@ def _choose_lenders(
     return pair // n_l, pair % n_l
 
 
-def _interbank_graph(net: GeneratedNetwork, n_l: int, rng: np.random.Generator) -> nx.DiGraph:
-    """Lender-to-lender ties (edge creditor -> debtor); networkx is seeded from the model's generator."""
+def _interbank_edges(net: GeneratedNetwork, n_l: int, rng: np.random.Generator) -> np.ndarray:
+    """Lender-to-lender ties as sorted (creditor, debtor) rows; networkx is seeded from the model's
+    generator."""
     seed = int(rng.integers(2**31))
     if n_l < 2 or net.interbank_density == 0:
-        return nx.empty_graph(n_l, create_using=nx.DiGraph)
+        return np.zeros((0, 2), dtype=np.int64)
     if net.topology == "scale_free":
         multi = nx.scale_free_graph(n_l, seed=seed)
         edges = sorted({(u, v) for u, v in multi.edges() if u != v})
         keep_probability = min(1.0, net.interbank_density * n_l * (n_l - 1) / max(1, len(edges)))
         keep = rng.random(len(edges)) < keep_probability
-        graph = nx.DiGraph([e for e, k in zip(edges, keep, strict=True) if k])
-        graph.add_nodes_from(range(n_l))
-        return graph
+        return _sorted_edges([e for e, k in zip(edges, keep, strict=True) if k], n_l)
     if net.topology == "core_periphery":
+        # the random graph, plus a complete core, less periphery-periphery ties (on arrays: the core
+        # alone has n_core^2 ties)
         n_core = max(1, round(net.core_share * n_l))
         graph = nx.gnp_random_graph(n_l, net.interbank_density, seed=seed, directed=True)
-        core_pairs = [(u, v) for u in range(n_core) for v in range(n_core) if u != v]
-        graph.add_edges_from(core_pairs)
-        return nx.DiGraph((u, v) for u, v in graph.edges() if u < n_core or v < n_core)
-    return nx.gnp_random_graph(n_l, net.interbank_density, seed=seed, directed=True)
+        edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+        core = np.arange(n_core, dtype=np.int64)
+        u, v = np.repeat(core, n_core), np.tile(core, n_core)
+        codes = np.concatenate([edges[:, 0] * n_l + edges[:, 1], (u * n_l + v)[u != v]])
+        codes = np.unique(codes)
+        u, v = codes // n_l, codes % n_l
+        keep = (u < n_core) | (v < n_core)
+        return np.stack([u[keep], v[keep]], axis=1)
+    graph = nx.gnp_random_graph(n_l, net.interbank_density, seed=seed, directed=True)
+    return _sorted_edges(list(graph.edges()), n_l)
+
+
+def _sorted_edges(edges: list[tuple[int, int]], n_l: int) -> np.ndarray:
+    """Distinct (u, v) rows in lexicographic order."""
+    arr = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    codes = np.unique(arr[:, 0] * n_l + arr[:, 1])
+    return np.stack([codes // n_l, codes % n_l], axis=1)
 
 
 def _borrowers(
@@ -419,8 +453,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     )
 
     # interbank layer: each debtor lender owes interbank_share of its loan book, spread over its creditors
-    inter = _interbank_graph(net, n_l, rng)
-    edges = np.array(sorted(inter.edges()), dtype=np.int64).reshape(-1, 2)
+    edges = _interbank_edges(net, n_l, rng)
     if edges.size and net.interbank_share > 0:
         book = np.bincount(loan_rows["creditor"] - n_b, weights=loan_rows["principal"], minlength=n_l)
         out_deg = np.bincount(edges[:, 1], minlength=n_l)

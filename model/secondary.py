@@ -66,12 +66,25 @@ class BuyerBook:
 
 def demand(price: np.ndarray, book: BuyerBook, budget_share: np.ndarray) -> np.ndarray:
     """Units each buyer wants of each generation at ``price`` [G]; returns [K, G]."""
-    p = np.maximum(price, 1e-9)[None, :]
+    return _demand_curve(book, budget_share)(price)
+
+
+def _demand_curve(book: BuyerBook, budget_share: np.ndarray):
+    """``demand`` with what does not depend on the price worked out once (the bisection calls it
+    60 times per clearing); the same operations on the same numbers, so the same result."""
     budget = book.budget[:, None] * budget_share
     capacity = book.capacity[:, None] * budget_share
-    with np.errstate(divide="ignore"):
-        willing = ndtr((np.log(np.maximum(book.valuation, 1e-12)) - np.log(p)) / book.dispersion[:, None])
-    return book.eligible * np.minimum(capacity, budget / p) * willing
+    log_value = np.log(np.maximum(book.valuation, 1e-12))
+    dispersion = book.dispersion[:, None]
+    eligible = book.eligible
+
+    def curve(price: np.ndarray) -> np.ndarray:
+        p = np.maximum(price, 1e-9)[None, :]
+        with np.errstate(divide="ignore"):
+            willing = ndtr((log_value - np.log(p)) / dispersion)
+        return eligible * np.minimum(capacity, budget / p) * willing
+
+    return curve
 
 
 def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
@@ -84,9 +97,12 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     totals = value_on_offer.sum(axis=1, keepdims=True)
     share = np.divide(value_on_offer, totals, out=np.zeros_like(value_on_offer), where=totals > 0)
 
+    demand_at = _demand_curve(book, share)
+    reserve, units = offers.reserve, offers.units
+
     def supply(price: np.ndarray) -> np.ndarray:
-        ok = offers.reserve <= price[gen] * (1 + 1e-12)
-        return np.bincount(gen, weights=offers.units * ok, minlength=g_count)
+        ok = reserve <= (price * (1 + 1e-12))[gen]  # the same product as price[gen] * (1 + 1e-12)
+        return np.bincount(gen, weights=units * ok, minlength=g_count)
 
     has_offer = offered > 0
     floor = np.full(g_count, np.inf)
@@ -97,14 +113,15 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     )
     top = np.maximum(top, floor)
     lo, hi = np.log(floor), np.log(top)
-    excess_at_floor = demand(floor, book, share).sum(axis=0) - supply(floor)
+    excess_at_floor = demand_at(floor).sum(axis=0) - supply(floor)
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        excess = demand(np.exp(mid), book, share).sum(axis=0) - supply(np.exp(mid))
+        at = np.exp(mid)
+        excess = demand_at(at).sum(axis=0) - supply(at)
         lo = np.where(excess > 0, mid, lo)
         hi = np.where(excess > 0, hi, mid)
     price = np.where(excess_at_floor > 0, np.exp(lo), floor)
-    wanted = demand(price, book, share)
+    wanted = demand_at(price)
     available = supply(price)
     sold = np.minimum(wanted.sum(axis=0), available)
     price = np.where(has_offer, price, np.nan)
