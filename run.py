@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "replay": "experiments.sweep:main_replay",  # a sweep manifest runs there; a single run's comes back here
     "replay-sweep": "experiments.sweep:main_replay",
     "sweep": "experiments.sweep:main_sweep",
+    "experiment": "experiments.named:main",
     "validate": "experiments.validation:main",
     "viz": "experiments.viz:main",
 }

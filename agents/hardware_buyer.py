@@ -9,6 +9,8 @@ from model.config import HardwareBuyerClass, Policy
 from model.secondary import BuyerBook
 from model.world import MarketWorld
 
+UNLIMITED_GPUS = 1e12  # the buyer of last resort installs any volume its budget pays for
+
 
 class HardwareBuyer(BalanceSheetAgent):
     """Buys GPUs it can host (rack power and cooling) at up to its valuation: the present value of the
@@ -35,7 +37,7 @@ class HardwareBuyer(BalanceSheetAgent):
                 dispersion.append(0.01)
                 eligible.append(np.ones(len(gens), dtype=bool))
                 budget.append(policy.buyer_of_last_resort_budget)
-                capacity.append(np.inf)
+                capacity.append(UNLIMITED_GPUS)  # finite: inf x a zero budget share would be NaN
                 continue
             deflation = min(spec.expected_deflation + (spec.stress_deflation_add if stress else 0.0), 0.99)
             key = (deflation, spec.hurdle_rate)

@@ -71,3 +71,124 @@ def test_buyer_aliases_scale_budgets_capacity_and_cap_racks():
         assert o[f"buyers.{b.name}.budget_per_month"] == 2.0 * b.budget_per_month
         assert o[f"buyers.{b.name}.capacity_gpus_per_month"] == 2.0 * b.capacity_gpus_per_month
         assert o[f"buyers.{b.name}.max_rack_kw"] == min(b.max_rack_kw, 60)
+
+
+# --- the nine experiments at a tiny size -----------------------------------------------------------
+
+# Tiny sizes for CI: replicates and horizon cut down from the reduced files (the designs stay).
+TINY: dict[str, dict[str, int]] = {
+    "rent_deflation": {"replicates": 4, "months": 24},
+    "duration_mismatch": {"replicates": 1, "months": 72},
+    "double_leverage": {"replicates": 2, "months": 12},
+    "repo_market": {"replicates": 4, "months": 8},
+    "concentration": {"replicates": 1, "months": 6},
+    "credit_spreads": {"replicates": 3, "months": 36},
+    "policies": {"replicates": 3, "months": 24},
+    "miners_2022": {"replicates": 1},
+    "sensitivity": {"months": 12},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    from experiments.named import EXPERIMENTS, run_named
+    from experiments.sweep import SerialExecutor
+
+    out = tmp_path_factory.mktemp("named")
+    done = {}
+    for name in EXPERIMENTS:
+        report, sweeps, _ = run_named(name, out=out / name, resize=TINY[name], executor=SerialExecutor())
+        done[name] = (report, sweeps, out / name)
+    return done
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rent_deflation",
+        "duration_mismatch",
+        "double_leverage",
+        "repo_market",
+        "concentration",
+        "credit_spreads",
+        "policies",
+        "miners_2022",
+        "sensitivity",
+    ],
+)
+def test_each_experiment_writes_its_figure_table_and_report(tiny_results, name):
+    report, sweeps, folder = tiny_results[name]
+    assert report.key_figure.is_file() and report.key_figure.stat().st_size > 10_000
+    tables = [f for f in report.files if f.suffix == ".csv"]
+    assert tables and all(f.is_file() for f in tables)
+    text = (folder / "report.md").read_text()
+    assert report.finding in text and f"python run.py experiment {name}" in text
+    for s in sweeps:
+        assert s.digest in (s.folder / "manifest.json").read_text()
+        assert (s.runs["status"] == "ok").all()
+    assert "nan" not in report.finding.lower()
+
+
+def _mean_and_half(table, metric):
+    half = (table[f"{metric}_high"] - table[f"{metric}_low"]) / 2
+    return table[metric].to_numpy(), half.to_numpy()
+
+
+def test_higher_rent_deflation_never_lowers_the_default_rate_beyond_noise(tiny_results):
+    table = tiny_results["rent_deflation"][0].numbers["table"].sort_values("rent_deflation")
+    mean, half = _mean_and_half(table, "borrower_default_rate")
+    for i in range(len(mean) - 1):
+        assert mean[i + 1] >= mean[i] - (half[i] + half[i + 1]) - 0.05, (mean, half)
+    assert mean[-1] > mean[0]  # and it does rise over the whole range
+
+
+def test_deeper_buyers_never_raise_the_cascade_beyond_noise(tiny_results):
+    table = tiny_results["repo_market"][0].numbers["table"]
+    for _, by_cap in table.groupby("buyer_rack_kw_cap"):
+        by_cap = by_cap.sort_values("buyer_depth_scale")
+        mean, half = _mean_and_half(by_cap, "defaults_total")
+        for i in range(len(mean) - 1):
+            assert mean[i + 1] <= mean[i] + (half[i] + half[i + 1]) + 0.5, (mean, half)
+        trough, t_half = _mean_and_half(by_cap, "price_to_fundamental_trough")
+        assert trough[-1] >= trough[0] - (t_half[0] + t_half[-1]) - 0.05  # deeper buyers, shallower trough
+
+
+def test_btc_collateral_never_lowers_miner_defaults_beyond_noise(tiny_results):
+    table = tiny_results["double_leverage"][0].numbers["table"]
+    btc = "generated.miners.btc_loan_to_value"
+    keys = ["stress_correlation", "shocks.0.size"]
+    with_ = table[table[btc] > 0].set_index(keys).sort_index()
+    without = table[table[btc] == 0].set_index(keys).sort_index()
+    noise = (with_["miner_default_rate_high"] - with_["miner_default_rate_low"]) / 2 + (
+        without["miner_default_rate_high"] - without["miner_default_rate_low"]
+    ) / 2
+    assert (with_["miner_default_rate"] >= without["miner_default_rate"] - noise - 0.1).all()
+
+
+def test_the_2022_replay_follows_the_recorded_paths(tiny_results):
+    report, sweeps, _ = tiny_results["miners_2022"]
+    scenario = load_scenario("miners_2022")
+    hp_mean, hp_low = report.numbers["hashprice"]
+    assert hp_mean == pytest.approx(123.9, rel=0.15) and hp_low == pytest.approx(55.9, rel=0.2)
+    # the rent path is the rig's mining revenue: model hashprice x 0.1 PH / 24 (the scenario's mapping)
+    m = GPUCreditModel("miners_2022")
+    for month, rent in enumerate(scenario.world.rent.path, start=1):
+        m.state.world.advance()
+        assert rent == pytest.approx(m.state.world.hashprice() * 0.1 / 24, rel=0.01), month
+
+
+def test_fair_spread_is_hazard_times_lgd():
+    from experiments.named.analyses import fair_spread
+
+    d, n = np.array([1, 1]), np.array([2, 2])  # PD 0.5 over 5 years
+    s = fair_spread(d, n, np.array([100.0, 100.0]), np.array([40.0, 40.0]), 5.0)
+    assert s == pytest.approx(-np.log(0.5) / 5 * 0.6)
+    assert fair_spread(np.array([0]), np.array([3]), np.array([0.0]), np.array([0.0]), 5.0) == 0.0
+
+
+def test_unknown_experiment_is_one_clear_message(capsys):
+    import run
+
+    assert run.main(["experiment", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "experiment 'nope': unknown" in err and "rent_deflation" in err

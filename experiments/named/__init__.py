@@ -1,0 +1,434 @@
+"""The nine named experiments of issue 6: each is one or more experiment files in this folder (run by the
+sweep runner, ``experiments.sweep``) plus an analysis (``experiments.named.analyses``) that writes its
+figures, tables and a Markdown report.
+
+``python run.py experiment NAME [--full] [--out DIR] [--workers N]`` runs one; ``python run.py experiment
+all`` runs the nine. The default is the reduced size (the files in this folder: a handful of design
+points, a few replicates, short horizons; all nine take a few minutes on two cores); ``--full`` runs the
+paper-size files in ``full/``. ``--docs`` also copies each key figure to ``docs/img/experiments/`` and
+rewrites ``docs/results.md`` from the reports. Every sweep writes its manifest (``sweeps/FILE/manifest.json``);
+``python run.py replay`` on it re-runs and checks the digest.
+
+Some experiments add scheduled shocks to their base scenario (``SCENARIO_PATCHES``): the experiment
+file schema has no place for them, so they are applied here, before the sweep is planned, and recorded in
+the sweep's manifest (its ``config``), so a replay reproduces them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from model.config import ConfigError, canonical_dict, load_scenario
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SIZES = ("reduced", "full")
+
+
+@dataclass(frozen=True)
+class NamedExperiment:
+    """One named experiment: its experiment files (stems in this folder), a scenario patch applied to
+    every file's base scenario, and the analysis that turns the sweeps into figures and a report."""
+
+    name: str
+    number: int
+    title: str
+    question: str
+    files: tuple[str, ...]
+    analysis: str  # function name in experiments.named.analyses
+    patch: dict[str, Any] = field(default_factory=dict)
+
+
+# Shocks added to the base scenario; the swept values (e.g. "shocks.0.size") override them per point.
+SCENARIO_PATCHES: dict[str, dict[str, Any]] = {
+    "btc_crash_month_6": {"shocks": [{"month": 6, "kind": "btc_crash", "size": 0.0}]},
+    "largest_miner_fails_month_3": {"shocks": [{"month": 3, "kind": "default_largest_miner"}]},
+    "largest_miner_fails_month_1": {"shocks": [{"month": 1, "kind": "default_largest_miner"}]},
+}
+
+EXPERIMENTS: dict[str, NamedExperiment] = {
+    e.name: e
+    for e in (
+        NamedExperiment(
+            "rent_deflation",
+            1,
+            "Rent deflation vs debt service",
+            "How fast can rent per unit of compute fall before GPU-backed debt stops being serviced?",
+            ("rent_deflation",),
+            "rent_deflation",
+        ),
+        NamedExperiment(
+            "duration_mismatch",
+            2,
+            "Duration mismatch",
+            "How much principal is still owed when the financed GPUs are worth nothing, and what do lenders "
+            "lose, by loan tenor and amortisation profile?",
+            ("duration_mismatch",),
+            "duration_mismatch",
+        ),
+        NamedExperiment(
+            "double_leverage",
+            3,
+            "Double leverage and correlation convergence",
+            "How much do BTC-backed loans on miners' books add to miner defaults when BTC crashes, and does a "
+            "stress correlation between BTC and compute demand make it worse?",
+            ("double_leverage",),
+            "double_leverage",
+            SCENARIO_PATCHES["btc_crash_month_6"],
+        ),
+        NamedExperiment(
+            "repo_market",
+            4,
+            "The missing repo market",
+            "Does a deeper or better-equipped buy side stop a fire sale from cascading, and how far does "
+            "book LTV overstate what lenders recover?",
+            ("repo_market",),
+            "repo_market",
+            SCENARIO_PATCHES["largest_miner_fails_month_3"],
+        ),
+        NamedExperiment(
+            "concentration",
+            5,
+            "Concentration",
+            "Where does a single default stop being contained, as lending concentrates and lenders owe "
+            "each other more?",
+            ("concentration",),
+            "concentration",
+            SCENARIO_PATCHES["largest_miner_fails_month_1"],
+        ),
+        NamedExperiment(
+            "credit_spreads",
+            6,
+            "Credit spreads",
+            "What spread would price the simulated default risk, by borrower type and instrument, and how "
+            "does it compare with market spreads?",
+            ("credit_spreads",),
+            "credit_spreads",
+        ),
+        NamedExperiment(
+            "policies",
+            7,
+            "Policies",
+            "Which policy lowers expected and tail (99 %) lender loss the most: an LTV cap, faster "
+            "amortisation, age haircuts on GPU collateral, or a buyer of last resort?",
+            ("policy_ltv_cap", "policy_amortisation", "policy_haircut", "policy_last_resort"),
+            "policies",
+        ),
+        NamedExperiment(
+            "miners_2022",
+            8,
+            "The 2022 bitcoin-miner credit crisis as a historical check",
+            "Driven by the actual BTC and hashprice path of Nov 2021 - Dec 2022, does the model reproduce the "
+            "collapse of rig prices and the recoveries lenders got on rig-backed loans?",
+            ("miners_2022",),
+            "miners_2022",
+        ),
+        NamedExperiment(
+            "sensitivity",
+            9,
+            "Sensitivity",
+            "Which parameters explain systemic loss (Sobol first-order and total indices)?",
+            ("sobol_systemic",),
+            "sensitivity",
+        ),
+    )
+}
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: its runs table, plan, folder and manifest digest."""
+
+    stem: str
+    runs: pd.DataFrame
+    sweep: Any  # experiments.sweep.Sweep
+    digest: str
+    folder: Path
+
+    @property
+    def scenario(self) -> dict[str, Any]:
+        return self.sweep.plan.scenario
+
+    @property
+    def experiment(self) -> Any:
+        return self.sweep.plan.experiment
+
+
+@dataclass
+class Report:
+    """What an analysis hands back: the key figure, other files, a finding and the Markdown body."""
+
+    key_figure: Path
+    files: list[Path]
+    finding: str
+    body: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def experiment_path(stem: str, size: str) -> Path:
+    return (HERE / "full" if size == "full" else HERE) / f"{stem}.toml"
+
+
+def resize_text(text: str, replicates: int | None = None, months: int | None = None) -> str:
+    """Rewrite the top-level ``replicates``/``months`` lines of an experiment file (tests run tiny sizes)."""
+    for key, value in (("replicates", replicates), ("months", months)):
+        if value is not None:
+            text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {int(value)}", text, count=1)
+            if n != 1:
+                raise ConfigError(f"experiment file: no top-level '{key} = N' line to resize")
+    return text
+
+
+def base_scenario(experiment: Any, path: Path, patch: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's base scenario as canonical data, with the named experiment's patch applied."""
+    from experiments.design import scenario_for
+
+    scenario = scenario_for(experiment, path)
+    return canonical_dict(load_scenario(scenario, patch)) if patch else scenario
+
+
+def run_file(
+    named: NamedExperiment,
+    stem: str,
+    size: str,
+    out: Path,
+    executor: Any,
+    workers: int,
+    resize: dict[str, int] | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Plan, run (or resume) and consolidate one experiment file's sweep into ``out/sweeps/STEM``."""
+    from experiments.design import parse_experiment
+    from experiments.sweep import RESULTS, prepare, run_sweep
+
+    path = experiment_path(stem, size)
+    text = resize_text(path.read_text(), **(resize or {}))
+    experiment = parse_experiment(text, str(path))
+    scenario = base_scenario(experiment, path, named.patch)
+    folder = out / "sweeps" / stem
+    sweep = prepare(experiment, text, scenario, folder, str(path.relative_to(ROOT)))
+    command = ["run.py", "experiment", named.name] + (["--full"] if size == "full" else [])
+    outcome = run_sweep(sweep, executor, workers, progress=progress, command=command)
+    if outcome.failed:
+        first = outcome.failed[0]
+        raise RuntimeError(f"{stem}: {len(outcome.failed)} run(s) failed, e.g. {first[0]}: {first[1]}")
+    runs = pd.read_parquet(folder / RESULTS)
+    return SweepResult(stem, runs, sweep, outcome.manifest["digest"], folder)
+
+
+def run_named(
+    name: str,
+    size: str = "reduced",
+    out: Path | None = None,
+    workers: int = 1,
+    resize: dict[str, int] | None = None,
+    executor: Any = None,
+    progress: bool = False,
+) -> tuple[Report, list[SweepResult], float]:
+    """Run one named experiment and its analysis; returns the report, the sweeps and the seconds taken."""
+    from experiments.named import analyses
+
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment '{name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
+    named = EXPERIMENTS[name]
+    out = Path(out or ROOT / "results" / "experiments" / name)
+    start = time.perf_counter()
+    with _executor(workers, executor) as ex:
+        sweeps = [run_file(named, s, size, out, ex, workers, resize, progress) for s in named.files]
+    report: Report = getattr(analyses, named.analysis)(sweeps, out)
+    seconds = time.perf_counter() - start
+    write_report(named, report, sweeps, out, size, seconds)
+    return report, sweeps, seconds
+
+
+class _executor:
+    """The executor for a named experiment: the caller's, serial for one worker, else one process pool
+    shared by all its sweeps."""
+
+    def __init__(self, workers: int, given: Any) -> None:
+        self.workers, self.given, self.pool = workers, given, None
+
+    def __enter__(self) -> Any:
+        from experiments.sweep import SerialExecutor, process_pool
+
+        if self.given is not None:
+            return self.given
+        if self.workers <= 1:
+            return SerialExecutor()
+        self.pool = process_pool(self.workers)
+        return self.pool
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+
+def design_line(sweeps: list[SweepResult]) -> str:
+    parts = []
+    for s in sweeps:
+        e = s.experiment
+        varied = ", ".join(f"`{p}`" for p in e.parameters)
+        parts.append(
+            f"`{s.stem}.toml`: {e.design.kind} over {varied}; {len(s.sweep.plan.points)} design points x "
+            f"{e.replicates} replicates x {s.sweep.plan.months} months = {len(s.runs)} runs "
+            f"(master seed {e.master_seed})"
+        )
+    return "; ".join(parts)
+
+
+def run_seconds(sweeps: list[SweepResult]) -> float:
+    """Compute time of the sweeps' runs (summed per run, so a resumed sweep reports the original runs)."""
+    return float(sum(rec.get("seconds") or 0.0 for s in sweeps for rec in s.sweep.done.values()))
+
+
+def command_line(named: NamedExperiment, size: str) -> str:
+    return f"python run.py experiment {named.name}" + (" --full" if size == "full" else "")
+
+
+def section_markdown(
+    named: NamedExperiment,
+    report: Report,
+    sweeps: list[SweepResult],
+    size: str,
+    seconds: float,
+    figure_ref: str,
+) -> str:
+    digests = ", ".join(f"`{s.stem}` `{s.digest[:16]}`" for s in sweeps)
+    compute = run_seconds(sweeps)
+    return "\n".join(
+        [
+            f"## {named.number}. {named.title}",
+            "",
+            f"**Question.** {named.question}",
+            "",
+            f"**Design ({size} size).** {design_line(sweeps)}. Intervals are 95 % confidence intervals "
+            "across replicates (normal approximation) unless stated.",
+            "",
+            f"![{named.title}]({figure_ref})",
+            "",
+            f"**Finding.** {report.finding}",
+            "",
+            report.body.strip(),
+            "",
+            f"**Reproduce.** `{command_line(named, size)}` ({compute:.0f} run-seconds); manifest digest(s): "
+            f"{digests}. Replay a sweep with `python run.py replay DIR/sweeps/FILE/manifest.json`.",
+            "",
+        ]
+    )
+
+
+def write_report(
+    named: NamedExperiment, report: Report, sweeps: list[SweepResult], out: Path, size: str, seconds: float
+) -> Path:
+    from experiments.sweep import atomic_write_bytes
+
+    text = section_markdown(named, report, sweeps, size, seconds, report.key_figure.name)
+    path = out / "report.md"
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], float]], size: str) -> Path:
+    """Copy each key figure to docs/img/experiments/ and write docs/results.md from the reports."""
+    img = ROOT / "docs" / "img" / "experiments"
+    img.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for named, report, sweeps, seconds in results:
+        target = img / f"{named.name}.png"
+        shutil.copyfile(report.key_figure, target)
+        sections.append(
+            section_markdown(named, report, sweeps, size, seconds, f"img/experiments/{named.name}.png")
+        )
+    total = sum(run_seconds(r[2]) for r in results)
+    head = RESULTS_HEAD.format(size=size, total=total, n=len(results))
+    path = ROOT / "docs" / "results.md"
+    path.write_text(head + "\n".join(sections))
+    return path
+
+
+RESULTS_HEAD = """# Results of the named experiments
+
+Each section below answers one of the experiments of issue 6 with the model as it stands: the question,
+the design, the key figure, the finding (two sentences drawn from the measured numbers of the run shown),
+and the command that reproduces it with the digest of each sweep's manifest. The figures in
+`docs/img/experiments/` are from the **{size}-size** runs actually made for this page ({n} experiments,
+{total:.0f} run-seconds in all, run on a shared two-core machine with two workers); the full-size runs for a paper are
+`python run.py experiment NAME --full`. Findings at reduced size rest on few replicates: read the
+intervals. The model's own limits are in `docs/calibration.md` (sections 18-19) and `docs/ODD.md`.
+Regenerate this page with `python run.py experiment all --docs`.
+
+"""
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    from experiments.sweep import _Parser, _positive_int
+
+    p = _Parser(
+        prog="run.py experiment",
+        description="Run a named experiment (issue 6) and write its figures, tables and report.",
+    )
+    p.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}, or all")
+    p.add_argument("--full", action="store_true", help="paper size (default: the reduced size)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/experiments[/NAME])"
+    )
+    p.add_argument("--workers", type=_positive_int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--docs", action="store_true", help="also write docs/results.md and docs/img/experiments/")
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``run.py experiment NAME|all [--full] [--out DIR] [--workers N] [--docs]``."""
+    args = parser().parse_args(argv)
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    if args.name != "all" and args.name not in EXPERIMENTS:
+        raise ConfigError(f"experiment '{args.name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
+    size = "full" if args.full else "reduced"
+    base = args.out or ROOT / "results" / "experiments"
+    results = []
+    from experiments.sweep import SerialExecutor, process_pool
+
+    pool = process_pool(args.workers) if args.workers > 1 else SerialExecutor()
+    try:
+        for name in names:
+            out = base / name if (args.name == "all" or args.out is None) else base
+            report, sweeps, seconds = run_named(
+                name, size, out, args.workers, executor=pool, progress=args.progress
+            )
+            named = EXPERIMENTS[name]
+            results.append((named, report, sweeps, seconds))
+            print(
+                f"[{named.number}] {name}: {seconds:.1f} s, {sum(len(s.runs) for s in sweeps)} runs -> {out}/"
+            )
+            print(f"    {report.finding}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if args.docs:
+        print(f"wrote {publish(results, size)}")
+    print(f"total {sum(r[3] for r in results):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+
+Analysis = Callable[[list[SweepResult], Path], Report]

@@ -1,0 +1,935 @@
+"""The analyses of the nine named experiments: figures (PNG), tables (CSV) and a finding drawn from the
+measured numbers. Each takes the finished sweeps of its experiment files and an output folder and
+returns a :class:`experiments.named.Report`.
+
+Confidence intervals are 95 % normal-approximation intervals of the mean across replicates (as in
+``experiments.figures.band``); pooled ratios (loss given default, recovery, fair spreads) use a seeded
+bootstrap over runs. Market figures compared in experiments 6 and 8 are quoted from
+``../shared/calibration-facts.md`` with their section.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from experiments.figures import _plt
+
+if TYPE_CHECKING:
+    from experiments.named import Report, SweepResult
+
+LENDER_TYPES = ("bank", "credit_fund", "abs_trust", "bond_investors")
+Z95 = 1.959963984540054
+BOOTSTRAP = 400
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"] == "ok"].copy()
+
+
+def num(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def ci_table(runs: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean, n and 95 % interval of each metric per group (NaN values are left out)."""
+    rows = []
+    for key, group in runs.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key, strict=True))
+        for m in metrics:
+            y = num(group[m]).dropna()
+            mean = float(y.mean()) if len(y) else math.nan
+            half = Z95 * float(y.std(ddof=1)) / math.sqrt(len(y)) if len(y) > 1 else 0.0
+            row.update({m: mean, f"{m}_low": mean - half, f"{m}_high": mean + half, f"{m}_n": len(y)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pooled_ratio(num_: np.ndarray, den: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """sum(num) / sum(den) with a bootstrap 95 % interval over runs (NaN when den sums to zero)."""
+    num_, den = np.asarray(num_, float), np.asarray(den, float)
+    if den.sum() <= 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(den), size=(BOOTSTRAP, len(den)))
+    d = den[idx].sum(axis=1)
+    boot = np.divide(num_[idx].sum(axis=1), d, out=np.full(BOOTSTRAP, np.nan), where=d > 0)
+    lo, hi = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (math.nan, math.nan)
+    return float(num_.sum() / den.sum()), float(lo), float(hi)
+
+
+def save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _plt().close(fig)
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def band_plot(ax: Any, table: pd.DataFrame, x: str, metric: str, label: str | None = None, **kw: Any) -> None:
+    t = table.sort_values(x)
+    ax.plot(t[x], t[metric], marker="o", ms=3, label=label, **kw)
+    ax.fill_between(t[x], t[f"{metric}_low"], t[f"{metric}_high"], alpha=0.2, lw=0, color=kw.get("color"))
+
+
+def pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.0f} %"
+
+
+def interval(t: pd.Series | dict, m: str) -> str:
+    return f"{pct(t[m])} [{pct(t[f'{m}_low'])}, {pct(t[f'{m}_high'])}]"
+
+
+def lender_loss(runs: pd.DataFrame) -> pd.Series:
+    cols = [f"lender_losses_by_type_{t}" for t in LENDER_TYPES if f"lender_losses_by_type_{t}" in runs]
+    return sum(num(runs[c]).fillna(0.0) for c in cols)
+
+
+def counts(scenario: dict[str, Any]) -> tuple[int, int]:
+    gen = scenario["generated"]
+    return int(gen["miners"]["count"]), int(gen["neoclouds"]["count"])
+
+
+def recovery_columns(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Written-off principal and what came back, summed over every credit cell kept in the runs."""
+    wo = [c for c in runs if c.startswith("credit_") and c.endswith("_written_off")]
+    rec = [c.removesuffix("_written_off") + "_recovered" for c in wo]
+    return (
+        sum(num(runs[c]).fillna(0.0) for c in wo),
+        sum(num(runs[c]).fillna(0.0) for c in rec),
+    )
+
+
+# --- 1. rent deflation ------------------------------------------------------------------------------
+
+
+def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    n_m, n_n = counts(s.scenario)
+    months = s.sweep.plan.months
+    runs["miner_default_rate"] = num(runs["defaults_by_type_miner"]) / n_m
+    runs["neocloud_default_rate"] = num(runs["defaults_by_type_neocloud"]) / n_n
+    runs["borrower_default_rate"] = (
+        num(runs["defaults_by_type_miner"]) + num(runs["defaults_by_type_neocloud"])
+    ) / (n_m + n_n)
+    runs["any_default"] = num(runs["time_to_first_default"]).notna().astype(float)
+    runs["lender_loss_busd"] = lender_loss(runs) / 1e9
+    metrics = [
+        "dscr_breach_probability",
+        "miner_default_rate",
+        "neocloud_default_rate",
+        "borrower_default_rate",
+        "systemic_loss",
+        "lender_loss_busd",
+        "any_default",
+        "time_to_first_default",
+    ]
+    table = ci_table(runs, ["rent_deflation"], metrics)
+    medians = runs.groupby("rent_deflation")["time_to_first_default"].apply(lambda v: num(v).median())
+    table["median_time_to_first_default"] = table["rent_deflation"].map(medians)
+    files = [write_csv(table, out / "rent_deflation.csv")]
+
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.4))
+    ax = axes[0, 0]
+    band_plot(ax, table, "rent_deflation", "dscr_breach_probability", "DSCR breach (share of borrowers)")
+    band_plot(ax, table, "rent_deflation", "any_default", "P(any default)")
+    ax.set_ylabel("probability")
+    ax.legend(frameon=False, fontsize=8)
+    ax = axes[0, 1]
+    band_plot(ax, table, "rent_deflation", "miner_default_rate", "miners")
+    band_plot(ax, table, "rent_deflation", "neocloud_default_rate", "neo-clouds")
+    ax.set_ylabel("default rate by type")
+    ax.legend(frameon=False, fontsize=8)
+    ax = axes[1, 0]
+    band_plot(ax, table, "rent_deflation", "time_to_first_default", "mean (runs with a default)")
+    ax.plot(table["rent_deflation"], table["median_time_to_first_default"], "k--", lw=1, label="median")
+    ax.set_ylabel("time to first default (months)")
+    ax.legend(frameon=False, fontsize=8)
+    ax = axes[1, 1]
+    band_plot(ax, table, "rent_deflation", "systemic_loss")
+    ax.set_ylabel("lender loss / lender equity at start")
+    for a in axes.flat:
+        a.set_xlabel("rent deflation per year")
+    fig.suptitle(f"Experiment 1: rent deflation vs debt service ({months} months, 95 % CI)")
+    key = save(fig, out / "rent_deflation.png")
+
+    lo, hi = table.iloc[0], table.iloc[-1]
+    finding = (
+        f"Raising rent deflation from {pct(lo['rent_deflation'])} to {pct(hi['rent_deflation'])} a year "
+        f"moves the mean borrower default rate within {months} months from "
+        f"{interval(lo, 'borrower_default_rate')} to {interval(hi, 'borrower_default_rate')} and the share "
+        f"of borrowers that breach their DSCR covenant from {pct(lo['dscr_breach_probability'])} to "
+        f"{pct(hi['dscr_breach_probability'])}. Lender losses go from {pct(lo['systemic_loss'])} to "
+        f"{pct(hi['systemic_loss'])} of lenders' starting equity, and the median first default comes in "
+        f"month {lo['median_time_to_first_default']:.0f} vs {hi['median_time_to_first_default']:.0f}."
+    )
+    body = _table_md(
+        table,
+        ["rent_deflation", "dscr_breach_probability", "miner_default_rate", "neocloud_default_rate"],
+        ["systemic_loss", "lender_loss_busd", "median_time_to_first_default"],
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
+
+
+def _table_md(table: pd.DataFrame, first: list[str], more: list[str]) -> str:
+    """A compact Markdown table: the first column as is, means with intervals, then plain means."""
+    cols = first + more
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in table.iterrows():
+        cells = [f"{row[first[0]]:.3g}" if isinstance(row[first[0]], float) else str(row[first[0]])]
+        for c in first[1:]:
+            cells.append(f"{row[c]:.3f} [{row[c + '_low']:.3f}, {row[c + '_high']:.3f}]")
+        for c in more:
+            cells.append(f"{row[c]:.3g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- 2. duration mismatch ---------------------------------------------------------------------------
+
+
+def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    profile = "generated.neoclouds.amortisation"
+    wo = num(runs["credit_neocloud_term_loan_written_off"]) + num(
+        runs["credit_neocloud_asset_backed_written_off"]
+    )
+    rec = num(runs["credit_neocloud_term_loan_recovered"]) + num(
+        runs["credit_neocloud_asset_backed_recovered"]
+    )
+    runs["neocloud_lgd"] = np.where(wo > 0, 1.0 - rec / wo.where(wo > 0, 1.0), np.nan)
+    table = ci_table(
+        runs,
+        ["loan_tenor_months", profile],
+        ["principal_unpaid_at_collateral_zero", "collateral_zero_month", "neocloud_lgd"],
+    )
+    pooled = []
+    for _, g in runs.groupby(["loan_tenor_months", profile], sort=True):
+        gwo = num(g["credit_neocloud_term_loan_written_off"]) + num(
+            g["credit_neocloud_asset_backed_written_off"]
+        )
+        grec = num(g["credit_neocloud_term_loan_recovered"]) + num(
+            g["credit_neocloud_asset_backed_recovered"]
+        )
+        pooled.append(1.0 - pooled_ratio(grec.to_numpy(), gwo.to_numpy(), 2)[0])
+    table["pooled_neocloud_lgd"] = pooled
+    files = [write_csv(table, out / "duration_mismatch.csv")]
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for name, t in table.groupby(profile):
+        band_plot(axes[0], t, "loan_tenor_months", "principal_unpaid_at_collateral_zero", name)
+        band_plot(axes[1], t, "loan_tenor_months", "neocloud_lgd", name)
+    life = float(num(runs["collateral_zero_month"]).mean())
+    for ax in axes:
+        ax.axvline(life, color="grey", ls=":", lw=1)
+        ax.set_xlabel("loan tenor (months)")
+        ax.legend(frameon=False, fontsize=8, title="neo-cloud amortisation", title_fontsize=8)
+    axes[0].set_ylabel("GPU principal unpaid when fleet value < 5 %")
+    axes[1].set_ylabel("loss given default (neo-cloud loans)")
+    axes[0].text(life, 0.02, f" economic life\n ~{life:.0f} months", fontsize=7, color="grey")
+    fig.suptitle(f"Experiment 2: duration mismatch ({s.sweep.plan.months} months, 95 % CI)")
+    key = save(fig, out / "duration_mismatch.png")
+
+    def at(tenor: int, prof: str, col: str) -> float:
+        row = table[(table["loan_tenor_months"] == tenor) & (table[profile] == prof)]
+        return float(row[col].iloc[0]) if len(row) else math.nan
+
+    tenors = sorted(table["loan_tenor_months"].unique())
+    short, long_ = tenors[0], tenors[-1]
+    reached = float(num(runs["collateral_zero_month"]).notna().mean())
+    finding = (
+        f"The starting fleet's value falls below 5 % of its start in month {life:.0f} on average (in "
+        f"{pct(reached)} of runs within the horizon); at that point {pct(at(short, 'linear', 'principal_unpaid_at_collateral_zero'))} "
+        f"of GPU-secured principal is still unpaid with {short}-month linear loans, against "
+        f"{pct(at(long_, 'annuity', 'principal_unpaid_at_collateral_zero'))} with {long_}-month annuities and "
+        f"{pct(at(long_, 'bullet', 'principal_unpaid_at_collateral_zero'))} with {long_}-month bullets. "
+        f"Pooled loss given default on neo-cloud loans is {pct(at(short, 'linear', 'pooled_neocloud_lgd'))} "
+        f"at {short} months (linear) and {pct(at(long_, 'annuity', 'pooled_neocloud_lgd'))} at {long_} "
+        f"months (annuity)."
+    )
+    body = (
+        "Unpaid principal counts defaulted loans' written-off balances as unpaid (the lender's exposure "
+        "before recoveries). Columns: tenor, neo-cloud amortisation, unpaid share at collateral zero "
+        "(95 % CI), month of collateral zero, pooled LGD.\n\n"
+        + "\n".join(
+            f"| {int(r['loan_tenor_months'])} | {r[profile]} | {r['principal_unpaid_at_collateral_zero']:.2f} "
+            f"[{r['principal_unpaid_at_collateral_zero_low']:.2f}, {r['principal_unpaid_at_collateral_zero_high']:.2f}] "
+            f"| {r['collateral_zero_month']:.0f} | {r['pooled_neocloud_lgd']:.2f} |"
+            for _, r in table.iterrows()
+        )
+    )
+    body = body.replace(
+        "\n\n|", "\n\n| tenor | profile | unpaid at zero | zero month | LGD |\n|---|---|---|---|---|\n|", 1
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
+
+
+# --- 3. double leverage -----------------------------------------------------------------------------
+
+
+def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    n_m, _ = counts(s.scenario)
+    crash, corr, btc = "shocks.0.size", "stress_correlation", "generated.miners.btc_loan_to_value"
+    runs["miner_default_rate"] = num(runs["defaults_by_type_miner"]) / n_m
+    table = ci_table(runs, [btc, corr, crash], ["miner_default_rate", "systemic_loss"])
+    files = [write_csv(table, out / "double_leverage.csv")]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = {0.0: "tab:blue", 1: "tab:red"}
+    for (b, c), t in table.groupby([btc, corr]):
+        style = "-" if b > 0 else "--"
+        color = colors[1] if b > 0 else colors[0]
+        alpha = 1.0 if c == table[corr].max() else 0.5
+        band_plot(
+            ax,
+            t,
+            crash,
+            "miner_default_rate",
+            f"{'with' if b > 0 else 'without'} BTC loans, stress corr {c:g}",
+            color=color,
+            ls=style,
+            alpha=alpha,
+        )
+    ax.set_xlabel("BTC crash in month 6 (fall)")
+    ax.set_ylabel(f"miner default rate within {s.sweep.plan.months} months")
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title("Experiment 3: double leverage (95 % CI)")
+    key = save(fig, out / "double_leverage.png")
+
+    def at(b: float, c: float, k: float) -> pd.Series:
+        return table[(table[btc] == b) & (table[corr] == c) & (table[crash] == k)].iloc[0]
+
+    kmax, kmin = table[crash].max(), table[crash].min()
+    chi, clo = table[corr].max(), table[corr].min()
+    bon = table[btc].max()
+    with_, without = at(bon, chi, kmax), at(0.0, chi, kmax)
+    paired = runs.pivot_table(index=["replicate", btc, crash], columns=corr, values="miner_default_rate")
+    diff = (paired[chi] - paired[clo]).dropna()
+    half = Z95 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    finding = (
+        f"A {pct(kmax)} BTC crash leaves {interval(with_, 'miner_default_rate')} of miners in default with "
+        f"BTC-backed loans on their books and {interval(without, 'miner_default_rate')} without them "
+        f"(stress correlation {chi:g}); with no crash the rates are {pct(at(bon, chi, kmin)['miner_default_rate'])} "
+        f"and {pct(at(0.0, chi, kmin)['miner_default_rate'])}. Raising the stress correlation from {clo:g} to "
+        f"{chi:g} changes the miner default rate by {100 * diff.mean():+.1f} points on average "
+        f"[{100 * (diff.mean() - half):+.1f}, {100 * (diff.mean() + half):+.1f}] (paired by seed)."
+    )
+    body = (
+        "The crash is a scheduled `btc_crash` shock in month 6 added to the baseline; the stress "
+        "correlation acts only in the stress regime (corr. of BTC returns with the compute-demand shock)."
+    )
+    return Report(key, [key, *files], finding, body, {"table": table, "corr_effect": float(diff.mean())})
+
+
+# --- 4. the missing repo market -----------------------------------------------------------------------
+
+
+def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    depth, cap = "buyer_depth_scale", "buyer_rack_kw_cap"
+    wo, rec = recovery_columns(runs)
+    runs["recovery"] = np.where(wo > 0, rec / wo.where(wo > 0, 1.0), np.nan)
+    ts = pd.read_parquet(s.folder / "timeseries.parquet")
+    shock_month = 3
+    before = ts[ts["month"] == shock_month - 1].set_index("run_id")["book_ltv"]
+    runs["book_ltv_before_shock"] = runs["run_id"].map(before)
+    table = ci_table(
+        runs, [depth, cap], ["defaults_total", "price_to_fundamental_trough", "recovery", "systemic_loss"]
+    )
+    files = [write_csv(table, out / "repo_market.csv")]
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    for ax, metric, label, cmap in (
+        (axes[0], "defaults_total", "mean defaults in 12 months", "magma_r"),
+        (axes[1], "price_to_fundamental_trough", "secondary price trough / fundamental", "viridis"),
+    ):
+        grid = table.pivot(index=cap, columns=depth, values=metric).sort_index(ascending=False)
+        im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap=cmap)
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}x" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g} kW" for v in grid.index])
+        for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if metric != "defaults_total" else f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if (metric == "defaults_total") == (v > grid.to_numpy().mean()) else "black",
+            )
+        ax.set_xlabel("buyer depth (budgets and capacity, x baseline)")
+        ax.set_ylabel("densest rack buyers can host")
+        fig.colorbar(im, ax=ax, label=label)
+    ax = axes[2]
+    pts = runs.dropna(subset=["book_ltv_before_shock", "recovery"])
+    sc = ax.scatter(
+        pts["book_ltv_before_shock"], pts["recovery"], c=np.log10(pts[depth]), cmap="coolwarm", s=16
+    )
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.text(ax.get_xlim()[0], 1.01, " what book LTV < 1 promises", fontsize=7, color="grey", va="bottom")
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel(f"book LTV of live borrowers, month {shock_month - 1} (before the shock)")
+    ax.set_ylabel("realised recovery on defaulted loans")
+    fig.colorbar(sc, ax=ax, label="log10 buyer depth")
+    ax.set_title("the LTV illusion", fontsize=9)
+    fig.suptitle("Experiment 4: the missing repo market (largest miner forced into default in month 3)")
+    key = save(fig, out / "repo_market.png")
+
+    d_lo, d_hi = table[depth].min(), table[depth].max()
+    c_lo, c_hi = table[cap].min(), table[cap].max()
+
+    def at(d: float, c: float) -> pd.Series:
+        return table[(table[depth] == d) & (table[cap] == c)].iloc[0]
+
+    ltv = float(pts["book_ltv_before_shock"].mean()) if len(pts) else math.nan
+    r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 4)
+    finding = (
+        f"With every buyer able to host dense racks ({c_hi:g} kW), going from {d_lo:g}x to {d_hi:g}x today's "
+        f"buyer depth changes mean defaults within 12 months from {at(d_lo, c_hi)['defaults_total']:.1f} to "
+        f"{at(d_hi, c_hi)['defaults_total']:.1f} and the secondary price trough from "
+        f"{at(d_lo, c_hi)['price_to_fundamental_trough']:.2f} to {at(d_hi, c_hi)['price_to_fundamental_trough']:.2f} "
+        f"of fundamental value (air-cooled buyers only, {c_lo:g} kW: {at(d_lo, c_lo)['defaults_total']:.1f} and "
+        f"{at(d_hi, c_lo)['defaults_total']:.1f} defaults). Book LTV before the shock averaged {ltv:.2f}, a "
+        f"cushion that promises full recovery, yet lenders got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of "
+        f"the principal written off."
+    )
+    body = (
+        "Recovery pools all borrower loans: cash recovered plus repossessed GPUs still held at the mark, "
+        "over principal written off. The price trough is the lowest secondary mark of any launched "
+        "generation as a share of its fundamental value. A blind spot shows at the 30 kW cap: no buyer "
+        "can host the repossessed H100/H200s (40 kW racks), so nothing trades, the mark never moves "
+        "and covenants see no fall in value (fewer defaults, a 'trough' of 1.00); the repossessed "
+        "stock is still booked at the old mark. A market that cannot clear hides its price; that is "
+        "the LTV illusion in its purest form, not safety."
+    )
+    return Report(key, [key, *files], finding, body, {"table": table, "recovery": r, "book_ltv": ltv})
+
+
+# --- 5. concentration ---------------------------------------------------------------------------------
+
+
+def concentration(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    ib, conc, banks = (
+        "generated.interbank_share",
+        "generated.lender_concentration",
+        "generated.lender_capital_ratio.bank",
+    )
+    runs["not_contained"] = runs["systemic_event"].astype(float)
+    table = ci_table(runs, [banks, ib, conc], ["not_contained", "systemic_loss", "share_failed"])
+    files = [write_csv(table, out / "concentration.csv")]
+    plt = _plt()
+    bank_values = sorted(table[banks].unique())
+    fig, axes = plt.subplots(1, len(bank_values), figsize=(4.6 * len(bank_values), 3.9), squeeze=False)
+    for ax, b in zip(axes[0], bank_values, strict=True):
+        grid = table[table[banks] == b].pivot(index=conc, columns=ib, values="not_contained")
+        grid = grid.sort_index(ascending=True)
+        x, y = grid.columns.to_numpy(float), grid.index.to_numpy(float)
+        im = ax.pcolormesh(_edges(x), _edges(y), grid.to_numpy(float), cmap="Reds", vmin=0, vmax=1)
+        if grid.to_numpy().min() < 0.5 < grid.to_numpy().max() and len(x) > 1 and len(y) > 1:
+            ax.contour(x, y, grid.to_numpy(float), levels=[0.5], colors="k", linewidths=1.2)
+        ax.set_xlabel("interbank share of lenders' liabilities")
+        ax.set_ylabel("lender concentration (Zipf exponent)")
+        ax.set_title(f"banks' capital ratio {b:g}", fontsize=9)
+        fig.colorbar(im, ax=ax, label="P(not contained: >= 5 % of agents fail)")
+    fig.suptitle("Experiment 5: where one default stops being contained (black line: P = 0.5)")
+    key = save(fig, out / "concentration.png")
+
+    by_banks = runs.groupby(banks)["not_contained"].mean()
+    corner_lo = table[(table[ib] == table[ib].min()) & (table[conc] == table[conc].min())]
+    corner_hi = table[(table[ib] == table[ib].max()) & (table[conc] == table[conc].max())]
+    finding = (
+        f"After a forced default of the largest miner in a calm world, the share of runs where the failure "
+        f"is not contained (5 % or more of the agents fail within {s.sweep.plan.months} months) is "
+        + ", ".join(f"{pct(v)} with banks' capital at {k:g}" for k, v in by_banks.items())
+        + f" over the grid. It goes from {pct(corner_lo['not_contained'].mean())} with no interbank lending "
+        f"and equal market shares to {pct(corner_hi['not_contained'].mean())} at interbank share "
+        f"{table[ib].max():g} and concentration {table[conc].max():g}, with mean systemic loss "
+        f"{pct(corner_lo['systemic_loss'].mean())} vs {pct(corner_hi['systemic_loss'].mean())} of lender equity."
+    )
+    body = (
+        "Calm world: no stress regime and no BTC-backed loans, so the forced default is the only trigger; credit funds hold 5 % capital (assumption, baseline 35 %) "
+        "(background defaults still occur: they are part of what the phase diagram counts)."
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
+
+
+def _edges(v: np.ndarray) -> np.ndarray:
+    if len(v) == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+# --- 6. credit spreads ----------------------------------------------------------------------------------
+
+# Market spreads over the base rate, in basis points, from ../shared/calibration-facts.md section 3.
+# High-yield coupons are turned into spreads with SOFR ~4.3 % (the baseline's base rate, an assumption).
+MARKET_SPREADS: dict[str, tuple[float, float, str]] = {
+    "neocloud_term_loan": (
+        600.0,
+        1300.0,
+        "CoreWeave DDTL 2.0: SOFR + 6.00-6.50 % (IG contracts), + 13 % (non-IG) [R]",
+    ),
+    "neocloud_high_yield": (
+        2.825e2,
+        4.95e2,
+        "HY coupons 7.125-9.25 % (Cipher, TeraWulf, CoreWeave) less SOFR 4.3 % [R]",
+    ),
+    "neocloud_all": (368.0, 643.0, "CoreWeave 5-yr CDS, Oct -> Dec 2025 [R]"),
+    "miner_high_yield": (
+        2.825e2,
+        3.45e2,
+        "miners' secured notes: Cipher 7.125 %, TeraWulf 7.75 %, less SOFR 4.3 % [R]",
+    ),
+}
+CELLS = (
+    "miner_term_loan",
+    "miner_asset_backed",
+    "miner_convertible",
+    "miner_btc_margin",
+    "neocloud_term_loan",
+    "neocloud_asset_backed",
+    "neocloud_high_yield",
+)
+
+
+def fair_spread(
+    defaulted: np.ndarray, loans: np.ndarray, wo: np.ndarray, rec: np.ndarray, years: float
+) -> float:
+    """Annual spread that pays for expected loss: hazard x LGD, with the hazard from the default
+    probability over the loan's life (PD capped at 99.9 %)."""
+    n, d = loans.sum(), defaulted.sum()
+    if n <= 0:
+        return math.nan
+    pd_ = min(d / n, 0.999)
+    lgd = 1.0 - rec.sum() / wo.sum() if wo.sum() > 0 else 0.0
+    return -math.log(1.0 - pd_) / years * lgd
+
+
+def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    years = s.sweep.plan.months / 12.0
+    rng = np.random.default_rng(s.experiment.master_seed)
+    rows = []
+    for x, g in runs.groupby("rent_deflation"):
+        for cell in (*CELLS, "neocloud_all", "miner_all"):
+            parts = (
+                [c for c in CELLS if c.startswith(cell.removesuffix("_all"))]
+                if cell.endswith("_all")
+                else [cell]
+            )
+            cols = {
+                k: sum(num(g[f"credit_{p}_{k}"]).fillna(0).to_numpy() for p in parts)
+                for k in ("loans", "defaulted", "written_off", "recovered")
+            }
+            if cols["loans"].sum() == 0:
+                continue
+            est = fair_spread(cols["defaulted"], cols["loans"], cols["written_off"], cols["recovered"], years)
+            idx = rng.integers(0, len(g), size=(BOOTSTRAP, len(g)))
+            boot = [
+                fair_spread(*(cols[k][i] for k in ("defaulted", "loans", "written_off", "recovered")), years)
+                for i in idx
+            ]
+            lo, hi = np.nanquantile(boot, [0.025, 0.975])
+            d, n = cols["defaulted"].sum(), cols["loans"].sum()
+            lgd = (
+                1.0 - cols["recovered"].sum() / cols["written_off"].sum()
+                if cols["written_off"].sum() > 0
+                else math.nan
+            )
+            rows.append(
+                {
+                    "rent_deflation": x,
+                    "cell": cell,
+                    "loans": int(n),
+                    "pd_life": d / n,
+                    "lgd": lgd,
+                    "fair_spread_bp": 1e4 * est,
+                    "low_bp": 1e4 * lo,
+                    "high_bp": 1e4 * hi,
+                }
+            )
+    table = pd.DataFrame(rows)
+    contract = _contract_spreads(s.scenario)
+    table["contract_spread_bp"] = table["cell"].map(contract)
+    table["market_low_bp"] = table["cell"].map({k: v[0] for k, v in MARKET_SPREADS.items()})
+    table["market_high_bp"] = table["cell"].map({k: v[1] for k, v in MARKET_SPREADS.items()})
+    files = [write_csv(table, out / "credit_spreads.csv")]
+
+    plt = _plt()
+    base = (
+        0.3
+        if 0.3 in set(table["rent_deflation"])
+        else sorted(table["rent_deflation"].unique())[len(table["rent_deflation"].unique()) // 2]
+    )
+    t = table[table["rent_deflation"] == base].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    xs = np.arange(len(t))
+    ax.bar(
+        xs,
+        t["fair_spread_bp"],
+        0.6,
+        yerr=[t["fair_spread_bp"] - t["low_bp"], t["high_bp"] - t["fair_spread_bp"]],
+        capsize=3,
+        label=f"model fair spread (PD x LGD), deflation {base:g}",
+    )
+    for x_other, marker in zip(
+        sorted(set(table["rent_deflation"]) - {base}), ("v", "^", "s", "D"), strict=False
+    ):
+        o = table[table["rent_deflation"] == x_other].set_index("cell")["fair_spread_bp"]
+        ax.scatter(
+            xs, t["cell"].map(o), marker=marker, color="k", s=18, zorder=3, label=f"deflation {x_other:g}"
+        )
+    for i, row in t.iterrows():
+        if np.isfinite(row["market_low_bp"]):
+            ax.fill_between(
+                [i - 0.4, i + 0.4],
+                row["market_low_bp"],
+                row["market_high_bp"],
+                color="tab:orange",
+                alpha=0.35,
+                lw=0,
+                label="market (calibration facts)" if i == t["market_low_bp"].first_valid_index() else None,
+            )
+        if np.isfinite(row["contract_spread_bp"]):
+            ax.plot(
+                [i - 0.4, i + 0.4],
+                [row["contract_spread_bp"]] * 2,
+                color="tab:green",
+                lw=2,
+                label="spread in the scenario's loans" if i == 0 else None,
+            )
+    ax.set_xticks(xs, [c.replace("_", "\n", 1) for c in t["cell"]], fontsize=8)
+    ax.set_ylabel("spread over base rate (bp/yr)")
+    ax.set_yscale("symlog", linthresh=100)
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    ax.set_title(
+        f"Experiment 6: fair vs market spreads ({s.sweep.plan.months}-month loan life, bootstrap 95 % CI)"
+    )
+    key = save(fig, out / "credit_spreads.png")
+
+    def get(cell: str) -> pd.Series:
+        row = t[t["cell"] == cell]
+        return (
+            row.iloc[0]
+            if len(row)
+            else pd.Series(
+                {
+                    "fair_spread_bp": math.nan,
+                    "low_bp": math.nan,
+                    "high_bp": math.nan,
+                    "pd_life": math.nan,
+                    "lgd": math.nan,
+                }
+            )
+        )
+
+    nt, mt, na = get("neocloud_term_loan"), get("miner_term_loan"), get("neocloud_all")
+    finding = (
+        f"At {pct(base)} a year rent deflation the simulated {years:.0f}-year default probability and loss given "
+        f"default imply a fair spread of {nt['fair_spread_bp']:.0f} bp [{nt['low_bp']:.0f}, {nt['high_bp']:.0f}] on "
+        f"neo-cloud term loans (PD {pct(nt['pd_life'])}, LGD {pct(nt['lgd'])}) and {mt['fair_spread_bp']:.0f} bp "
+        f"[{mt['low_bp']:.0f}, {mt['high_bp']:.0f}] on miners' term loans, against 600-1,300 bp on CoreWeave's "
+        f"DDTL 2.0 and 368-643 bp on its CDS. Across all of a neo-cloud's debt the fair spread is "
+        f"{na['fair_spread_bp']:.0f} bp, {na['fair_spread_bp'] / 643:.1f}x the widest CDS quote: "
+        + (
+            "the market under-prices the risk the model simulates."
+            if na["fair_spread_bp"] > 643
+            else "the market spread covers the risk the model simulates."
+        )
+    )
+    body = (
+        "Fair spread = hazard x LGD, hazard = -ln(1 - PD) / loan life; PD and LGD pooled over the "
+        "replicates (LGD counts repossessed GPUs still held at the mark as recovered). This is the "
+        "actuarial spread under the simulated (physical) probabilities, with no risk premium: a market "
+        "spread below it is under-priced even before any premium. Market figures (orange):\n\n"
+        + "\n".join(f"- `{k}`: {lo:.0f}-{hi:.0f} bp, {src}" for k, (lo, hi, src) in MARKET_SPREADS.items())
+        + "\n\n| cell | PD over life | LGD | fair spread (bp) | 95 % CI | scenario's spread (bp) |\n|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {r['cell']} | {r['pd_life']:.2f} | {r['lgd']:.2f} | {r['fair_spread_bp']:.0f} | "
+            f"[{r['low_bp']:.0f}, {r['high_bp']:.0f}] | {r['contract_spread_bp']:.0f} |"
+            for _, r in t.iterrows()
+        )
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
+
+
+def _contract_spreads(scenario: dict[str, Any]) -> dict[str, float]:
+    """The spreads the scenario's generated loans carry, in bp (every instrument of a class shares one)."""
+    gen = scenario["generated"]
+    out = {}
+    for cls, kind in (("miners", "miner"), ("neoclouds", "neocloud")):
+        for cell in CELLS:
+            if cell.startswith(kind):
+                out[cell] = 1e4 * float(gen[cls]["spread"])
+    return out
+
+
+# --- 7. policies ------------------------------------------------------------------------------------------
+
+
+def policies(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    frames = []
+    for s in sweeps:
+        runs = ok_runs(s.runs)
+        param = next(iter(s.experiment.parameters))
+        labels = {
+            "policy_ltv_cap": lambda v: "no policy" if v >= 1.0 else f"LTV cap {v:g}",
+            "policy_amortisation": lambda v: f"{int(v)}-month amortisation",
+            "policy_haircut": lambda v: f"age haircut {v:g}/yr",
+            "policy_last_resort": lambda v: f"buyer of last resort ${v / 1e9:g}B/month",
+        }[s.stem]
+        runs["policy"] = runs[param].map(labels)
+        runs["lender_loss_busd"] = lender_loss(runs) / 1e9
+        frames.append(
+            runs[["policy", "replicate", "seed", "lender_loss_busd", "systemic_loss", "share_failed"]]
+        )
+    runs = pd.concat(frames, ignore_index=True)
+    order = list(dict.fromkeys(runs["policy"]))
+    table = ci_table(runs, ["policy"], ["lender_loss_busd", "systemic_loss", "share_failed"])
+    q = runs.groupby("policy")[["lender_loss_busd", "systemic_loss"]].quantile(0.99)
+    table["lender_loss_busd_p99"] = table["policy"].map(q["lender_loss_busd"])
+    table["systemic_loss_p99"] = table["policy"].map(q["systemic_loss"])
+    base = runs[runs["policy"] == "no policy"].set_index("replicate")["lender_loss_busd"]
+    diffs = {}
+    for p in order:
+        d = (runs[runs["policy"] == p].set_index("replicate")["lender_loss_busd"] - base).dropna()
+        half = Z95 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+        diffs[p] = (float(d.mean()), float(d.mean() - half), float(d.mean() + half))
+    table["paired_change_busd"] = table["policy"].map({k: v[0] for k, v in diffs.items()})
+    table["paired_change_low"] = table["policy"].map({k: v[1] for k, v in diffs.items()})
+    table["paired_change_high"] = table["policy"].map({k: v[2] for k, v in diffs.items()})
+    table = table.set_index("policy").loc[order].reset_index()
+    files = [write_csv(table, out / "policies.csv")]
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs = np.arange(len(table))
+    ax.bar(
+        xs,
+        table["lender_loss_busd"],
+        0.6,
+        yerr=[
+            table["lender_loss_busd"] - table["lender_loss_busd_low"],
+            table["lender_loss_busd_high"] - table["lender_loss_busd"],
+        ],
+        capsize=3,
+        label="expected lender loss (95 % CI)",
+    )
+    ax.scatter(
+        xs, table["lender_loss_busd_p99"], color="tab:red", marker="_", s=400, lw=2, label="99 % quantile"
+    )
+    ax.set_xticks(xs, [p.replace(" ", "\n", 1) for p in table["policy"]], fontsize=8)
+    ax.set_ylabel("lender loss (USD bn)")
+    n = int(runs.groupby("policy").size().min())
+    ax.set_title(f"Experiment 7: policies ({n} replicates each, same seeds)")
+    ax.legend(frameon=False, fontsize=8)
+    key = save(fig, out / "policies.png")
+
+    pol = table[table["policy"] != "no policy"]
+    best = pol.loc[pol["paired_change_busd"].idxmin()]
+    best_tail = pol.loc[pol["lender_loss_busd_p99"].idxmin()]
+    none = table[table["policy"] == "no policy"].iloc[0]
+    finding = (
+        f"With no policy, lenders lose ${none['lender_loss_busd']:.2f}B on average "
+        f"[{none['lender_loss_busd_low']:.2f}, {none['lender_loss_busd_high']:.2f}] and ${none['lender_loss_busd_p99']:.2f}B "
+        f"at the 99 % quantile; the largest cut in expected loss comes from the {best['policy']} "
+        f"({best['paired_change_busd']:+.2f}B, paired 95 % CI [{best['paired_change_low']:+.2f}, {best['paired_change_high']:+.2f}]). "
+        f"The lowest tail loss is under the {best_tail['policy']} (${best_tail['lender_loss_busd_p99']:.2f}B at the 99 % "
+        f"quantile; with {n} replicates this quantile is close to the worst run, so it is a rough tail measure)."
+    )
+    body = (
+        "| policy | expected loss, USD bn (95 % CI) | 99 % quantile | paired change vs no policy | systemic loss | share failed |\n"
+        "|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {r['policy']} | {r['lender_loss_busd']:.2f} [{r['lender_loss_busd_low']:.2f}, {r['lender_loss_busd_high']:.2f}] | "
+            f"{r['lender_loss_busd_p99']:.2f} | {r['paired_change_busd']:+.2f} [{r['paired_change_low']:+.2f}, {r['paired_change_high']:+.2f}] | "
+            f"{r['systemic_loss']:.2f} | {r['share_failed']:.2f} |"
+            for _, r in table.iterrows()
+        )
+        + "\n\nAn LTV cap also shrinks the loan book itself, so part of its effect on dollar losses is less lending."
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
+
+
+# --- 8. the 2022 miner crisis -------------------------------------------------------------------------------
+
+HISTORY_2022 = {
+    "rig_price_trough": (-0.88, -0.85),  # section 5, derived: collateral -85 to -88 % peak to trough
+    "recovery": (0.20, 0.50),  # section 5: lenders recovered ~20-50 % of principal
+    "hashprice_2022_mean": 123.9,  # section 4 [R] Hashrate Index
+    "hashprice_2022_low": 55.9,
+}
+
+
+def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+
+    s = sweeps[0]
+    runs = ok_runs(s.runs)
+    depth, power = "buyer_depth_scale", "world.power.price_per_kwh"
+    wo, rec = num(runs["credit_miner_term_loan_written_off"]), num(runs["credit_miner_term_loan_recovered"])
+    runs["recovery"] = np.where(wo > 0, rec / wo.where(wo > 0, 1.0), np.nan)
+    n_miners = sum(1 for a in s.scenario["explicit"]["agents"] if a["type"] == "miner")
+    runs["miner_default_rate"] = num(runs["defaults_by_type_miner"]) / n_miners
+    table = ci_table(
+        runs,
+        [depth, power],
+        ["price_peak_to_trough_ASIC", "recovery", "miner_default_rate", "time_to_first_default"],
+    )
+    files = [write_csv(table, out / "miners_2022.csv")]
+    ts = pd.read_parquet(s.folder / "timeseries.parquet")
+    one = ts[ts["run_id"] == ts["run_id"].iloc[0]]
+    in_2022 = one[(one["month"] >= 2) & (one["month"] <= 13)]  # month 0 = Nov 2021
+    hp_mean, hp_low = (
+        float(in_2022["hashprice_per_ph_day"].mean()),
+        float(in_2022["hashprice_per_ph_day"].min()),
+    )
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    ax.plot(one["month"], one["btc_price"] / one["btc_price"].iloc[0], label="BTC (path)")
+    ax.plot(
+        one["month"],
+        one["hashprice_per_ph_day"] / one["hashprice_per_ph_day"].iloc[0],
+        label="hashprice (model)",
+    )
+    ax.set_xticks(
+        range(0, 14, 2), ["Nov21", "Jan22", "Mar22", "May22", "Jul22", "Sep22", "Nov22"], fontsize=7
+    )
+    ax.set_ylabel("index, Nov 2021 = 1")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(
+        f"model hashprice 2022: mean {hp_mean:.0f}, low {hp_low:.0f} $/PH/day\n(history: 123.9, 55.9)",
+        fontsize=8,
+    )
+    for ax, metric, hist, label in (
+        (axes[1], "price_peak_to_trough_ASIC", HISTORY_2022["rig_price_trough"], "rig price, peak to trough"),
+        (axes[2], "recovery", HISTORY_2022["recovery"], "lender recovery on defaulted rig loans"),
+    ):
+        for p, t in table.groupby(power):
+            ax.errorbar(
+                t[depth],
+                t[metric],
+                yerr=[t[metric] - t[f"{metric}_low"], t[f"{metric}_high"] - t[metric]],
+                marker="o",
+                ms=4,
+                capsize=3,
+                label=f"power {100 * p:.0f} c/kWh",
+            )
+        ax.axhspan(*hist, color="tab:orange", alpha=0.3, label="2022 history")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("rig-market buyer depth (x scenario)")
+        ax.set_ylabel(label)
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle("Experiment 8: the 2022 bitcoin-miner credit crisis, model vs history")
+    key = save(fig, out / "miners_2022.png")
+
+    trough = num(runs["price_peak_to_trough_ASIC"])
+    r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 8)
+    in_band = lambda v, band: band[0] <= v <= band[1]  # noqa: E731
+    finding = (
+        f"Driven by the 2021-22 BTC path, the model's rig price falls {pct(-trough.mean())} peak to trough "
+        f"(range {pct(-trough.max())} to {pct(-trough.min())} over the design points) against 85-88 % in "
+        f"2022, and lenders recover {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of defaulted principal against "
+        f"~20-50 % ({'inside' if in_band(r, HISTORY_2022['recovery']) else 'outside'} the historical range). "
+        f"{pct(runs['miner_default_rate'].mean())} of the scenario's miners default, the first in month "
+        f"{num(runs['time_to_first_default']).median():.0f} (month 0 = Nov 2021); hashprice averages "
+        f"{hp_mean:.0f} $/PH/day in 2022 (history 123.9) with a low of {hp_low:.0f} (55.9)."
+    )
+    body = (
+        "Scenario `experiments/scenarios/miners_2022.toml` (its header explains the mapping): the only "
+        "hardware generation is an efficient 2021 ASIC (100 TH/s, 3.05 kW), whose 'rent' is the rig's "
+        "mining revenue (hashprice x 0.1 PH), so it is valued, repossessed and sold like a GPU; six "
+        "miners with 24-month rig-backed loans at ~70 % of cost from two specialist funds and a bank; "
+        "BTC follows recalled month-end closes (assumptions) scaled so Nov 2022 is -77 % from the peak "
+        "[R]; 2022 is one stress episode. The world is deterministic, so replicates agree (zero-width "
+        "intervals); the grid brackets buyer depth and the power price instead.\n\n"
+        "**What the model misses.** The model values a rig at the present value of its margins with the "
+        "current hashprice extrapolated downwards, so when margins near zero its value nears zero; the "
+        "2022 market still paid ~$16/TH at the trough (an option on a BTC recovery that the valuation "
+        "has no place for), and the model's trough is accordingly deeper wherever forced sales hit the "
+        "scrap floor. Recovery here is measured at the end of 2022 (cash plus rigs held at the mark), "
+        "closer to the later BankProv figure (~22 %) than to recoveries at repossession (~38 %). The "
+        "historical trough is from May 2021 ($119.25/TH); the scenario starts in Nov 2021 at the model's "
+        "fundamental value. Defaults come from LTV covenants as well as missed payments because explicit "
+        "loans without a covenant carry `ltv_max = 5`, which binds once the mark falls below 20 % of the debt."
+    )
+    return Report(
+        key, [key, *files], finding, body, {"table": table, "recovery": r, "hashprice": (hp_mean, hp_low)}
+    )
+
+
+# --- 9. sensitivity -----------------------------------------------------------------------------------------
+
+
+def sensitivity(sweeps: list[SweepResult], out: Path) -> Report:
+    from experiments.named import Report
+    from experiments.sensitivity import bar_chart, sobol_table
+
+    s = sweeps[0]
+    tables = [sobol_table(s.runs, s.experiment, m) for m in s.experiment.outputs.sensitivity]
+    table = pd.concat(tables, ignore_index=True)
+    files = [write_csv(table, out / "sobol.csv")]
+    main = tables[0]
+    key = bar_chart(main, out / "sensitivity.png", f"Experiment 9: Sobol indices of {main['metric'].iloc[0]}")
+    ranked = main.sort_values("ST", ascending=False).reset_index(drop=True)
+    top, second = ranked.iloc[0], ranked.iloc[1]
+    n_points = len(s.sweep.plan.points)
+    finding = (
+        f"{top['parameter']} has the largest total Sobol index of systemic loss (ST = {top['ST']:.2f} +/- "
+        f"{top['ST_conf']:.2f}), then {second['parameter']} ({second['ST']:.2f} +/- {second['ST_conf']:.2f}); the "
+        f"first-order indices sum to {main['S1'].sum():.2f}, so {'much of the variance comes from interactions' if main['S1'].sum() < 0.7 else 'the parameters act mostly on their own'}. "
+        f"With {n_points} design points the intervals are wide; the ranking of the top parameter is what "
+        f"this size supports."
+    )
+    body = (
+        "| metric | parameter | S1 | S1 95 % | ST | ST 95 % |\n|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {r['metric']} | {r['parameter']} | {r['S1']:.2f} | {r['S1_conf']:.2f} | {r['ST']:.2f} | {r['ST_conf']:.2f} |"
+            for _, r in table.iterrows()
+        )
+        + "\n\nSystemic loss = lender losses over lenders' equity at the start. Replicates share seeds "
+        "across design points (common random numbers) and are averaged per point before the analysis."
+    )
+    return Report(key, [key, *files], finding, body, {"table": table})
