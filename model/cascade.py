@@ -10,6 +10,10 @@ Each round, on whole arrays:
 5. lenders and curing borrowers post GPUs; the secondary market clears; every holder is re-marked.
 The loop ends when a round brings no new default and no fall in any mark, or at the round cap (recorded).
 Every default records its cause and the agent that caused it, so a cascade is a tree.
+
+Speed (results unchanged): lender equity, assets and loan totals are worked out once per phase and
+reused (``Ledger.caching``; the loop invalidates them after every phase that can change a balance);
+phases with nothing to do are skipped (no live borrower: no covenant test; no lots: no lender offers).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class Failures:
     @classmethod
     def join(cls, parts: list[Failures]) -> Failures:
         """Concatenate, keeping the first record of an agent listed twice."""
+        if all(p.agents.size == 0 for p in parts):
+            return cls.none()
         agents = np.concatenate([p.agents for p in parts])
         cause = np.concatenate([p.cause for p in parts])
         parent = np.concatenate([p.parent for p in parts])
@@ -67,27 +73,36 @@ def run_cascade(
 ) -> CascadeReport:
     """Resolve a month's defaults until quiet (or the round cap). ``initial`` holds payment failures
     and shocks from earlier in the month."""
+    led = state.ledger
+    with led.caching():
+        led.invalidate()  # balances may have changed since an enclosing block cached them
+        return _cascade_loop(state, book, buyer_index, initial)
+
+
+def _cascade_loop(
+    state: MarketState, book: BuyerBook, buyer_index: np.ndarray, initial: Failures
+) -> CascadeReport:
     rules = state.scenario.cascade
+    led = state.ledger
     report = CascadeReport()
     pending = initial
     for round_ in range(rules.max_rounds):
         report.rounds = round_ + 1
         if pending.agents.size:  # already failed: they must not also cure, prepay or sell this round
-            state.ledger.record_default(
-                pending.agents, state.world.month, round_, pending.cause, pending.parent
-            )
+            led.record_default(pending.agents, state.world.month, round_, pending.cause, pending.parent)
         breaches, cure_offers = test_and_cure(state, first_round=round_ == 0)
+        led.invalidate()
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
         if failures.agents.size:
-            state.ledger.record_default(
-                failures.agents, state.world.month, round_, failures.cause, failures.parent
-            )
+            led.record_default(failures.agents, state.world.month, round_, failures.cause, failures.parent)
             repossess(state, failures.agents)
+            led.invalidate()
             report.new_defaults += failures.agents.size
         lender_failures = clear_lenders(state)
         if lender_failures.agents.size:
-            state.ledger.record_default(
+            led.invalidate()
+            led.record_default(
                 lender_failures.agents,
                 state.world.month,
                 round_,
@@ -95,8 +110,11 @@ def run_cascade(
                 lender_failures.parent,
             )
             report.new_defaults += lender_failures.agents.size
-        offers = Offers.concat([lender_offers(state), cure_offers])
-        fell = sell(state, offers, book, buyer_index, report) if len(offers) else False
+        offers = Offers.concat([lender_offers(state), cure_offers]) if len(led.lots) else cure_offers
+        fell = False
+        if len(offers):
+            fell = sell(state, offers, book, buyer_index, report)
+            led.invalidate()
         quiet = failures.agents.size == 0 and lender_failures.agents.size == 0 and not fell
         if quiet:
             return report
@@ -126,6 +144,8 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
     led, world = state.ledger, state.world
     loans = led.loans
     alive = state.borrower_mask() & ~led.defaulted
+    if not alive.any():
+        return _nobody_to_test(state, first_round)
     price = state.collateral_price()
     collateral = led.gpus @ price
     gpu_loans = loans.active & (loans.collateral == GPU)
@@ -142,8 +162,8 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
 
     dscr_breach = np.zeros(led.n_agents, dtype=bool)
     need_dscr = np.zeros(led.n_agents)
-    total_debt = led.debt()
     if first_round:
+        total_debt = led.debt()
         dscr_min = _per_borrower(state, loans.active, loans.dscr_min, "max")
         service = led.debt_service_due
         short = alive & (dscr_min > 0) & (service > 0) & (led.operating_cash_flow < dscr_min * service)
@@ -226,6 +246,19 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
         ).astype(np.int64),
     )
     return failures, cure_offers
+
+
+def _nobody_to_test(state: MarketState, first_round: bool) -> tuple[Failures, Offers]:
+    """``test_and_cure`` with no live borrower: nobody breaches, cures or sells. Only its effects on
+    the ledger remain: the DSCR breach counters restart, and adding the (zero) equity raised turns a
+    cash balance of -0.0 into 0.0."""
+    led = state.ledger
+    if first_round:
+        led.dscr_breach_months = np.zeros(led.n_agents, dtype=np.int64)
+    led.cash += 0.0
+    led.cash_in += 0.0
+    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return Failures.none(), Offers(empty_i, empty_f, empty_f, empty_i, empty_i, empty_i)
 
 
 def price_parent(state: MarketState, borrowers: np.ndarray) -> np.ndarray:
@@ -401,20 +434,33 @@ def clear_lenders(state: MarketState) -> Failures:
         return Failures.none()
     loans = led.loans
     equity = state.lender_equity()
-    local = np.full(led.n_agents, -1, dtype=np.int64)
-    local[lenders] = np.arange(lenders.size)
-    ib = np.flatnonzero(
-        loans.active
-        & (loans.instrument == INTERBANK)
-        & (local[loans.debtor] >= 0)
-        & (local[loans.creditor] >= 0)
-    )
 
     if rules.interbank_recovery == "zero":
         failing = equity[lenders] <= 0 if rules.default_at_zero_equity else equity[lenders] < 0
         failed = lenders[failing]
+        if failed.size == 0:
+            return Failures.none()
         recovery = np.zeros(led.n_agents)
+        # the interbank loans to the failed lenders from live lenders (in loan order)
+        failed_now = np.zeros(led.n_agents, dtype=bool)
+        failed_now[failed] = True
+        live_lender = np.zeros(led.n_agents, dtype=bool)
+        live_lender[lenders] = True
+        hit = np.flatnonzero(
+            loans.active
+            & (loans.instrument == INTERBANK)
+            & failed_now[loans.debtor]
+            & live_lender[loans.creditor]
+        )
     else:
+        local = np.full(led.n_agents, -1, dtype=np.int64)
+        local[lenders] = np.arange(lenders.size)
+        ib = np.flatnonzero(
+            loans.active
+            & (loans.instrument == INTERBANK)
+            & (local[loans.debtor] >= 0)
+            & (local[loans.creditor] >= 0)
+        )
         claims_on_lenders = np.bincount(
             loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents
         )
@@ -433,12 +479,14 @@ def clear_lenders(state: MarketState) -> Failures:
         failed = lenders[failing]
         recovery = np.zeros(led.n_agents)
         recovery[lenders] = result.recovery
-    if failed.size == 0:
-        return Failures.none()
+        if failed.size == 0:
+            return Failures.none()
+        failed_now = np.zeros(led.n_agents, dtype=bool)
+        failed_now[failed] = True
+        hit = ib[failed_now[loans.debtor[ib]]]
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = equity[failed] <= 0 if rules.default_at_zero_equity else equity[failed] < 0
-    hit = ib[np.isin(loans.debtor[ib], failed)]
     exposure_parent = np.full(led.n_agents, -1, dtype=np.int64)
     if hit.size:
         order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))

@@ -12,6 +12,8 @@ default that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 
 import numpy as np
@@ -105,16 +107,56 @@ class Ledger:
         self.gpus_scrapped = np.zeros(g)  # units that left the market (retired at end of life)
         self.loans = LoanBook.empty()
         self.lots = Lots.empty()
+        self._aggregates: dict | None = None  # see ``caching``
 
     @property
     def n_agents(self) -> int:
         return self.kind.size
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
-        return np.isin(self.kind, np.array(kinds, dtype=np.int8))
+        mask = np.zeros(self.kind.size, dtype=bool)
+        for k in kinds:  # the same mask as np.isin, without its sorting machinery
+            mask |= self.kind == k
+        return mask
+
+    # --- per-agent aggregates, cached while balances do not change ------------------------------
+
+    @contextmanager
+    def caching(self) -> Iterator[None]:
+        """Within this block, ``debt``, ``loan_assets`` and ``inventory`` (and the state's lender
+        equity and assets) are worked out once and reused until ``invalidate`` is called. Whoever
+        changes a balance inside the block (loans, lots, cash, outside assets, marks) must call
+        ``invalidate``; the cascade does so after each phase that can change one. Nested blocks share
+        the outer block's cache. Outside any block nothing is cached."""
+        if self._aggregates is not None:
+            yield
+            return
+        self._aggregates = {}
+        try:
+            yield
+        finally:
+            self._aggregates = None
+
+    def invalidate(self) -> None:
+        """Forget cached aggregates (a balance changed)."""
+        if self._aggregates is not None:
+            self._aggregates.clear()
+
+    def cached(self, key: object, compute) -> np.ndarray:
+        """``compute()``, remembered under ``key`` inside a ``caching`` block."""
+        store = self._aggregates
+        if store is None:
+            return compute()
+        value = store.get(key)
+        if value is None:
+            value = store[key] = compute()
+        return value
 
     def debt(self, collateral: str | None = None) -> np.ndarray:
         """Outstanding principal owed by each agent (optionally only loans with that collateral)."""
+        return self.cached(("debt", collateral), lambda: self._debt(collateral))
+
+    def _debt(self, collateral: str | None) -> np.ndarray:
         loans = self.loans
         mask = (
             loans.active
@@ -125,12 +167,18 @@ class Ledger:
 
     def loan_assets(self) -> np.ndarray:
         """Outstanding principal each agent is owed on performing loans."""
+        return self.cached("loan_assets", self._loan_assets)
+
+    def _loan_assets(self) -> np.ndarray:
         loans = self.loans
         m = loans.active
         return np.bincount(loans.creditor[m], weights=loans.principal[m], minlength=self.n_agents)
 
     def inventory(self) -> np.ndarray:
         """Repossessed GPUs held by each agent, by generation (derived from the lots)."""
+        return self.cached("inventory", self._inventory)
+
+    def _inventory(self) -> np.ndarray:
         lots = self.lots
         n, g = self.n_agents, self.n_generations
         # bincount adds in the same order as np.add.at, many times faster

@@ -52,13 +52,23 @@ class MarketState:
         """Equity of every agent seen as a lender: cash, performing loans, repossessed stock at the mark
         and outside assets, less what it owes (outside liabilities and loans from other lenders)."""
         led = self.ledger
-        inventory_value = led.inventory() @ self.mark_price()
-        assets = led.cash + led.loan_assets() + inventory_value + led.external_assets
-        return assets - led.external_liabilities - led.debt()
+        return led.cached("lender_equity", lambda: self.lender_assets() - led.external_liabilities - led.debt())
 
     def lender_assets(self) -> np.ndarray:
+        return self.ledger.cached("lender_assets", self._lender_assets)
+
+    def _lender_assets(self) -> np.ndarray:
         led = self.ledger
-        return led.cash + led.loan_assets() + led.inventory() @ self.mark_price() + led.external_assets
+        return led.cash + led.loan_assets() + self._inventory_value() + led.external_assets
+
+    def _inventory_value(self) -> np.ndarray:
+        """Repossessed stock at the mark, per agent. With no lots every row is exactly 0.0 (products
+        of zeros with finite, non-negative prices), so the matrix product is skipped."""
+        led = self.ledger
+        price = self.mark_price()
+        if len(led.lots) == 0 and np.all(np.isfinite(price) & (price >= 0)):
+            return np.zeros(led.n_agents)
+        return led.inventory() @ price
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()
