@@ -265,8 +265,8 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
         f"of GPU-secured principal is still unpaid with {short}-month linear loans, against "
         f"{pct(at(long_, 'annuity', 'principal_unpaid_at_collateral_zero'))} with {long_}-month annuities and "
         f"{pct(at(long_, 'bullet', 'principal_unpaid_at_collateral_zero'))} with {long_}-month bullets. "
-        f"Pooled loss given default on neo-cloud loans is {pct(at(short, 'linear', 'pooled_neocloud_lgd'))} "
-        f"at {short} months (linear) and {pct(at(long_, 'annuity', 'pooled_neocloud_lgd'))} at {long_} "
+        f"Pooled loss given default on neo-cloud loans is {_lgd(at(short, 'linear', 'pooled_neocloud_lgd'))} "
+        f"at {short} months (linear) and {_lgd(at(long_, 'annuity', 'pooled_neocloud_lgd'))} at {long_} "
         f"months (annuity)."
     )
     body = (
@@ -284,6 +284,10 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
         "\n\n|", "\n\n| tenor | profile | unpaid at zero | zero month | LGD |\n|---|---|---|---|---|\n|", 1
     )
     return Report(key, [key, *files], finding, body, {"table": table})
+
+
+def _lgd(x: float) -> str:
+    return pct(x) if np.isfinite(x) else "undefined (no neo-cloud loan defaulted)"
 
 
 # --- 3. double leverage -----------------------------------------------------------------------------
