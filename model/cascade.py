@@ -25,7 +25,7 @@ import numpy as np
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause
-from model.secondary import BuyerBook, Offers, clear, clear_exponential
+from model.secondary import BuyerBook, Offers, clear, clear_exponential, run_starts
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")
@@ -400,7 +400,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loss = np.maximum(claim - allocated - paid, 0.0)
     order = np.lexsort((debtor, -loss, loans.creditor[sel]))
     creditors = loans.creditor[sel][order]
-    first = np.r_[True, creditors[1:] != creditors[:-1]] if creditors.size else np.zeros(0, dtype=bool)
+    first = run_starts(creditors)
     led.stress_source[creditors[first]] = debtor[order][first]
 
 
@@ -491,7 +491,7 @@ def clear_lenders(state: MarketState) -> Failures:
     if hit.size:
         order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))
         creditors = loans.creditor[hit][order]
-        first = np.r_[True, creditors[1:] != creditors[:-1]]
+        first = run_starts(creditors)
         exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
     cause = np.where(own, Cause.INSOLVENCY, Cause.COUNTERPARTY).astype(np.int8)
     parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
@@ -538,7 +538,7 @@ def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.n
     order = np.argsort(loan_ids, kind="stable")
     ids, amt = loan_ids[order], amounts[order]
     cum = np.cumsum(amt)
-    starts = np.r_[True, ids[1:] != ids[:-1]] if ids.size else np.zeros(0, dtype=bool)
+    starts = run_starts(ids)
     group = np.cumsum(starts) - 1
     before = cum - amt - (cum - amt)[starts][group]
     room = np.maximum(loans.written_off[ids] - loans.recovered[ids], 0.0)

@@ -108,12 +108,23 @@ class Ledger:
         self.loans = LoanBook.empty()
         self.lots = Lots.empty()
         self._aggregates: dict | None = None  # see ``caching``
+        self._static: dict | None = None  # masks by kind, fixed within a ``caching`` block
 
     @property
     def n_agents(self) -> int:
         return self.kind.size
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
+        """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
+        static = self._static
+        if static is None:
+            return self._of_kind(kinds)
+        mask = static.get(kinds)
+        if mask is None:
+            mask = static[kinds] = self._of_kind(kinds)
+        return mask
+
+    def _of_kind(self, kinds: tuple[Kind, ...]) -> np.ndarray:
         mask = np.zeros(self.kind.size, dtype=bool)
         for k in kinds:  # the same mask as np.isin, without its sorting machinery
             mask |= self.kind == k
@@ -126,16 +137,17 @@ class Ledger:
         """Within this block, ``debt``, ``loan_assets`` and ``inventory`` (and the state's lender
         equity and assets) are worked out once and reused until ``invalidate`` is called. Whoever
         changes a balance inside the block (loans, lots, cash, outside assets, marks) must call
-        ``invalidate``; the cascade does so after each phase that can change one. Nested blocks share
-        the outer block's cache. Outside any block nothing is cached."""
+        ``invalidate``; the cascade does so after each phase that can change one. Agents' kinds must
+        not change inside the block (``of_kind`` masks are kept). Nested blocks share the outer block's
+        cache. Outside any block nothing is cached. Returned arrays are shared: do not modify them."""
         if self._aggregates is not None:
             yield
             return
-        self._aggregates = {}
+        self._aggregates, self._static = {}, {}
         try:
             yield
         finally:
-            self._aggregates = None
+            self._aggregates = self._static = None
 
     def invalidate(self) -> None:
         """Forget cached aggregates (a balance changed)."""

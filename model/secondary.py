@@ -19,6 +19,16 @@ from scipy.special import ndtr
 BISECTION_STEPS = 60
 
 
+def run_starts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values in ``keys`` starts (``np.r_[True, keys[1:] != keys[:-1]]`` for a
+    non-empty array, without ``np.r_``'s overhead; empty for an empty one)."""
+    out = np.empty(keys.size, dtype=bool)
+    if keys.size:
+        out[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=out[1:])
+    return out
+
+
 @dataclass
 class Offers:
     """Units posted for sale this round (one row per lot or per curing borrower and generation)."""
@@ -139,7 +149,7 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     if forced.size:
         # per generation: largest fill first, ties by id
         order = forced[np.lexsort((offers.source[forced], -filled[forced], gen[forced]))]
-        firsts = order[np.r_[True, gen[order][1:] != gen[order][:-1]]]
+        firsts = order[run_starts(gen[order])]
         driver[gen[firsts]] = offers.source[firsts]
     return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)
 
@@ -201,7 +211,7 @@ def clear_exponential(
         order = np.lexsort((offers.reserve, gen))
         g_sorted, r_sorted = gen[order], offers.reserve[order]
         cum = np.cumsum(offers.units[order])
-        new_gen = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
+        new_gen = run_starts(g_sorted)
         gen_start = np.maximum.accumulate(np.where(new_gen, np.arange(order.size), 0))
         before_gen = np.where(gen_start > 0, cum[gen_start - 1], 0.0)
         cum_in_gen = cum - before_gen
@@ -224,7 +234,7 @@ def clear_exponential(
     driver = np.full(g_count, -1, dtype=np.int64)
     if len(offers):
         first = np.lexsort((offers.source, -filled, gen))
-        firsts = first[np.r_[True, gen[first][1:] != gen[first][:-1]]]
+        firsts = first[run_starts(gen[first])]
         sold_first = filled[firsts] > 0
         driver[gen[firsts][sold_first]] = offers.source[firsts][sold_first]
     return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)

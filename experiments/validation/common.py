@@ -111,6 +111,7 @@ class EngineSession:
         self.fundamental = self.world.fundamental_value()
         self.n_generations = len(self.world.generations)
         self.book = book if book is not None else empty_book(self.n_generations)
+        self._params: dict[bytes, dict[str, np.ndarray]] = {}
 
     def ledger(self, n_agents: int, kind: Kind = Kind.BANK) -> Ledger:
         ledger = Ledger(n_agents, self.n_generations)
@@ -126,13 +127,24 @@ class EngineSession:
             world=self.world,
             marks=Marks(self.n_generations, self.config.cascade.mark_recovery_half_life_months),
             rng=self.rng,
-            lender_params=Lender.behaviour_arrays(ledger.kind, self.config.lenders),
+            lender_params=self._lender_params(ledger.kind),
             in_breach=np.zeros(ledger.n_agents, dtype=bool),
             redeeming=np.zeros(ledger.n_agents, dtype=bool),
             last_driver=np.full(self.n_generations, -1, dtype=np.int64),
         )
         state._fundamental = self.fundamental.copy()
         return state
+
+    def _lender_params(self, kind: np.ndarray) -> dict[str, np.ndarray]:
+        """``Lender.behaviour_arrays`` for these kinds: worked out once per distinct kind vector (the
+        draws of a reduction share it) and copied for each state."""
+        key = kind.tobytes()
+        params = self._params.get(key)
+        if params is None:
+            if len(self._params) >= 8:
+                self._params.clear()
+            params = self._params[key] = Lender.behaviour_arrays(kind, self.config.lenders)
+        return {name: values.copy() for name, values in params.items()}
 
     def default(self, state: MarketState, agent: int, buyer_index: np.ndarray | None = None) -> CascadeReport:
         """Force ``agent`` into default and resolve the cascade (as ``GPUCreditModel.default_agent``)."""
