@@ -20,6 +20,7 @@ from model.manifest import (  # noqa: E402
     atomic_write_json,
     compare_manifests,
     file_digest,
+    parquet_bytes,
     read_manifest,
     run_manifest,
 )
@@ -36,12 +37,6 @@ def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
         "generations": metrics.generations_table(),
         "defaults": metrics.defaults_table(),
     }
-
-
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
-    return buffer.getvalue()
 
 
 def write_run_outputs(

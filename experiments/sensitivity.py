@@ -123,7 +123,7 @@ def write_sensitivity(
     runs: pd.DataFrame, experiment: Experiment, metric: str, folder: Path, chart: bool = True
 ) -> list[Path]:
     """Write ``{sobol|morris}_METRIC.csv`` (and ``.png``) into ``folder``."""
-    from experiments.sweep import atomic_write_bytes
+    from model.manifest import atomic_write_bytes
 
     kind = experiment.design.kind
     table = (

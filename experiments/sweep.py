@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import hashlib
-import io
 import json
 import math
 import os
@@ -32,6 +31,7 @@ import pandas as pd
 from experiments.design import Experiment, Plan, build_plan, load_experiment, parse_experiment, plan_digest
 from experiments.design import scenario_for as _scenario_for
 from model.config import ConfigError
+from model.manifest import atomic_write_bytes, atomic_write_json, file_digest, parquet_bytes
 
 EXECUTORS = ("serial", "processes", "dask")
 RUNS_DIR = "runs"
@@ -52,27 +52,6 @@ class WorkerMismatch(Exception):
 
 
 # --- small helpers --------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def environment() -> dict[str, Any]:
@@ -416,17 +395,6 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return runs, timeseries
 
 
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """Parquet with a fixed writer configuration, so the same table gives the same bytes."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", compression_level=3, write_statistics=True)
-    return sink.getvalue()
-
-
 def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
     """Write runs.parquet (+ timeseries.parquet) and the sweep manifest; returns the manifest."""
     from model.manifest import combined_digest
@@ -705,10 +673,10 @@ def replay_sweep(
         path = folder / name
         if not path.exists():
             notes.append(f"{name}: not next to the manifest; comparing digests only")
-        elif sha256_file(path) != digest:
+        elif file_digest(path) != digest:
             problems.append(
                 f"{name}: the file on disk does not match the manifest's digest "
-                f"(recorded {digest[:12]}, file {sha256_file(path)[:12]}): it was changed after the sweep"
+                f"(recorded {digest[:12]}, file {file_digest(path)[:12]}): it was changed after the sweep"
             )
     env = environment()
     for pkg, version in manifest.get("versions", {}).items():

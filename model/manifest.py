@@ -4,6 +4,7 @@ and a digest of every output table. ``replay`` re-runs from a manifest and compa
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -11,7 +12,10 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGES = ("mesa", "numpy", "networkx", "pandas", "pyarrow", "pydantic", "scipy", "matplotlib")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +82,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Parquet with a fixed writer configuration, so the same table gives the same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", compression_level=3, write_statistics=True)
+    return sink.getvalue()
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scenario_builders import generated_market
 
+from experiments.run_report import tables
 from model.model import GPUCreditModel
 from model.secondary import BuyerBook, Offers, clear
 
@@ -22,15 +23,6 @@ def run(seed: int, scenario: str | dict = "baseline") -> GPUCreditModel:
     model = GPUCreditModel(scenario, seed=seed, months=MONTHS)
     model.run()
     return model
-
-
-def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
-    metrics = model.metrics
-    return {
-        "steps": metrics.steps_table(),
-        "generations": metrics.generations_table(),
-        "defaults": metrics.defaults_table(),
-    }
 
 
 def test_same_seed_gives_identical_tables_and_parquet_bytes(tmp_path: Path) -> None:

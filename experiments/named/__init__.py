@@ -336,7 +336,7 @@ def section_markdown(
 def write_report(
     named: NamedExperiment, report: Report, sweeps: list[SweepResult], out: Path, size: str, seconds: float
 ) -> Path:
-    from experiments.sweep import atomic_write_bytes
+    from model.manifest import atomic_write_bytes
 
     text = section_markdown(named, report, sweeps, size, seconds, report.key_figure.name)
     path = out / "report.md"
