@@ -447,8 +447,7 @@ def clear_lenders(state: MarketState) -> Failures:
         live_lender = np.zeros(led.n_agents, dtype=bool)
         live_lender[lenders] = True
         hit = np.flatnonzero(
-            loans.active
-            & (loans.instrument == INTERBANK)
+            led.cached("active_interbank", lambda: loans.active & (loans.instrument == INTERBANK))
             & failed_now[loans.debtor]
             & live_lender[loans.creditor]
         )
@@ -487,14 +486,17 @@ def clear_lenders(state: MarketState) -> Failures:
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = equity[failed] <= 0 if rules.default_at_zero_equity else equity[failed] < 0
-    exposure_parent = np.full(led.n_agents, -1, dtype=np.int64)
-    if hit.size:
-        order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))
-        creditors = loans.creditor[hit][order]
-        first = run_starts(creditors)
-        exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
     cause = np.where(own, Cause.INSOLVENCY, Cause.COUNTERPARTY).astype(np.int8)
-    parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
+    if own.all():  # always so with zero recovery: nobody's parent is a counterparty
+        parent = led.stress_source[failed]
+    else:
+        exposure_parent = np.full(led.n_agents, -1, dtype=np.int64)
+        if hit.size:
+            order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))
+            creditors = loans.creditor[hit][order]
+            first = run_starts(creditors)
+            exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
+        parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
 
     # claims on the failed lenders: what clearing recovers becomes a claim on the estate
     rec = recovery[loans.debtor[hit]]

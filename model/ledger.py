@@ -170,21 +170,24 @@ class Ledger:
 
     def _debt(self, collateral: str | None) -> np.ndarray:
         loans = self.loans
-        mask = (
-            loans.active
-            if collateral is None
-            else loans.active & (loans.collateral == COLLATERALS.index(collateral))
-        )
+        if collateral is None:
+            return np.bincount(loans.debtor, weights=self._active_principal(), minlength=self.n_agents)
+        mask = loans.active & (loans.collateral == COLLATERALS.index(collateral))
         return np.bincount(loans.debtor[mask], weights=loans.principal[mask], minlength=self.n_agents)
+
+    def _active_principal(self) -> np.ndarray:
+        """Principal of active loans, 0.0 for the others. A bincount over every loan with these weights
+        equals one over the active loans only, bit for bit: each bin adds the same non-zero terms in
+        the same order, and adding 0.0 to a sum that starts at +0.0 never changes it."""
+        loans = self.loans
+        return self.cached("active_principal", lambda: np.where(loans.active, loans.principal, 0.0))
 
     def loan_assets(self) -> np.ndarray:
         """Outstanding principal each agent is owed on performing loans."""
         return self.cached("loan_assets", self._loan_assets)
 
     def _loan_assets(self) -> np.ndarray:
-        loans = self.loans
-        m = loans.active
-        return np.bincount(loans.creditor[m], weights=loans.principal[m], minlength=self.n_agents)
+        return np.bincount(self.loans.creditor, weights=self._active_principal(), minlength=self.n_agents)
 
     def inventory(self) -> np.ndarray:
         """Repossessed GPUs held by each agent, by generation (derived from the lots)."""
