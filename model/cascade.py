@@ -143,7 +143,10 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
     cause and parent) and the GPUs curing borrowers put up for sale."""
     led, world = state.ledger, state.world
     loans = led.loans
-    alive = state.borrower_mask() & ~led.defaulted
+    borrowers = state.borrower_mask()
+    if not led.static("any_borrower", lambda: bool(borrowers.any())):
+        return _nobody_to_test(state, first_round)
+    alive = borrowers & ~led.defaulted
     if not alive.any():
         return _nobody_to_test(state, first_round)
     price = state.collateral_price()
@@ -337,8 +340,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     n = led.n_agents
     is_def = np.zeros(n, dtype=bool)
     is_def[defaulters] = True
-    led.book_ltv_at_default[defaulters] = book_ltv(state)[defaulters]
     sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel)
     claim = loans.principal[sel].copy()
     debtor = loans.debtor[sel]
 
@@ -358,7 +361,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     secured = loans.collateral[sel] == GPU
     allocated = np.zeros(sel.size)
     remaining = fleet_value.copy()
-    for level in np.unique(loans.seniority[sel][secured]):
+    levels = loans.seniority[sel][secured]
+    for level in np.unique(levels) if levels.size else ():
         in_level = secured & (loans.seniority[sel] == level)
         level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
         take = np.minimum(level_claim, remaining)
@@ -413,6 +417,16 @@ def book_value(state: MarketState) -> np.ndarray:
     return state.ledger.gpus @ per_gpu
 
 
+def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray) -> np.ndarray:
+    """``book_ltv(state)[agents]``, given the ids of all the agents' active loans (ascending): each
+    agent's debt is summed over the same loans in the same order, without a pass over the book."""
+    loans = state.ledger.loans
+    value = book_value(state)[agents]
+    gpu = their_loans[loans.collateral[their_loans] == GPU]
+    debt = np.bincount(loans.debtor[gpu], weights=loans.principal[gpu], minlength=state.ledger.n_agents)
+    return np.divide(debt[agents], value, out=np.full(value.size, np.nan), where=value > 0)
+
+
 def book_ltv(state: MarketState) -> np.ndarray:
     """GPU-secured debt over the fleet's book value, per agent (NaN without a fleet)."""
     value = book_value(state)
@@ -447,7 +461,8 @@ def clear_lenders(state: MarketState) -> Failures:
         live_lender = np.zeros(led.n_agents, dtype=bool)
         live_lender[lenders] = True
         hit = np.flatnonzero(
-            led.cached("active_interbank", lambda: loans.active & (loans.instrument == INTERBANK))
+            loans.active
+            & led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
             & failed_now[loans.debtor]
             & live_lender[loans.creditor]
         )

@@ -116,13 +116,7 @@ class Ledger:
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
         """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
-        static = self._static
-        if static is None:
-            return self._of_kind(kinds)
-        mask = static.get(kinds)
-        if mask is None:
-            mask = static[kinds] = self._of_kind(kinds)
-        return mask
+        return self.static(kinds, lambda: self._of_kind(kinds))
 
     def _of_kind(self, kinds: tuple[Kind, ...]) -> np.ndarray:
         mask = np.zeros(self.kind.size, dtype=bool)
@@ -157,6 +151,17 @@ class Ledger:
     def cached(self, key: object, compute) -> np.ndarray:
         """``compute()``, remembered under ``key`` inside a ``caching`` block."""
         store = self._aggregates
+        if store is None:
+            return compute()
+        value = store.get(key)
+        if value is None:
+            value = store[key] = compute()
+        return value
+
+    def static(self, key: object, compute):
+        """``compute()``, remembered for the rest of the ``caching`` block: only for what no balance
+        change can alter (agents' kinds, loans' fixed terms)."""
+        store = self._static
         if store is None:
             return compute()
         value = store.get(key)
@@ -277,6 +282,8 @@ class Lots:
         return cls([], [], [], [], [])
 
     def append(self, holder, generation, units, loan, source) -> None:
+        if len(units) == 0:
+            return
         self.holder = np.concatenate([self.holder, np.asarray(holder, dtype=np.int64)])
         self.generation = np.concatenate([self.generation, np.asarray(generation, dtype=np.int64)])
         self.units = np.concatenate([self.units, np.asarray(units, dtype=np.float64)])
