@@ -151,7 +151,7 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
         return _nobody_to_test(state, first_round)
     price = state.collateral_price()
     collateral = led.gpus @ price
-    gpu_loans = loans.active & (loans.collateral == GPU)
+    gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
     gpu_debt = np.bincount(
         loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents
     )
@@ -177,7 +177,7 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
         need_dscr = np.where(dscr_breach, cut * total_debt, 0.0)
 
     # BTC margin calls (miners): top up with cash, or the lender seizes the BTC and the miner defaults
-    btc_loans = loans.active & (loans.collateral == BTC)
+    btc_loans = loans.active & led.static("btc_secured", lambda: loans.collateral == BTC)
     btc_debt = np.bincount(
         loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents
     )
@@ -304,7 +304,11 @@ def seize_btc(state: MarketState, miners: np.ndarray) -> None:
         return
     led = state.ledger
     loans = led.loans
-    btc_loans = np.flatnonzero(loans.active & (loans.collateral == BTC) & np.isin(loans.debtor, miners))
+    failing = np.zeros(led.n_agents, dtype=bool)
+    failing[miners] = True
+    btc_loans = np.flatnonzero(
+        loans.active & led.static("btc_secured", lambda: loans.collateral == BTC) & failing[loans.debtor]
+    )
     proceeds = led.btc * state.world.btc_price
     owed = np.bincount(loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents)
     share = np.divide(
@@ -595,7 +599,8 @@ def sell(
     cure_cash = np.bincount(offers.seller[cure], weights=proceeds[cure], minlength=led.n_agents)
     led.cash += cure_cash
     led.cash_in += proceeds.sum()  # buyers' money comes from outside the market
-    _prepay(state, cure_cash, led.loans.active & (led.loans.collateral == GPU))
+    loans = led.loans
+    _prepay(state, cure_cash, loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU))
     # buyers install what they bought and spend their budgets
     led.gpus[buyer_index] += result.bought
     book.budget -= result.bought @ price

@@ -113,7 +113,7 @@ class GPUCreditModel(mesa.Model):
         world = MarketWorld(self.config.world, self.rng)
         market = build_market(self.config, world, self.rng)
         self.ledger = market.ledger
-        self.graph = market.graph
+        self._topology = market.topology  # the graph is built on first use of ``self.graph``
         self.names = market.names
         self.state = MarketState(
             scenario=self.config,
@@ -168,10 +168,11 @@ class GPUCreditModel(mesa.Model):
         self.move_markets()  # 1. rent, BTC, rates move; buyers update budgets and expectations
         payment_failures = self.operate()  # 2. revenue, opex, debt service, amortisation, rollovers
         forced = self.scheduled_shocks()  # scenario events of this month
-        self.last_cascade = self.resolve_defaults(
-            Failures.join([payment_failures, forced])
-        )  # 3-4. the cascade
-        self.metrics.record(self.last_cascade)  # 5. metrics
+        with self.ledger.caching():  # the metrics reuse the cascade's last lender equity and loan totals
+            self.last_cascade = self.resolve_defaults(
+                Failures.join([payment_failures, forced])
+            )  # 3-4. the cascade
+            self.metrics.record(self.last_cascade)  # 5. metrics
         self.datacollector.collect(self)
         self.running = self.time < self.months  # batch_run and the visualiser stop at the horizon
 
@@ -197,9 +198,10 @@ class GPUCreditModel(mesa.Model):
         (in operations) saw last month's breaches."""
         state = self.state
         state.in_breach[:] = False
-        report = run_cascade(state, self.buyer_book, self.buyer_index, initial)
-        below_minimum = state.capital_ratio() < state.lender_params["min_capital_ratio"]
-        state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum  # regulatory breach
+        with self.ledger.caching():
+            report = run_cascade(state, self.buyer_book, self.buyer_index, initial)
+            below_minimum = state.capital_ratio() < state.lender_params["min_capital_ratio"]
+            state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum  # regulatory breach
         return report
 
     def scheduled_shocks(self) -> Failures:
@@ -245,9 +247,10 @@ class GPUCreditModel(mesa.Model):
                 self.buyers, self.state.world, self.state.world.stress, self.config.policy
             )
         shock = Failures(np.array([index]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
-        report = self.resolve_defaults(shock)
-        self.last_cascade = report
-        self.metrics.record(report, shock=True)
+        with self.ledger.caching():
+            report = self.resolve_defaults(shock)
+            self.last_cascade = report
+            self.metrics.record(report, shock=True)
         return report
 
     def largest_live(self, kind: Kind) -> int | None:
@@ -282,9 +285,10 @@ class GPUCreditModel(mesa.Model):
             self.buyer_book = HardwareBuyer.monthly_book(
                 self.buyers, self.state.world, self.state.world.stress, self.config.policy
             )
-        report = self.resolve_defaults(Failures.none())
-        self.last_cascade = report
-        self.metrics.record(report, shock=True)
+        with self.ledger.caching():
+            report = self.resolve_defaults(Failures.none())
+            self.last_cascade = report
+            self.metrics.record(report, shock=True)
         return report
 
     # --- views ---
@@ -293,6 +297,12 @@ class GPUCreditModel(mesa.Model):
     def buyer_index(self) -> np.ndarray:
         """Ledger rows of the buyers, in the order of ``self.buyers`` (the rows of the buyer book)."""
         return np.array([buyer.index for buyer in self.buyers], dtype=np.int64)
+
+    @property
+    def graph(self):
+        """The lending network as a ``networkx.MultiDiGraph`` (agents, loans with their fixed terms,
+        hosting and tenancy ties), as built with the market; built on first use."""
+        return self._topology.graph()
 
     @property
     def in_breach(self) -> np.ndarray:

@@ -97,6 +97,33 @@ def _demand_curve(book: BuyerBook, budget_share: np.ndarray):
     return curve
 
 
+def _supply_curve(gen: np.ndarray, units: np.ndarray, reserve: np.ndarray, g_count: int):
+    """Units offered at or below ``price`` [G], per generation: the bincount of ``units * ok`` over all
+    offers, with ``ok = reserve <= price * (1 + 1e-12)``. A generation whose offers are all in (or all
+    out) at this price gets its precomputed total (or 0.0) without a pass over the offers: the same
+    sums, since multiplying by True keeps a number and adding 0.0 terms to a bin changes nothing. Only
+    generations with offers on both sides are summed again, over their own offers in offer order."""
+    total = np.bincount(gen, weights=units, minlength=g_count)
+    lowest = np.full(g_count, np.inf)
+    np.minimum.at(lowest, gen, reserve)  # NaN reserves propagate: such generations are always summed
+    highest = np.full(g_count, -np.inf)
+    np.maximum.at(highest, gen, reserve)
+    finite = np.bincount(gen, weights=~np.isfinite(units), minlength=g_count) == 0
+
+    def supply(price: np.ndarray) -> np.ndarray:
+        limit = price * (1 + 1e-12)  # indexed by generation: the same product as price[gen] * (1 + 1e-12)
+        all_in = highest <= limit
+        mixed = ~all_in & ~((lowest > limit) & finite)
+        out = np.where(all_in, total, 0.0)
+        if mixed.any():
+            sub = np.flatnonzero(mixed[gen])
+            ok = reserve[sub] <= limit[gen[sub]]
+            out = np.where(mixed, np.bincount(gen[sub], weights=units[sub] * ok, minlength=g_count), out)
+        return out
+
+    return supply
+
+
 def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     """Clear every generation at once. Decided from the posted offers only (decide, then act)."""
     g_count = n_generations
@@ -110,9 +137,7 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     demand_at = _demand_curve(book, share)
     reserve, units = offers.reserve, offers.units
 
-    def supply(price: np.ndarray) -> np.ndarray:
-        ok = reserve <= (price * (1 + 1e-12))[gen]  # the same product as price[gen] * (1 + 1e-12)
-        return np.bincount(gen, weights=units * ok, minlength=g_count)
+    supply = _supply_curve(gen, units, reserve, g_count)
 
     has_offer = offered > 0
     floor = np.full(g_count, np.inf)

@@ -51,8 +51,11 @@ class MarketState:
     def lender_equity(self) -> np.ndarray:
         """Equity of every agent seen as a lender: cash, performing loans, repossessed stock at the mark
         and outside assets, less what it owes (outside liabilities and loans from other lenders)."""
+        return self._lender_equity(self.lender_assets())
+
+    def _lender_equity(self, assets: np.ndarray) -> np.ndarray:
         led = self.ledger
-        return led.cached("lender_equity", lambda: self.lender_assets() - led.external_liabilities - led.debt())
+        return led.cached("lender_equity", lambda: assets - led.external_liabilities - led.debt())
 
     def lender_assets(self) -> np.ndarray:
         return self.ledger.cached("lender_assets", self._lender_assets)
@@ -72,7 +75,7 @@ class MarketState:
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()
-        return np.divide(self.lender_equity(), assets, out=np.zeros_like(assets), where=assets > 0)
+        return np.divide(self._lender_equity(assets), assets, out=np.zeros_like(assets), where=assets > 0)
 
     def lender_mask(self) -> np.ndarray:
         return self.ledger.of_kind(*LENDER_KINDS)
