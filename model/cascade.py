@@ -464,12 +464,9 @@ def clear_lenders(state: MarketState) -> Failures:
         failed_now[failed] = True
         live_lender = np.zeros(led.n_agents, dtype=bool)
         live_lender[lenders] = True
-        hit = np.flatnonzero(
-            loans.active
-            & led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-            & failed_now[loans.debtor]
-            & live_lender[loans.creditor]
-        )
+        owed = np.flatnonzero(failed_now[loans.debtor])  # one pass over the book, then the few
+        interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
+        hit = owed[loans.active[owed] & interbank[owed] & live_lender[loans.creditor[owed]]]
     else:
         local = np.full(led.n_agents, -1, dtype=np.int64)
         local[lenders] = np.arange(lenders.size)
