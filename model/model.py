@@ -201,7 +201,8 @@ class GPUCreditModel(mesa.Model):
         with self.ledger.caching():
             report = run_cascade(state, self.buyer_book, self.buyer_index, initial)
             below_minimum = state.capital_ratio() < state.lender_params["min_capital_ratio"]
-            state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum  # regulatory breach
+            # regulatory breach
+            state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum
         return report
 
     def scheduled_shocks(self) -> Failures:

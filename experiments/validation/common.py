@@ -6,8 +6,8 @@ It then runs the model's own engine: the ledger, ``model.cascade.run_cascade`` (
 repossession -> lender clearing -> offers -> secondary market -> re-mark) and ``model.clearing``.
 
 Building a full :class:`~model.model.GPUCreditModel` goes through pydantic validation of every agent and
-loan, a networkx graph and one Mesa agent per row: about 0.1-0.3 s for 1,000 banks. Thousands of network
-draws therefore use :class:`EngineSession`, which builds the same :class:`~model.ledger.Ledger` and
+loan and one Mesa agent per row (the networkx graph is built only on first use): about 0.1 s for 1,000
+banks. Thousands of network draws therefore use :class:`EngineSession`, which builds the same :class:`~model.ledger.Ledger` and
 :class:`~model.state.MarketState` from arrays and calls the same ``run_cascade`` that
 ``GPUCreditModel.default_agent`` calls. ``tests/test_validation.py`` checks that both paths give the same
 defaults, draw for draw.
