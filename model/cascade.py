@@ -45,6 +45,11 @@ class CascadeReport:
     cure_units: float = 0.0
 
 
+_EMPTY_INT = np.zeros(0, np.int64)
+_EMPTY_CAUSE = np.zeros(0, np.int8)
+_EMPTY_FLOAT = np.zeros(0)
+
+
 @dataclass
 class Failures:
     agents: np.ndarray
@@ -53,7 +58,7 @@ class Failures:
 
     @classmethod
     def none(cls) -> Failures:
-        return cls(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64))
+        return cls(_EMPTY_INT, _EMPTY_CAUSE, _EMPTY_INT)  # empty arrays: nothing can change them
 
     @classmethod
     def join(cls, parts: list[Failures]) -> Failures:
@@ -260,8 +265,7 @@ def _nobody_to_test(state: MarketState, first_round: bool) -> tuple[Failures, Of
         led.dscr_breach_months = np.zeros(led.n_agents, dtype=np.int64)
     led.cash += 0.0
     led.cash_in += 0.0
-    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
-    return Failures.none(), Offers(empty_i, empty_f, empty_f, empty_i, empty_i, empty_i)
+    return Failures.none(), Offers(_EMPTY_INT, _EMPTY_FLOAT, _EMPTY_FLOAT, _EMPTY_INT, _EMPTY_INT, _EMPTY_INT)
 
 
 def price_parent(state: MarketState, borrowers: np.ndarray) -> np.ndarray:

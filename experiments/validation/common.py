@@ -120,7 +120,8 @@ class EngineSession:
 
     def state(self, ledger: Ledger) -> MarketState:
         """Finish the ledger as the network builder does and wrap it as the model does."""
-        _finish_lenders(ledger, None)
+        with ledger.caching():  # loan assets and debt from one pass over the loans
+            _finish_lenders(ledger, None)
         state = MarketState(
             scenario=self.config,
             ledger=ledger,
