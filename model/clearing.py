@@ -95,6 +95,7 @@ def eisenberg_noe(
         p, rounds = _fictitious_default(pi_t, pbar, e, order, tol, max_iter)
     else:
         p, rounds = _fixed_point(pi_t, pbar, e, pbar.copy(), order, 0, tol, max_iter)
+    p = np.clip(p, 0.0, pbar)  # a solve can overshoot pbar by a rounding error
     recovery = np.divide(p, pbar, out=np.ones(n), where=pbar > 0)
     return ClearingResult(p, recovery, _short(p, pbar), rounds, order)
 

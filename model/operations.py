@@ -96,10 +96,6 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     led, world = state.ledger, state.world
     loans = led.loans
     act = np.flatnonzero(loans.active & ~led.defaulted[loans.debtor])
-    if act.size == 0:
-        led.operating_cash_flow = ocf
-        led.debt_service_due[:] = 0.0
-        return PaymentDefaults(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64))
     principal = loans.principal[act]
     rate = (world.base_rate + loans.spread[act]) / 12.0
     interest = principal * rate
@@ -117,11 +113,11 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     maturing = loans.tenor[act] - loans.age[act] <= 1
     balloon = np.where(maturing, principal - scheduled, 0.0)
 
-    # lenders decide on rollovers from their state at the start of the phase
+    # lenders decide on rollovers from their own state at the start of the phase (a borrower that
+    # cured last month's breach is compliant again; one that could not has already defaulted)
     capital_ratio = state.capital_ratio()
     stressed = Lender.stressed(led.kind, capital_ratio, led.defaulted, state.redeeming, state.lender_params)
     agree = Lender.agrees_to_roll(led.kind, stressed, state.markets_open)[loans.creditor[act]]
-    agree &= ~state.in_breach[loans.debtor[act]]
     rolled = maturing & agree & (balloon > 0)
     due_balloon = np.where(rolled, 0.0, balloon)
 

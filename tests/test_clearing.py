@@ -67,7 +67,10 @@ def clearing_problems(draw, leak: bool = True):
     defaulters is closed and the fixed-point iteration converges geometrically (rate <= 1/1.1).
     """
     n, debtor, creditor, amount = draw(edge_lists())
-    e = np.array(draw(st.lists(st.floats(-20.0, 100.0), min_size=n, max_size=n)))
+    # a tiny negative outside asset drains a closed ring by a constant amount per Picard step, so the
+    # slow reference (fixed_point) would need ~pbar/|e| iterations: keep such leaks at least 0.01
+    assets = st.one_of(st.floats(-20.0, -0.01), st.floats(0.0, 100.0, allow_subnormal=False))
+    e = np.array(draw(st.lists(assets, min_size=n, max_size=n)))
     if not leak:
         return n, debtor, creditor, amount, e, None
     interbank = np.bincount(debtor, amount, minlength=n)

@@ -64,6 +64,11 @@ def test_agent_order_does_not_change_the_run() -> None:
     """Decisions are made on whole arrays: holding buyers (whose bids make the fire-sale price) in
     another order gives the same run, up to the rounding of sums taken in another order."""
     scenario = generated_market(12, 20, (6, 8, 3, 3), "core_periphery", 1.0, 0.45, 0.8, months=MONTHS)
+    # a forced default and a BTC crash make sure there are fire sales for the buyers to clear
+    scenario["shocks"] = [
+        {"month": 2, "kind": "default_largest_miner"},
+        {"month": 3, "kind": "btc_crash", "size": 0.6},
+    ]
     reference = run(3, scenario)
     model = GPUCreditModel(scenario, seed=3, months=MONTHS)
     shuffled_buyers(model, np.random.default_rng(0))

@@ -1,0 +1,57 @@
+"""Rewrite the golden-master reference runs (tests/test_golden.py) from the current code.
+
+Run ``python -m tests.golden.regenerate`` only when a change in behaviour is intended, and say in the
+commit message what changed and why: the diff of the JSON files is the record of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments.run_report import tables
+from model.metrics import run_summary
+from model.model import GPUCreditModel
+
+FOLDER = Path(__file__).resolve().parent
+REFERENCES = {
+    "baseline_seed1_36m": {"scenario": "baseline", "seed": 1, "months": 36},
+    "baseline_seed7_36m": {"scenario": "baseline", "seed": 7, "months": 36},
+    "fire_sale_demo": {"scenario": "fire_sale_demo", "seed": None, "months": None},
+}
+STEP_COLUMNS = (
+    "month",
+    "stress",
+    "rent_per_h100_hour",
+    "btc_price",
+    "defaults_total",
+    "forced_sale_units",
+    "unsold_units",
+    "mtm_ltv",
+    "lender_capital_ratio",
+)
+
+
+def reference_run(scenario: str, seed: int | None, months: int | None) -> dict:
+    """What is pinned: monthly headline series, every default with cause and parent, the run summary."""
+    model = GPUCreditModel(scenario, seed=seed, months=months)
+    model.run()
+    t = tables(model)
+    steps = t["steps"][list(STEP_COLUMNS)]
+    defaults = t["defaults"][["name", "month", "round", "cause", "parent_name"]]
+    return {
+        "steps": json.loads(steps.to_json(orient="records", double_precision=15)),
+        "defaults": defaults.to_dict(orient="records"),
+        "summary": json.loads(json.dumps(run_summary(model), default=float)),
+    }
+
+
+def main() -> None:
+    for name, spec in REFERENCES.items():
+        path = FOLDER / f"{name}.json"
+        path.write_text(json.dumps(reference_run(**spec), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
