@@ -41,6 +41,11 @@ MANIFEST = "manifest.json"
 KEY_FILE = "sweep.json"
 ID_COLUMNS = ["run_id", "point", "replicate", "seed"]
 EXTRA_PACKAGES = ("SALib", "dask", "distributed", "duckdb", "tqdm")
+LOCAL_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 class SweepInterrupted(Exception):
@@ -101,6 +106,7 @@ def dask_executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor]:
     of ``workers`` single-threaded worker processes on loopback."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -111,14 +117,18 @@ def dask_executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor]:
             raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         cluster = None
     else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        # Dask workers sample their own stack every 10 ms (the profiler) and poll the system monitor:
+        # on a 2-core machine that steals ~20 % from CPU-bound runs, so local workers start without them
+        # (measured in docs/experiments.md). Workers of a cluster at --scheduler keep their own config.
+        with dask.config.set(LOCAL_WORKER_CONFIG):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         client = Client(cluster)
     try:
         yield client.get_executor(pure=False)
