@@ -152,7 +152,9 @@ Collateral = Literal["gpu", "btc", "none"]
 class LenderBehaviour(Strict):
     """How each lender type behaves (bank, credit fund, ABS trust, bond investors)."""
 
-    min_capital_ratio: Fraction = Field(description="equity/assets below which it is in breach")
+    min_capital_ratio: Fraction = Field(
+        description="equity/assets below which it is in regulatory breach (reported: health, share in breach)"
+    )
     rollover_capital_ratio: Fraction = Field(description="equity/assets below which it refuses rollovers")
     patient_sale_share: Fraction = Field(description="share of repossessed stock offered per round when calm")
     hurried_sale_share: Fraction = Field(description="share offered per round when stressed")
