@@ -66,28 +66,52 @@ def slider_specs(scenario: str = DEFAULT_SCENARIO) -> dict[str, dict[str, Any]]:
     miners = cfg.generated.miners
     return {
         "rent_deflation": {
-            "type": "SliderFloat", "label": "Rent deflation (per year)",
-            "value": cfg.world.rent.deflation_per_year, "min": 0.0, "max": 0.8, "step": 0.05,
+            "type": "SliderFloat",
+            "label": "Rent deflation (per year)",
+            "value": cfg.world.rent.deflation_per_year,
+            "min": 0.0,
+            "max": 0.8,
+            "step": 0.05,
         },
         "btc_volatility": {
-            "type": "SliderFloat", "label": "BTC volatility (per year)",
-            "value": cfg.world.btc.volatility_per_year, "min": 0.1, "max": 1.5, "step": 0.05,
+            "type": "SliderFloat",
+            "label": "BTC volatility (per year)",
+            "value": cfg.world.btc.volatility_per_year,
+            "min": 0.1,
+            "max": 1.5,
+            "step": 0.05,
         },
         "stress_correlation": {
-            "type": "SliderFloat", "label": "BTC-compute correlation in stress",
-            "value": cfg.world.btc.correlation_stress, "min": -0.5, "max": 1.0, "step": 0.05,
+            "type": "SliderFloat",
+            "label": "BTC-compute correlation in stress",
+            "value": cfg.world.btc.correlation_stress,
+            "min": -0.5,
+            "max": 1.0,
+            "step": 0.05,
         },
         "buyer_budget_scale": {
-            "type": "SliderFloat", "label": "Buyer market depth (x budgets)",
-            "value": 1.0, "min": 0.1, "max": 3.0, "step": 0.1,
+            "type": "SliderFloat",
+            "label": "Buyer market depth (x budgets)",
+            "value": 1.0,
+            "min": 0.1,
+            "max": 3.0,
+            "step": 0.1,
         },
         "ltv_covenant": {
-            "type": "SliderFloat", "label": "LTV covenant (max LTV at the mark)",
-            "value": miners.ltv_max, "min": 0.5, "max": 1.5, "step": 0.05,
+            "type": "SliderFloat",
+            "label": "LTV covenant (max LTV at the mark)",
+            "value": miners.ltv_max,
+            "min": 0.5,
+            "max": 1.5,
+            "step": 0.05,
         },
         "loan_tenor_months": {
-            "type": "SliderInt", "label": "Loan tenor (months)",
-            "value": miners.loan_tenor_months, "min": 12, "max": 120, "step": 6,
+            "type": "SliderInt",
+            "label": "Loan tenor (months)",
+            "value": miners.loan_tenor_months,
+            "min": 12,
+            "max": 120,
+            "step": 6,
         },
     }
 
@@ -95,8 +119,17 @@ def slider_specs(scenario: str = DEFAULT_SCENARIO) -> dict[str, dict[str, Any]]:
 def model_params() -> dict[str, dict[str, Any]]:
     """SolaraViz's ``model_params``: scenario, seed (text, parsed as an integer) and the sliders."""
     return {
-        "scenario_name": {"type": "Select", "label": "Scenario", "value": DEFAULT_SCENARIO, "values": scenario_names()},
-        "seed": {"type": "InputText", "label": "Seed (integer)", "value": str(load_scenario(DEFAULT_SCENARIO).seed)},
+        "scenario_name": {
+            "type": "Select",
+            "label": "Scenario",
+            "value": DEFAULT_SCENARIO,
+            "values": scenario_names(),
+        },
+        "seed": {
+            "type": "InputText",
+            "label": "Seed (integer)",
+            "value": str(load_scenario(DEFAULT_SCENARIO).seed),
+        },
         **slider_specs(),
     }
 
@@ -136,7 +169,8 @@ class LiveModel(GPUCreditModel):
             except ValueError:
                 self.notice = f"Seed {text!r} is not an integer: used the scenario's own seed."
         moved = {
-            k: v for k, v in params.items()
+            k: v
+            for k, v in params.items()
             if k not in SLIDER_START or not math.isclose(float(v), float(SLIDER_START[k]), abs_tol=1e-9)
         }
         super().__init__(scenario=scenario_name, seed=seed_value, **moved)
@@ -212,7 +246,9 @@ def structured_layout(model: GPUCreditModel) -> dict[Any, tuple[float, float]]:
     borrowers = [n for n in graph if kinds[n] in BORROWER_TYPES]
 
     def main_creditor_angle(b: Any) -> float:
-        loans = [(d.get("principal", 0.0), u) for u, _, d in graph.in_edges(b, data=True) if d.get("tie") == "loan"]
+        loans = [
+            (d.get("principal", 0.0), u) for u, _, d in graph.in_edges(b, data=True) if d.get("tie") == "loan"
+        ]
         loans = [x for x in loans if x[1] in angle]
         return angle[max(loans, key=lambda x: (x[0], -x[1]))[1]] if loans else 0.0
 
@@ -290,7 +326,9 @@ def draw_network(model: LiveModel) -> Figure:
             colours.append((0.85, 0.1, 0.1, 0.35) if written_off else (0.25, 0.3, 0.4, 0.45))
         else:
             other.append((pos[u], pos[v]))
-    ax.add_collection(LineCollection(other, linewidths=0.5, colors=[(0.6, 0.6, 0.6, 0.5)], linestyles="dotted"))
+    ax.add_collection(
+        LineCollection(other, linewidths=0.5, colors=[(0.6, 0.6, 0.6, 0.5)], linestyles="dotted")
+    )
     ax.add_collection(LineCollection(segs, linewidths=widths, colors=colours))
     # nodes
     assets = node_assets(model)
@@ -314,28 +352,60 @@ def draw_network(model: LiveModel) -> Figure:
         dead = led.defaulted[ids]
         ring = np.where(breach[ids] & ~dead, "#f2b400", "white")
         width = np.where(breach[ids] & ~dead, 2.5, 0.6)
-        ax.scatter(xy[:, 0], xy[:, 1], s=sizes, c=colour, marker=marker, edgecolors=ring,
-                   linewidths=width, alpha=np.where(dead, 0.35, 0.95), label=label, zorder=3)
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=sizes,
+            c=colour,
+            marker=marker,
+            edgecolors=ring,
+            linewidths=width,
+            alpha=np.where(dead, 0.35, 0.95),
+            label=label,
+            zorder=3,
+        )
         if dead.any():
             ax.scatter(xy[dead, 0], xy[dead, 1], s=70, c="#c0001a", marker="x", linewidths=2.2, zorder=4)
         hot = np.array([i in in_cascade for i in ids])
         if hot.any():
-            ax.scatter(xy[hot, 0], xy[hot, 1], s=sizes[hot] + 160, facecolors="none", edgecolors="#c0001a",
-                       linewidths=1.8, marker="o", zorder=5)
+            ax.scatter(
+                xy[hot, 0],
+                xy[hot, 1],
+                s=sizes[hot] + 160,
+                facecolors="none",
+                edgecolors="#c0001a",
+                linewidths=1.8,
+                marker="o",
+                zorder=5,
+            )
     ax.set_xlim(-4.1, 4.1)
     ax.set_ylim(-3.9, 4.3)
     handles, labels = ax.get_legend_handles_labels()
     keep = [(h, lab) for h, lab in zip(handles, labels, strict=True) if not lab.startswith("_")]
-    ax.legend([h for h, _ in keep], [lab for _, lab in keep], loc="lower center", ncol=4, fontsize=8,
-              frameon=False, markerscale=0.6, bbox_to_anchor=(0.5, -0.02))
+    ax.legend(
+        [h for h, _ in keep],
+        [lab for _, lab in keep],
+        loc="lower center",
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+        markerscale=0.6,
+        bbox_to_anchor=(0.5, -0.02),
+    )
     world = model.state.world
     fig.suptitle(
         f"Lending network, month {int(model.time)} ({world.calendar_month}): "
         f"{int(led.defaulted.sum())} defaulted, {int(breach.sum())} in breach",
         fontsize=10,
     )
-    ax.text(-4.05, 4.2, "ring: gold = breach, red = latest cascade; x = defaulted\nedge width = loan exposure",
-            fontsize=7, color="#555555", va="top")
+    ax.text(
+        -4.05,
+        4.2,
+        "ring: gold = breach, red = latest cascade; x = defaulted\nedge width = loan exposure",
+        fontsize=7,
+        color="#555555",
+        va="top",
+    )
     return fig
 
 
@@ -366,16 +436,29 @@ def draw_charts(model: GPUCreditModel) -> Figure:
     axes[0, 2].set_title("BTC price, k$", fontsize=9)
     ax = axes[1, 0]
     for t in (*BORROWER_TYPES, *LENDER_TYPES):
-        ax.step(months, [r.get(f"defaults_{t}", 0) for r in rows], where="post", color=STYLE[t][1], label=STYLE[t][0])
+        ax.step(
+            months,
+            [r.get(f"defaults_{t}", 0) for r in rows],
+            where="post",
+            color=STYLE[t][1],
+            label=STYLE[t][0],
+        )
     ax.set_title(f"Cumulative defaults by type (total {rows[-1]['defaults_total']})", fontsize=9)
     ax.legend(fontsize=6, frameon=False, loc="upper left")
     ax = axes[1, 1]
     for t in LENDER_TYPES:
-        ax.plot(months, [r.get(f"lender_equity_{t}", 0.0) / 1e9 for r in rows], color=STYLE[t][1], label=STYLE[t][0])
+        ax.plot(
+            months,
+            [r.get(f"lender_equity_{t}", 0.0) / 1e9 for r in rows],
+            color=STYLE[t][1],
+            label=STYLE[t][0],
+        )
     ax.set_title("Lender equity, $bn", fontsize=9)
     ax.legend(fontsize=6, frameon=False, loc="upper left")
     ax = axes[1, 2]
-    ax.bar(months, [r["forced_sale_units"] / 1e3 for r in rows], color="#c0001a", alpha=0.7, label="fire-sold")
+    ax.bar(
+        months, [r["forced_sale_units"] / 1e3 for r in rows], color="#c0001a", alpha=0.7, label="fire-sold"
+    )
     ax.plot(months, [r["unsold_units"] / 1e3 for r in rows], color="#333333", label="unsold stock")
     ax.set_title("Fire-sale volume and unsold stock, k GPUs", fontsize=9)
     ax.legend(fontsize=6, frameon=False, loc="upper left")
@@ -392,8 +475,12 @@ def draw_charts(model: GPUCreditModel) -> Figure:
 def Rich(text: str, style: str = "") -> Any:
     """Markdown rendered to HTML on the server. (solara.Markdown fetches mermaid.js from a CDN on every
     update: slow, and an error in the server log when offline.)"""
-    return solara.HTML(tag="div", unsafe_innerHTML=markdown.markdown(html.escape(text, quote=False)),
-                       style="font-size: 0.9rem; line-height: 1.45; " + style)
+    return solara.HTML(
+        tag="div",
+        unsafe_innerHTML=markdown.markdown(html.escape(text, quote=False)),
+        style="font-size: 0.9rem; line-height: 1.45; " + style,
+    )
+
 
 SHOCKS: list[tuple[str, str]] = [
     ("Default the largest miner", "default_largest_miner"),
@@ -433,7 +520,8 @@ def StatusAndShocks(model: LiveModel) -> None:
 
     with solara.Card("Run and shocks", classes=["viz-status"]):
         by_type = ", ".join(
-            f"{STYLE[t][0].lower()} {int(latest.get(f'defaults_{t}', 0))}" for t in (*BORROWER_TYPES, *LENDER_TYPES)
+            f"{STYLE[t][0].lower()} {int(latest.get(f'defaults_{t}', 0))}"
+            for t in (*BORROWER_TYPES, *LENDER_TYPES)
         )
         Rich(
             f"**Month {int(model.time)}** ({world.calendar_month}) of {model.months} · "
@@ -446,8 +534,14 @@ def StatusAndShocks(model: LiveModel) -> None:
         )
         with solara.Row(style="flex-wrap: wrap; gap: 6px"):
             for label, name in SHOCKS:
-                solara.Button(label, on_click=make_handler(name), color="error", outlined=True, small=True,
-                              disabled=bool(led.defaulted.all()))
+                solara.Button(
+                    label,
+                    on_click=make_handler(name),
+                    color="error",
+                    outlined=True,
+                    small=True,
+                    disabled=bool(led.defaulted.all()),
+                )
         if message:
             solara.Info(message, dense=True)
         if model.notice:
@@ -505,8 +599,11 @@ def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
     walk(root, 0)
     roots = [r for r in children.get(-1, []) if r != root]
     if roots:
-        lines += ["", f"Other first defaults so far: {', '.join(names[r] for r in roots[:12])}"
-                  + (" ..." if len(roots) > 12 else "")]
+        lines += [
+            "",
+            f"Other first defaults so far: {', '.join(names[r] for r in roots[:12])}"
+            + (" ..." if len(roots) > 12 else ""),
+        ]
     return "\n".join(lines)
 
 
@@ -515,7 +612,9 @@ def CascadeTree(model: LiveModel) -> None:
     """The cause tree of the latest cascade (also outlined in red on the network)."""
     update_counter.get()
     with solara.Card("Cascade", classes=["viz-cascade"]):
-        Rich(cascade_markdown(model), style="max-height: 230px; overflow-y: auto")  # stays inside its grid cell
+        Rich(
+            cascade_markdown(model), style="max-height: 230px; overflow-y: auto"
+        )  # stays inside its grid cell
         if model.events:
             Rich("**Shocks applied:** " + "; ".join(model.events[-5:]))
 

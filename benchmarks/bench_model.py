@@ -302,15 +302,21 @@ def fmt_s(stats: dict[str, float]) -> str:
 
 def print_table(res: dict[str, Any]) -> None:
     b = res["baseline"]
-    print(f"\nmachine: {res['machine']['cpus']} CPUs, {res['machine']['cpu']}, "
-          f"load at start {tuple(round(x, 2) for x in res['machine']['load_average_at_start'])}")
+    print(
+        f"\nmachine: {res['machine']['cpus']} CPUs, {res['machine']['cpu']}, "
+        f"load at start {tuple(round(x, 2) for x in res['machine']['load_average_at_start'])}"
+    )
     print(f"import model.model: {res['import_s']:.2f} s")
-    print(f"baseline {b['months']}-month run (init+run, {b['agents']} agents, {b['loans']} loans): "
-          f"{fmt_s(b['run_s'])} = {b['per_month_ms']:.2f} ms/month   [target < 0.5 s]")
+    print(
+        f"baseline {b['months']}-month run (init+run, {b['agents']} agents, {b['loans']} loans): "
+        f"{fmt_s(b['run_s'])} = {b['per_month_ms']:.2f} ms/month   [target < 0.5 s]"
+    )
     bw = res["boltzmann"]
     print(f"Mesa BoltzmannWealth 100 agents x 125 steps: {fmt_s(bw['run_s'])}")
-    head = (f"{'borrowers':>9} {'agents':>7} {'loans':>8} {'build s':>8} {'month s':>8} {'us/loan':>8} "
-            f"{'cascade s':>9} {'rounds':>6} {'forced':>7} {'contagion':>9} {'peak MB':>8}")
+    head = (
+        f"{'borrowers':>9} {'agents':>7} {'loans':>8} {'build s':>8} {'month s':>8} {'us/loan':>8} "
+        f"{'cascade s':>9} {'rounds':>6} {'forced':>7} {'contagion':>9} {'peak MB':>8}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for s in res["sizes"]:
         print(
@@ -320,16 +326,20 @@ def print_table(res: dict[str, Any]) -> None:
             f"{s['cascade_forced_defaults']:>7,} {s['cascade_contagion_defaults']:>9,} {s['peak_rss_mb']:>8.0f}"
         )
     g = res["growth"]
-    print(f"\nlog-log slope vs loans: ordinary month {g['slope_month_vs_loans']:.2f}, "
-          f"cascade month {g['slope_cascade_vs_loans']:.2f}, build {g['slope_build_vs_loans']:.2f} "
-          "(1 = linear)")
+    print(
+        f"\nlog-log slope vs loans: ordinary month {g['slope_month_vs_loans']:.2f}, "
+        f"cascade month {g['slope_cascade_vs_loans']:.2f}, build {g['slope_build_vs_loans']:.2f} "
+        "(1 = linear)"
+    )
     print("spread = (max - min) / median over repeats; peak MB = max RSS of the size's own process")
     for name, t in res["targets"].items():
         print(f"  target {name}: {'met' if t['met'] else 'MISSED'} ({t['value']:.3g} vs {t['limit']})")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short version: fewer repeats, 1k and 10k")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--_size", type=int, help=argparse.SUPPRESS)
@@ -371,15 +381,18 @@ def main() -> None:
     largest = res["sizes"][-1]
     res["targets"] = {
         "baseline_60_month_run_s": {
-            "value": res["baseline"]["run_s"]["median"], "limit": 0.5,
+            "value": res["baseline"]["run_s"]["median"],
+            "limit": 0.5,
             "met": res["baseline"]["run_s"]["median"] < 0.5,
         },
         f"cascade_month_at_{largest['borrowers']}_borrowers_s": {
-            "value": largest["cascade_month_s"]["median"], "limit": 5.0,
+            "value": largest["cascade_month_s"]["median"],
+            "limit": 5.0,
             "met": largest["cascade_month_s"]["median"] < 5.0,
         },
         "month_growth_slope_vs_loans": {
-            "value": res["growth"]["slope_month_vs_loans"], "limit": 1.15,
+            "value": res["growth"]["slope_month_vs_loans"],
+            "limit": 1.15,
             "met": res["growth"]["slope_month_vs_loans"] <= 1.15,
         },
     }

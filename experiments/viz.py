@@ -20,10 +20,14 @@ def parser() -> argparse.ArgumentParser:
         prog="run.py viz",
         description="Open the SolaraViz visualiser of app.py (one model per browser tab). Ctrl-C stops it.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     p.add_argument("--dev", action="store_true", help="solara's development mode (reloads app.py on edits)")
-    p.add_argument("--skip-assets", action="store_true", help="do not check/install solara's offline front-end files")
+    p.add_argument(
+        "--skip-assets", action="store_true", help="do not check/install solara's offline front-end files"
+    )
     return p
 
 
@@ -44,10 +48,15 @@ def main(argv: list[str]) -> int:
     if not args.skip_assets:
         status = subprocess.call([sys.executable, str(ROOT / "scripts" / "install_solara_assets.py")])
         if status != 0:
-            print("warning: solara's front-end files are incomplete; the page may be blank offline", file=sys.stderr)
+            print(
+                "warning: solara's front-end files are incomplete; the page may be blank offline",
+                file=sys.stderr,
+            )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.host}: other machines can reach the visualiser", file=sys.stderr)
-    print(f"visualiser: http://{'localhost' if args.host == '127.0.0.1' else args.host}:{args.port}/  (Ctrl-C to stop)")
+    print(
+        f"visualiser: http://{'localhost' if args.host == '127.0.0.1' else args.host}:{args.port}/  (Ctrl-C to stop)"
+    )
     try:
         return subprocess.call(command(args), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     except KeyboardInterrupt:

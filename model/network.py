@@ -151,8 +151,8 @@ def _graph(ledger: Ledger, names: list[str]) -> nx.MultiDiGraph:
         strict=True,
     )
     add_edge = graph.add_edge
-    for i, (u, v, principal, spread, tenor, amort, seniority, instrument, collateral, dscr, ltv) in (
-        enumerate(columns)
+    for i, (u, v, principal, spread, tenor, amort, seniority, instrument, collateral, dscr, ltv) in enumerate(
+        columns
     ):
         add_edge(
             u,
@@ -171,7 +171,8 @@ def _graph(ledger: Ledger, names: list[str]) -> nx.MultiDiGraph:
         )
     hosted = np.flatnonzero(ledger.host >= 0)
     graph.add_edges_from(
-        (h, i, "hosting", {"tie": "hosting"}) for h, i in zip(ledger.host[hosted].tolist(), hosted.tolist())
+        (h, i, "hosting", {"tie": "hosting"})
+        for h, i in zip(ledger.host[hosted].tolist(), hosted.tolist(), strict=True)
     )
     return graph
 

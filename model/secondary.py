@@ -242,9 +242,14 @@ def clear_exponential(
         cum_in_gen = cum - before_gen
         # cumulative units at the end of each group of equal (generation, reserve)
         last_of_group = np.r_[(g_sorted[1:] != g_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1]), True]
-        group_end = np.minimum.accumulate(np.where(last_of_group, np.arange(order.size), order.size)[::-1])[::-1]
+        group_end = np.minimum.accumulate(np.where(last_of_group, np.arange(order.size), order.size)[::-1])[
+            ::-1
+        ]
         share = np.divide(
-            cum_in_gen[group_end], outstanding[g_sorted], out=np.zeros(order.size), where=outstanding[g_sorted] > 0
+            cum_in_gen[group_end],
+            outstanding[g_sorted],
+            out=np.zeros(order.size),
+            where=outstanding[g_sorted] > 0,
         )
         price_after = mark_price[g_sorted] * np.exp(-alpha * share)
         accept = can_trade[g_sorted] & (r_sorted <= price_after * (1 + 1e-12))

@@ -86,7 +86,9 @@ def main() -> int:
 
     npm = shutil.which("npm")
     if npm is None:
-        say("npm not found: cannot fetch solara's front-end files (install Node.js/npm, e.g. apt-get install npm)")
+        say(
+            "npm not found: cannot fetch solara's front-end files (install Node.js/npm, e.g. apt-get install npm)"
+        )
         return 1
 
     say(f"fetching {len(missing)} package(s) from the npm registry into {cache}")
@@ -96,7 +98,10 @@ def main() -> int:
             # --json names the tarball it wrote; --loglevel=error hides npm's config warnings
             proc = subprocess.run(
                 [npm, "pack", spec, "--json", "--loglevel=error"],
-                cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
             )
             try:
                 tarball = Path(tmp) / json.loads(proc.stdout)[0]["filename"]

@@ -39,7 +39,13 @@ def viz(model: app.LiveModel):
 
 def test_controls_exist() -> None:
     rc = render(app.Page())
-    for label in ("Reset", "Step", "Default the largest miner", "BTC falls 50 %", "Next GPU generation launches"):
+    for label in (
+        "Reset",
+        "Step",
+        "Default the largest miner",
+        "BTC falls 50 %",
+        "Next GPU generation launches",
+    ):
         rc.find(v.Btn, children=[label]).assert_single()
     sliders = [s.widget.label for s in rc.find(v.Slider)]
     for label in SLIDER_LABELS.values():
@@ -58,7 +64,11 @@ def test_parameters_match_the_model_constructor() -> None:
         PARAMETER_ALIASES
     )
     assert set(SLIDER_LABELS) == {  # the six of issue 4, each a model parameter
-        "rent_deflation", "btc_volatility", "stress_correlation", "buyer_budget_scale", "ltv_covenant",
+        "rent_deflation",
+        "btc_volatility",
+        "stress_correlation",
+        "buyer_budget_scale",
+        "ltv_covenant",
         "loan_tenor_months",
     } and set(SLIDER_LABELS) <= set(PARAMETER_ALIASES)
     # every slider starts at the baseline's own value, so an untouched page runs the baseline
@@ -79,8 +89,15 @@ def test_parameters_match_the_model_constructor() -> None:
     from mesa.experimental.scenarios import Scenario
 
     assert app.LiveModel(**values, scenario=Scenario()).config.name == "baseline"
-    moved = app.LiveModel(**{**values, "rent_deflation": 0.5, "ltv_covenant": 0.7, "loan_tenor_months": 36,
-                             "buyer_budget_scale": 0.5})
+    moved = app.LiveModel(
+        **{
+            **values,
+            "rent_deflation": 0.5,
+            "ltv_covenant": 0.7,
+            "loan_tenor_months": 36,
+            "buyer_budget_scale": 0.5,
+        }
+    )
     assert moved.config.world.rent.deflation_per_year == 0.5
     assert moved.config.generated.neoclouds.ltv_max == 0.7
     assert moved.config.generated.miners.loan_tenor_months == 36
@@ -113,7 +130,9 @@ def test_shock_buttons_change_the_model() -> None:
     button(rc, "Default the largest miner").click()
     assert model.ledger.defaulted[largest]
     assert int(model.ledger.defaulted.sum()) > before
-    assert f"Defaults: {int(model.ledger.defaulted.sum())}" in page_text(rc).replace("<strong>", "").replace("</strong>", "")
+    assert f"Defaults: {int(model.ledger.defaulted.sum())}" in page_text(rc).replace("<strong>", "").replace(
+        "</strong>", ""
+    )
     assert f"started by <strong>{model.names[largest]}</strong>" in page_text(rc)
 
     btc = model.state.world.btc_price

@@ -41,8 +41,12 @@ LOG_PROBLEMS = re.compile(r"Traceback|Error|Exception|Could not load")
 RENDER_BUDGET_S = 1.0
 
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium): the browser test needs it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    pytest.skip(
+        f"{CHROMIUM} is absent (apt-get install chromium): the browser test needs it", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
 
 
 def free_port() -> int:
@@ -60,7 +64,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(solara), "run", "app.py", "--host", "127.0.0.1", "--port", str(port), "--production"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -79,7 +87,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             time.sleep(0.3)
         yield url, log
     finally:
-        print("--- solara server log (tail) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        print(
+            "--- solara server log (tail) ---\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        )
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # its own process group (start_new_session): only ours
             try:
@@ -181,13 +192,19 @@ def test_step_shock_screenshot_and_render_time(server, browser) -> None:
 
     # the shock early in a fresh run, while miners are still alive (later ones may all have failed)
     page.get_by_role("button", name="Reset", exact=True).click()
-    page.wait_for_function("document.querySelector('.viz-status').innerText.includes('Month 0 ')", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('.viz-status').innerText.includes('Month 0 ')", timeout=30_000
+    )
     step_and_time(page)
     charts_after_steps = chart_digest(page)
     before = defaults(page)
     page.get_by_role("button", name="Default the largest miner").click()
-    page.locator(".viz-status").get_by_text(re.compile(r"Defaulted \S+: \d+ cascade round")).wait_for(timeout=60_000)
-    page.wait_for_function(f"document.querySelector('.viz-status').innerText.match(/Defaults: (\\d+)/)[1] > {before}")
+    page.locator(".viz-status").get_by_text(re.compile(r"Defaulted \S+: \d+ cascade round")).wait_for(
+        timeout=60_000
+    )
+    page.wait_for_function(
+        f"document.querySelector('.viz-status').innerText.match(/Defaults: (\\d+)/)[1] > {before}"
+    )
     assert defaults(page) > before
     deadline = time.monotonic() + 20  # the charts image follows the status text by a moment
     while chart_digest(page) == charts_after_steps and time.monotonic() < deadline:
