@@ -194,3 +194,10 @@ def test_unknown_experiment_is_one_clear_message(capsys):
     assert run.main(["experiment", "nope"]) == 2
     err = capsys.readouterr().err
     assert "experiment 'nope': unknown" in err and "rent_deflation" in err
+
+
+def test_concentration_covers_the_number_of_lenders(tiny_results):
+    report, sweeps, folder = tiny_results["concentration"]
+    assert [s.sweep.plan.experiment.name for s in sweeps] == ["concentration", "concentration_lenders"]
+    assert (folder / "concentration_lenders.png").is_file()
+    assert "banks" in report.finding and "interbank share" in report.finding

@@ -102,7 +102,7 @@ EXPERIMENTS: dict[str, NamedExperiment] = {
             "Concentration",
             "Where does a single default stop being contained, as lending concentrates and lenders owe "
             "each other more?",
-            ("concentration",),
+            ("concentration", "concentration_lenders"),
             "concentration",
             SCENARIO_PATCHES["largest_miner_fails_month_1"],
         ),
@@ -307,7 +307,7 @@ def section_markdown(
     sweeps: list[SweepResult],
     size: str,
     seconds: float,
-    figure_ref: str,
+    figure_refs: list[str],
 ) -> str:
     digests = ", ".join(f"`{s.stem}` `{s.digest[:16]}`" for s in sweeps)
     compute = run_seconds(sweeps)
@@ -320,8 +320,7 @@ def section_markdown(
             f"**Design ({size} size).** {design_line(sweeps)}. Intervals are 95 % confidence intervals "
             "across replicates (normal approximation) unless stated.",
             "",
-            f"![{named.title}]({figure_ref})",
-            "",
+            *(f"![{named.title}]({ref})\n" for ref in figure_refs),
             f"**Finding.** {report.finding}",
             "",
             report.body.strip(),
@@ -333,12 +332,18 @@ def section_markdown(
     )
 
 
+def figures_of(report: Report) -> list[Path]:
+    """The key figure first, then any other figure the analysis wrote."""
+    others = [f for f in report.files if f.suffix == ".png" and f != report.key_figure]
+    return [report.key_figure, *others]
+
+
 def write_report(
     named: NamedExperiment, report: Report, sweeps: list[SweepResult], out: Path, size: str, seconds: float
 ) -> Path:
     from model.manifest import atomic_write_bytes
 
-    text = section_markdown(named, report, sweeps, size, seconds, report.key_figure.name)
+    text = section_markdown(named, report, sweeps, size, seconds, [f.name for f in figures_of(report)])
     path = out / "report.md"
     atomic_write_bytes(path, text.encode())
     return path
@@ -350,11 +355,12 @@ def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], floa
     img.mkdir(parents=True, exist_ok=True)
     sections = []
     for named, report, sweeps, seconds in results:
-        target = img / f"{named.name}.png"
-        shutil.copyfile(report.key_figure, target)
-        sections.append(
-            section_markdown(named, report, sweeps, size, seconds, f"img/experiments/{named.name}.png")
-        )
+        refs = []
+        for figure in figures_of(report):
+            name = f"{named.name}.png" if figure == report.key_figure else f"{named.name}-{figure.stem}.png"
+            shutil.copyfile(figure, img / name)
+            refs.append(f"img/experiments/{name}")
+        sections.append(section_markdown(named, report, sweeps, size, seconds, refs))
     total = sum(run_seconds(r[2]) for r in results)
     head = RESULTS_HEAD.format(size=size, total=total, n=len(results))
     path = ROOT / "docs" / "results.md"

@@ -488,7 +488,49 @@ def concentration(sweeps: list[SweepResult], out: Path) -> Report:
         "Calm world: no stress regime and no BTC-backed loans, so the forced default is the only trigger; credit funds hold 5 % capital (assumption, baseline 35 %) "
         "(background defaults still occur: they are part of what the phase diagram counts)."
     )
-    return Report(key, [key, *files], finding, body, {"table": table})
+    figures = [key]
+    if len(sweeps) > 1:  # the number of lenders, at fixed concentration, with and without interbank exposure
+        lenders_finding, lenders_files = _number_of_lenders(sweeps[1], out)
+        finding += " " + lenders_finding
+        figures += lenders_files
+        body += " The second figure varies the number of banks (3 % capital) at lender concentration 1."
+    return Report(key, [*figures, *files], finding, body, {"table": table})
+
+
+def _number_of_lenders(s: SweepResult, out: Path) -> tuple[str, list[Path]]:
+    """P(not contained) and systemic loss against the number of banks, one line per interbank share."""
+    runs = ok_runs(s.runs)
+    banks, ib = "generated.banks", "generated.interbank_share"
+    runs["not_contained"] = runs["systemic_event"].astype(float)
+    table = ci_table(runs, [ib, banks], ["not_contained", "systemic_loss"])
+    csv = write_csv(table, out / "concentration_lenders.csv")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9))
+    for share, group in table.groupby(ib):
+        for ax, metric in zip(axes, ("not_contained", "systemic_loss"), strict=True):
+            ax.plot(group[banks], group[metric], marker="o", label=f"interbank share {share:g}")
+            ax.fill_between(group[banks], group[f"{metric}_low"], group[f"{metric}_high"], alpha=0.2)
+    axes[0].set(xlabel="number of banks", ylabel="P(not contained)", xticks=sorted(table[banks].unique()))
+    axes[1].set(
+        xlabel="number of banks",
+        ylabel="systemic loss (share of lender equity)",
+        xticks=sorted(table[banks].unique()),
+    )
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Experiment 5: one default against the number of banks (95 % bands across replicates)")
+    path = save(fig, out / "concentration_lenders.png")
+    by = table.set_index([ib, banks])["not_contained"]
+    parts = [
+        f"{pct(by[(share, n)])} with {int(n)} banks"
+        for share in (table[ib].max(),)
+        for n in sorted(table[banks].unique())
+    ]
+    finding = (
+        f"With fragile banks (3 % capital) and interbank share {table[ib].max():g}, the share of runs not contained is "
+        + ", ".join(parts)
+        + f"; without interbank lending it is at most {pct(table[table[ib] == table[ib].min()]['not_contained'].max())}."
+    )
+    return finding, [path, csv]
 
 
 def _edges(v: np.ndarray) -> np.ndarray:
