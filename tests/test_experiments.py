@@ -4,6 +4,7 @@ its figure and table, and the qualitative findings that must hold within noise."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from model.config import ConfigError, load_scenario
 from model.metrics import run_summary
 from model.model import GPUCreditModel
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # --- the exogenous BTC and rent paths (historical replays) -------------------------------------------
 
@@ -201,3 +204,20 @@ def test_concentration_covers_the_number_of_lenders(tiny_results):
     assert [s.sweep.plan.experiment.name for s in sweeps] == ["concentration", "concentration_lenders"]
     assert (folder / "concentration_lenders.png").is_file()
     assert "banks" in report.finding and "interbank share" in report.finding
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "experiments/named/full").glob("*.toml")))
+def test_full_size_files_validate_and_match_the_reduced_ones(name):
+    """The paper-size sweeps are not run in CI, but every design point of theirs is validated here."""
+    from experiments.design import build_plan, load_experiment
+    from experiments.named import EXPERIMENTS, base_scenario
+
+    (patch,) = [named.patch for named in EXPERIMENTS.values() if name in named.files]
+    plans = {}
+    for size, folder in (("full", ROOT / "experiments/named/full"), ("reduced", ROOT / "experiments/named")):
+        path = folder / f"{name}.toml"
+        experiment, _ = load_experiment(path)
+        plans[size] = (experiment, build_plan(experiment, base_scenario(experiment, path, patch)))
+    (full, full_plan), (reduced, reduced_plan) = plans["full"], plans["reduced"]
+    assert set(full.parameters) == set(reduced.parameters) and full.fixed == reduced.fixed
+    assert len(full_plan.runs) >= len(reduced_plan.runs)
