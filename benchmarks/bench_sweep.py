@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments.design import parse_experiment, scenario_for  # noqa: E402
-from experiments.sweep import prepare, process_pool, run_sweep  # noqa: E402
+from experiments.sweep import dask_executor, prepare, process_pool, run_sweep  # noqa: E402
 
 EXPERIMENT = """
 name = "bench"
@@ -96,23 +96,8 @@ def main() -> int:
         out = run_sweep(fresh(f"proc{workers}"), pool, workers)
         pool.shutdown()
         results[f"processes, {workers} worker{'s' if workers > 1 else ''}"] = out.ran / out.seconds
-    import logging
-
-    from distributed import Client, LocalCluster
-
     t0 = time.perf_counter()
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        executor = client.get_executor(pure=False)
+    with dask_executor(2, None) as executor:  # the LocalCluster `run.py sweep --executor dask` starts
         _warm(executor, 2)
         print(f"  Dask LocalCluster of 2: start-up {time.perf_counter() - t0:.1f} s")
         out = run_sweep(fresh("dask"), executor, 2)
