@@ -150,24 +150,12 @@ class Ledger:
 
     def cached(self, key: object, compute) -> np.ndarray:
         """``compute()``, remembered under ``key`` inside a ``caching`` block."""
-        store = self._aggregates
-        if store is None:
-            return compute()
-        value = store.get(key)
-        if value is None:
-            value = store[key] = compute()
-        return value
+        return _remembered(self._aggregates, key, compute)
 
     def static(self, key: object, compute):
         """``compute()``, remembered for the rest of the ``caching`` block: only for what no balance
         change can alter (agents' kinds, loans' fixed terms)."""
-        store = self._static
-        if store is None:
-            return compute()
-        value = store.get(key)
-        if value is None:
-            value = store[key] = compute()
-        return value
+        return _remembered(self._static, key, compute)
 
     def debt(self, collateral: str | None = None) -> np.ndarray:
         """Outstanding principal owed by each agent (optionally only loans with that collateral)."""
@@ -219,6 +207,16 @@ class Ledger:
         self.default_round[agents] = round_
         self.default_cause[agents] = cause
         self.default_parent[agents] = parent
+
+
+def _remembered(store: dict | None, key: object, compute):
+    """``compute()`` once per key while ``store`` exists (outside a caching block, always fresh)."""
+    if store is None:
+        return compute()
+    value = store.get(key)
+    if value is None:
+        value = store[key] = compute()
+    return value
 
 
 class LoanBook:
