@@ -114,28 +114,32 @@ def test_bad_input_gives_one_clear_message(tmp_path, args, expected):
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
-def test_malformed_scenario_file(tmp_path):
-    path = tmp_path / "broken.toml"
-    path.write_text(BAD_SCENARIO)
-    result = run_cli("--scenario", str(path))
-    assert result.returncode == 2
-    assert "malformed TOML" in result.stderr and "Traceback" not in result.stderr
+def _ghost_loan() -> str:
+    return (
+        (ROOT / "experiments/scenarios/fire_sale_demo.toml")
+        .read_text()
+        .replace('debtor = "small-3"', 'debtor = "ghost"')
+    )
 
 
-def test_loan_to_a_missing_agent(tmp_path):
-    text = (ROOT / "experiments/scenarios/fire_sale_demo.toml").read_text()
-    path = tmp_path / "ghost.toml"
-    path.write_text(text.replace('debtor = "small-3"', 'debtor = "ghost"'))
+def _missing_parameter() -> str:
+    return (ROOT / "experiments/scenarios/baseline.toml").read_text().replace("utilisation = 0.85\n", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(lambda: BAD_SCENARIO, "malformed TOML", id="malformed"),
+        pytest.param(_ghost_loan, "loans[3].debtor: no agent with id 'ghost'", id="loan-to-missing-agent"),
+        pytest.param(
+            _missing_parameter, "world.rent.utilisation: required parameter is missing", id="missing"
+        ),
+    ],
+)
+def test_bad_scenario_file(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text())
     result = run_cli("--scenario", str(path))
     assert result.returncode == 2
-    assert "loans[3].debtor: no agent with id 'ghost'" in result.stderr
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_missing_required_parameter(tmp_path):
-    text = (ROOT / "experiments/scenarios/baseline.toml").read_text()
-    path = tmp_path / "missing.toml"
-    path.write_text(text.replace("utilisation = 0.85\n", ""))
-    result = run_cli("--scenario", str(path))
-    assert result.returncode == 2
-    assert "world.rent.utilisation: required parameter is missing" in result.stderr
