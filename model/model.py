@@ -16,7 +16,7 @@ import numpy as np
 
 from agents import ABSTrust, Bank, BondInvestors, CreditFund, HardwareBuyer, Lender, Miner, NeoCloud
 from model.cascade import CascadeReport, Failures, run_cascade
-from model.config import Scenario, load_scenario
+from model.config import ConfigError, Scenario, load_scenario
 from model.ledger import Cause, Kind
 from model.metrics import MetricsRecorder
 from model.network import build_market
@@ -53,8 +53,6 @@ def _resolve_aliases(scenario: Scenario | str | Path | dict, params: dict[str, A
     overrides: dict[str, Any] = {}
     for key, value in params.items():
         if key not in PARAMETER_ALIASES:
-            from model.config import ConfigError
-
             raise ConfigError(
                 f"unknown model parameter '{key}' (allowed: {sorted(PARAMETER_ALIASES)}, or overrides=)"
             )
@@ -230,8 +228,6 @@ class GPUCreditModel(mesa.Model):
 
     def _index_of(self, name: str | None) -> int:
         if name not in self.names:
-            from model.config import ConfigError
-
             raise ConfigError(
                 f"shock agent '{name}': no such agent (generated names look like 'miner-0', 'neocloud-3', 'bank-0')"
             )
