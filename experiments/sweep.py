@@ -89,6 +89,17 @@ class SerialExecutor(cf.Executor):
         return future
 
 
+PRELOAD = ("model.model", "model.metrics", "experiments.runner")
+
+
+def _preload_model() -> None:
+    """Import the model in a worker so that the first run does not pay for it."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
 def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     """A local process pool; workers fork from a server that has already imported the model."""
     import multiprocessing as mp
@@ -96,7 +107,7 @@ def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     from experiments.runner import ignore_sigint
 
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["model.model", "model.metrics", "experiments.runner"])
+    ctx.set_forkserver_preload(list(PRELOAD))
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint)
 
 
@@ -130,6 +141,8 @@ def dask_executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor]:
                 silence_logs=logging.ERROR,
             )
         client = Client(cluster)
+    # like the process pool's forkserver preload: every worker imports the model before the first run
+    client.run(_preload_model)
     try:
         yield client.get_executor(pure=False)
     finally:
