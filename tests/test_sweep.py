@@ -220,6 +220,29 @@ def test_interrupt_and_kill_then_resume(tmp_path):
     assert (out / TIMESERIES).read_bytes() == (tmp_path / "fresh" / TIMESERIES).read_bytes()
 
 
+def test_a_killed_worker_is_replaced_and_its_run_redone(tmp_path):
+    """SIGKILL one worker process mid-sweep: the pool is rebuilt, the runs it held go back to the
+    queue, and the sweep completes with every run exactly once, equal to an uninterrupted sweep."""
+    psutil = pytest.importorskip("psutil")
+    exp = write(tmp_path, RESUME)
+    code = _snapshot(tmp_path)
+    out = tmp_path / "out"
+    proc = _start(code, exp, out, "--executor", "processes")
+    _wait_for_runs(proc, out, 2)
+    servers = [c for c in psutil.Process(proc.pid).children() if "forkserver" in " ".join(c.cmdline())]
+    workers = [w for server in servers for w in server.children()]  # pool workers fork from the server
+    assert workers, "no worker process found"
+    workers[-1].kill()
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "a worker process died; restarted the pool" in stdout + err
+    runs = pd.read_parquet(out / RESULTS)
+    assert runs["run_id"].is_unique and len(runs) == 12 and (runs["status"] == "ok").all()
+    fresh = _start(code, exp, tmp_path / "fresh", "--executor", "serial")
+    assert fresh.wait(timeout=120) == 0
+    assert (out / RESULTS).read_bytes() == (tmp_path / "fresh" / RESULTS).read_bytes()
+
+
 def test_out_folder_of_another_experiment_is_refused(serial_sweep, tmp_path):
     other = write(tmp_path, TINY.replace("master_seed = 11", "master_seed = 12"))
     with pytest.raises(ConfigError, match="different experiment"):
