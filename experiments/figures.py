@@ -29,6 +29,15 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG without a software stamp (byte-stable for the same figure), close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _plt().close(fig)
+    return path
+
+
 def band(runs: pd.DataFrame, parameter: str, metric: str, level: float = 0.95) -> pd.DataFrame:
     """Mean, standard error and a normal-approximation confidence band of ``metric`` per value of
     ``parameter`` (across replicates and any other varied parameters)."""
@@ -88,18 +97,10 @@ def standard_figures(runs: pd.DataFrame, experiment: Experiment, folder: Path) -
             fig, ax = plt.subplots(figsize=(5, 3.4))
             metric_vs_parameter(runs, p, metric, ax)
             ax.set_title(f"{experiment.name}: {metric}")
-            fig.tight_layout()
-            path = folder / f"{metric}_vs_{p}.png"
-            fig.savefig(path, dpi=110, metadata={"Software": None})
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, folder / f"{metric}_vs_{p}.png"))
         if experiment.design.kind == "grid" and len(params) >= 2:
             fig, ax = plt.subplots(figsize=(5.5, 4))
             heatmap(runs, params[0], params[1], metric, ax)
             ax.set_title(f"{experiment.name}: {metric}")
-            fig.tight_layout()
-            path = folder / f"{metric}_heatmap_{params[0]}_{params[1]}.png"
-            fig.savefig(path, dpi=110, metadata={"Software": None})
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, folder / f"{metric}_heatmap_{params[0]}_{params[1]}.png"))
     return written

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from experiments.figures import _plt
+from experiments.figures import _plt, save_figure
 
 if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
@@ -64,14 +64,6 @@ def pooled_ratio(num_: np.ndarray, den: np.ndarray, seed: int) -> tuple[float, f
     boot = np.divide(num_[idx].sum(axis=1), d, out=np.full(BOOTSTRAP, np.nan), where=d > 0)
     lo, hi = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (math.nan, math.nan)
     return float(num_.sum() / den.sum()), float(lo), float(hi)
-
-
-def save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    _plt().close(fig)
-    return path
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -169,7 +161,7 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
     for a in axes.flat:
         a.set_xlabel("rent deflation per year")
     fig.suptitle(f"Experiment 1: rent deflation vs debt service ({months} months, 95 % CI)")
-    key = save(fig, out / "rent_deflation.png")
+    key = save_figure(fig, out / "rent_deflation.png")
 
     lo, hi = table.iloc[0], table.iloc[-1]
     finding = (
@@ -250,7 +242,7 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
     axes[1].set_ylabel("loss given default (neo-cloud loans)")
     axes[0].text(life, 0.02, f" economic life\n ~{life:.0f} months", fontsize=7, color="grey")
     fig.suptitle(f"Experiment 2: duration mismatch ({s.sweep.plan.months} months, 95 % CI)")
-    key = save(fig, out / "duration_mismatch.png")
+    key = save_figure(fig, out / "duration_mismatch.png")
 
     def at(tenor: int, prof: str, col: str) -> float:
         row = table[(table["loan_tenor_months"] == tenor) & (table[profile] == prof)]
@@ -324,7 +316,7 @@ def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
     ax.set_ylabel(f"miner default rate within {s.sweep.plan.months} months")
     ax.legend(frameon=False, fontsize=7)
     ax.set_title("Experiment 3: double leverage (95 % CI)")
-    key = save(fig, out / "double_leverage.png")
+    key = save_figure(fig, out / "double_leverage.png")
 
     def at(b: float, c: float, k: float) -> pd.Series:
         return table[(table[btc] == b) & (table[corr] == c) & (table[crash] == k)].iloc[0]
@@ -407,7 +399,7 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
     fig.colorbar(sc, ax=ax, label="log10 buyer depth")
     ax.set_title("the LTV illusion", fontsize=9)
     fig.suptitle("Experiment 4: the missing repo market (largest miner forced into default in month 3)")
-    key = save(fig, out / "repo_market.png")
+    key = save_figure(fig, out / "repo_market.png")
 
     d_lo, d_hi = table[depth].min(), table[depth].max()
     c_lo, c_hi = table[cap].min(), table[cap].max()
@@ -470,7 +462,7 @@ def concentration(sweeps: list[SweepResult], out: Path) -> Report:
         ax.set_title(f"banks' capital ratio {b:g}", fontsize=9)
         fig.colorbar(im, ax=ax, label="P(not contained: >= 5 % of agents fail)")
     fig.suptitle("Experiment 5: where one default stops being contained (black line: P = 0.5)")
-    key = save(fig, out / "concentration.png")
+    key = save_figure(fig, out / "concentration.png")
 
     by_banks = runs.groupby(banks)["not_contained"].mean()
     corner_lo = table[(table[ib] == table[ib].min()) & (table[conc] == table[conc].min())]
@@ -518,7 +510,7 @@ def _number_of_lenders(s: SweepResult, out: Path) -> tuple[str, list[Path]]:
     )
     axes[0].legend(fontsize=8)
     fig.suptitle("Experiment 5: one default against the number of banks (95 % bands across replicates)")
-    path = save(fig, out / "concentration_lenders.png")
+    path = save_figure(fig, out / "concentration_lenders.png")
     by = table.set_index([ib, banks])["not_contained"]
     parts = [
         f"{pct(by[(share, n)])} with {int(n)} banks"
@@ -689,7 +681,7 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
     ax.set_title(
         f"Experiment 6: fair vs market spreads ({s.sweep.plan.months}-month loan life, bootstrap 95 % CI)"
     )
-    key = save(fig, out / "credit_spreads.png")
+    key = save_figure(fig, out / "credit_spreads.png")
 
     def get(cell: str) -> pd.Series:
         row = t[t["cell"] == cell]
@@ -809,7 +801,7 @@ def policies(sweeps: list[SweepResult], out: Path) -> Report:
     n = int(runs.groupby("policy").size().min())
     ax.set_title(f"Experiment 7: policies ({n} replicates each, same seeds)")
     ax.legend(frameon=False, fontsize=8)
-    key = save(fig, out / "policies.png")
+    key = save_figure(fig, out / "policies.png")
 
     pol = table[table["policy"] != "no policy"]
     best = pol.loc[pol["paired_change_busd"].idxmin()]
@@ -909,7 +901,7 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
         ax.set_ylabel(label)
         ax.legend(frameon=False, fontsize=7)
     fig.suptitle("Experiment 8: the 2022 bitcoin-miner credit crisis, model vs history")
-    key = save(fig, out / "miners_2022.png")
+    key = save_figure(fig, out / "miners_2022.png")
 
     trough = num(runs["price_peak_to_trough_ASIC"])
     r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 8)
