@@ -451,7 +451,8 @@ def clear_lenders(state: MarketState) -> Failures:
     and contagion proceeds round by round in the cascade loop."""
     led = state.ledger
     rules = state.scenario.cascade
-    lenders = np.flatnonzero(state.lender_mask() & ~led.defaulted)
+    live_lender = state.lender_mask() & ~led.defaulted
+    lenders = np.flatnonzero(live_lender)
     if lenders.size == 0:
         return Failures.none()
     loans = led.loans
@@ -462,15 +463,13 @@ def clear_lenders(state: MarketState) -> Failures:
         failed = lenders[failing]
         if failed.size == 0:
             return Failures.none()
-        recovery = np.zeros(led.n_agents)
-        # the interbank loans to the failed lenders from live lenders (in loan order)
+        # the interbank loans to the failed lenders from live lenders (in loan order): all lost
         failed_now = np.zeros(led.n_agents, dtype=bool)
         failed_now[failed] = True
-        live_lender = np.zeros(led.n_agents, dtype=bool)
-        live_lender[lenders] = True
         owed = np.flatnonzero(failed_now[loans.debtor])  # one pass over the book, then the few
         interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
         hit = owed[loans.active[owed] & interbank[owed] & live_lender[loans.creditor[owed]]]
+        recovered = None
     else:
         local = np.full(led.n_agents, -1, dtype=np.int64)
         local[lenders] = np.arange(lenders.size)
@@ -503,6 +502,7 @@ def clear_lenders(state: MarketState) -> Failures:
         failed_now = np.zeros(led.n_agents, dtype=bool)
         failed_now[failed] = True
         hit = ib[failed_now[loans.debtor[ib]]]
+        recovered = recovery[loans.debtor[hit]] * loans.principal[hit]
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = equity[failed] <= 0 if rules.default_at_zero_equity else equity[failed] < 0
@@ -518,13 +518,10 @@ def clear_lenders(state: MarketState) -> Failures:
             exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
         parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
 
-    # claims on the failed lenders: what clearing recovers becomes a claim on the estate
-    rec = recovery[loans.debtor[hit]]
-    led.external_assets += np.bincount(
-        loans.creditor[hit], weights=rec * loans.principal[hit], minlength=led.n_agents
-    )
+    if recovered is not None:  # what clearing recovers becomes a claim on the estate
+        led.external_assets += np.bincount(loans.creditor[hit], weights=recovered, minlength=led.n_agents)
+        loans.recovered[hit] += recovered
     # booked as in repossession: the whole claim is written off, what clearing pays is recovered
-    loans.recovered[hit] += rec * loans.principal[hit]
     loans.written_off[hit] += loans.principal[hit]
     loans.principal[hit] = 0.0
     loans.active[hit] = False
