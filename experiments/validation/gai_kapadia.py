@@ -72,12 +72,12 @@ def draw_network(n: int, z: float, rng: np.random.Generator) -> Draw:
     """A directed G(n, p), p = z / (n - 1), no self-loops, and one random initial default."""
     pairs = n * (n - 1)
     m = int(rng.binomial(pairs, z / (n - 1)))
-    code = rng.choice(pairs, size=m, replace=False)
+    # sorted codes are sorted by creditor, then debtor (debtor rises with the remainder): loan order
+    code = np.sort(rng.choice(pairs, size=m, replace=False))
     creditor = code // (n - 1)
     rest = code % (n - 1)
     debtor = rest + (rest >= creditor)
-    order = np.lexsort((debtor, creditor))
-    return Draw(n, creditor[order].astype(np.int64), debtor[order].astype(np.int64), int(rng.integers(n)))
+    return Draw(n, creditor.astype(np.int64), debtor.astype(np.int64), int(rng.integers(n)))
 
 
 def balance_sheet(draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
