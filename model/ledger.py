@@ -234,7 +234,6 @@ class LoanBook:
     )
     FIELDS_FLOAT = (
         "principal",
-        "amortisation_base",
         "spread",
         "dscr_min",
         "ltv_max",
@@ -244,12 +243,24 @@ class LoanBook:
         "repaid",
     )
 
+    BALANCES = (
+        "principal",
+        "age",
+        "tenor",
+        "written_off",
+        "recovered",
+        "repaid",
+        "active",
+    )
+    """The columns that change during a run: the book owns them, so one array passed for two of them
+    does not become one balance and the caller's array does not change with the book."""
+
     def __init__(self, **arrays: np.ndarray) -> None:
         for name in self.FIELDS_INT:
-            setattr(self, name, np.asarray(arrays[name], dtype=np.int64))
+            setattr(self, name, np.array(arrays[name], dtype=np.int64, copy=name in self.BALANCES or None))
         for name in self.FIELDS_FLOAT:
-            setattr(self, name, np.asarray(arrays[name], dtype=np.float64))
-        self.active = np.asarray(arrays["active"], dtype=bool)
+            setattr(self, name, np.array(arrays[name], dtype=np.float64, copy=name in self.BALANCES or None))
+        self.active = np.array(arrays["active"], dtype=bool)
         self.original_principal = self.principal.copy()
         self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
 

@@ -233,7 +233,6 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         creditor=[index[x.creditor] for x in loans],
         debtor=[index[x.debtor] for x in loans],
         principal=[x.principal for x in loans],
-        amortisation_base=[x.principal for x in loans],
         spread=[x.spread for x in loans],
         tenor=[x.tenor_months for x in loans],
         age=[x.age_months for x in loans],
@@ -451,7 +450,6 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
         loan_rows["amortisation"] == AMORTISATIONS.index("bullet"), 0.0, months_paid / loan_rows["tenor"]
     )
     loan_rows["principal"] = principal * (1.0 - paid_share)
-    loan_rows["amortisation_base"] = loan_rows["principal"]
     loan_rows["tenor"] = loan_rows["tenor"] - months_paid
     loan_rows["age"] = np.zeros(b_idx.size, dtype=np.int64)
 
@@ -477,7 +475,6 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
             "ltv_max": np.full(has_btc.size, 5.0),
             "margin_call_ltv": np.full(has_btc.size, net.miners.btc_margin_call_ltv),
         }
-        btc_rows["amortisation_base"] = btc_rows["principal"]
         loan_rows = {k: np.concatenate([loan_rows[k], btc_rows[k]]) for k in loan_rows}
 
     # cash buffers and equity capacity from the scheduled debt service
@@ -522,7 +519,6 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
             "ltv_max": np.full(m, 5.0),
             "margin_call_ltv": np.full(m, 2.0),
         }
-        ib["amortisation_base"] = ib["principal"]
         loan_rows = {k: np.concatenate([loan_rows[k], ib[k]]) for k in loan_rows}
 
     count = loan_rows["principal"].size

@@ -162,7 +162,6 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     roll = act[rolled & pays]
     loans.age[roll] = 0
     loans.tenor[roll] = loans.rollover_tenor[roll]
-    loans.amortisation_base[roll] = loans.principal[roll]
     done = act[pays & (loans.principal[act] <= 1e-6 * np.maximum(loans.original_principal[act], 1.0))]
     loans.repaid[done] += loans.principal[done]
     loans.principal[done] = 0.0

@@ -14,8 +14,8 @@ from scipy.stats import kurtosis, norm
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
 from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
-from model.config import TrancheSpec, load_scenario
-from model.ledger import Cause, Kind
+from model.config import TrancheSpec, load_scenario, read_scenario_data
+from model.ledger import AMORTISATIONS, Cause, Kind, LoanBook
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service
 from model.secondary import BuyerBook, Offers, clear
@@ -627,3 +627,35 @@ def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest(
     np.testing.assert_allclose(led.total_gpus(), total)
     model.step()  # next month more of the carried stock is offered
     assert led.lots.units.sum() < 1000 - sold
+
+
+# --- loan book ----------------------------------------------------------------------------------
+
+
+def test_loan_book_owns_its_balances_even_if_one_array_is_passed_for_two() -> None:
+    zeros = np.zeros(2)
+    ints = {name: np.zeros(2, dtype=np.int64) for name in LoanBook.FIELDS_INT}
+    floats = {name: zeros for name in LoanBook.FIELDS_FLOAT}
+    book = LoanBook(**{**ints, **floats, "principal": np.array([100.0, 50.0])}, active=np.ones(2, dtype=bool))
+    book.written_off[0] += 10.0
+    assert book.recovered.tolist() == [0.0, 0.0]
+    assert book.repaid.tolist() == [0.0, 0.0]
+    assert zeros.tolist() == [0.0, 0.0]  # the caller's array is not the book's either
+
+
+def test_linear_loan_repays_the_same_amount_every_month() -> None:
+    """A linear schedule repays principal / remaining months, which is the original principal over
+    the tenor each month: a linear loan that paid twice, to a borrower that made no covenant cure
+    (a cure prepays), repaid equal amounts."""
+    data = read_scenario_data("baseline")
+    data["world"]["regime"]["stress_entry_per_month"] = 0.0
+    model = GPUCreditModel(scenario=data)
+    loans = model.ledger.loans
+    model.step()
+    first, cured = loans.repaid.copy(), model.state.in_breach.copy()
+    model.step()
+    cured |= model.state.in_breach
+    linear = (loans.amortisation == AMORTISATIONS.index("linear")) & loans.active & (loans.age >= 2)
+    linear &= ~cured[loans.debtor]
+    assert linear.sum() > 10
+    np.testing.assert_allclose(loans.repaid[linear] - first[linear], first[linear], rtol=1e-9)

@@ -172,7 +172,6 @@ def interbank_book(creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarr
         creditor=creditor,
         debtor=debtor,
         principal=principal,
-        amortisation_base=principal,
         spread=np.zeros(m),
         tenor=np.full(m, 12),
         age=np.zeros(m, dtype=np.int64),

@@ -133,7 +133,6 @@ class FireSaleEngine:
             creditor=np.arange(n),
             debtor=np.full(n, origin),
             principal=np.zeros(n),
-            amortisation_base=np.zeros(n),
             spread=np.zeros(n),
             tenor=np.full(n, 12),
             age=np.zeros(n, dtype=np.int64),
