@@ -4,7 +4,7 @@ Chromium through Playwright (no browser download). Marked ``browser``; skipped w
 Checks: the page renders (offline), Step advances it, the "default the largest miner" shock raises
 the defaults shown and changes the charts, one Step re-renders in under a second (the figure is
 printed and written to ``visualiser-timing.txt``), rapid clicking leaves the page working with a
-clean server log, and two tabs have separate models. Saves ``visualiser.png``. Both go to
+clean server log, Play steps on its own until Pause, and two tabs have separate models. Saves ``visualiser.png``. Both go to
 ``results/browser/`` (untracked); set ``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
 """
 
@@ -253,6 +253,31 @@ def test_rapid_clicking_leaves_the_page_working(server, browser) -> None:
     assert step_and_time(page) < 20
     assert month(page) == 1
     assert page.locator(".viz-network img").is_visible() and page.locator(".viz-charts img").is_visible()
+    assert not page.js_errors, page.js_errors
+    assert not server_problems(log), server_problems(log)
+    page.close()
+
+
+def test_play_steps_on_its_own_and_pause_stops_it(server, browser) -> None:
+    url, log = server
+    page = open_page(browser, url)
+    start, charts_at_start = month(page), chart_digest(page)
+    page.get_by_role("button", name="▶", exact=True).click()
+    page.wait_for_function(
+        f"document.querySelector('.viz-status').innerText.match(/Month (\\d+)/)[1] >= {start + 3}",
+        timeout=60_000,
+    )
+    sync_api.expect(step_button(page)).to_be_disabled()  # no Step while playing
+    clicked = month(page)
+    page.get_by_role("button", name="❚❚", exact=True).click()
+    sync_api.expect(step_button(page)).to_be_enabled(timeout=30_000)
+    page.wait_for_timeout(1_500)  # Mesa lets a step already under way finish (one at most)
+    paused = month(page)
+    assert clicked <= paused <= clicked + 1
+    page.wait_for_timeout(2_000)  # several play intervals (300 ms): nothing may move now
+    assert month(page) == paused, "the model kept stepping after Pause"
+    assert chart_digest(page) != charts_at_start, "the charts did not follow the played months"
+    assert step_and_time(page) < 20 and month(page) == paused + 1  # Step works again after Pause
     assert not page.js_errors, page.js_errors
     assert not server_problems(log), server_problems(log)
     page.close()
