@@ -362,7 +362,17 @@ def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], floa
             refs.append(f"img/experiments/{name}")
         sections.append(section_markdown(named, report, sweeps, size, seconds, refs))
     total = sum(run_seconds(r[2]) for r in results)
-    head = RESULTS_HEAD.format(size=size, total=total, n=len(results))
+    if size == "full":
+        other = (
+            "the reduced-size runs (`python run.py experiment NAME`) take a few minutes. Read the intervals."
+        )
+    else:
+        other = (
+            "the full-size runs for a paper are `python run.py experiment NAME --full`. Findings at reduced"
+            " size rest on few replicates: read the intervals."
+        )
+    regenerate = "python run.py experiment all" + (" --full" if size == "full" else "") + " --docs"
+    head = RESULTS_HEAD.format(size=size, total=total, n=len(results), other=other, regenerate=regenerate)
     path = ROOT / "docs" / "results.md"
     path.write_text(head + "\n".join(sections))
     return path
@@ -374,10 +384,9 @@ Each section below answers one of the experiments of issue 6 with the model as i
 the design, the key figure, the finding (two sentences drawn from the measured numbers of the run shown),
 and the command that reproduces it with the digest of each sweep's manifest. The figures in
 `docs/img/experiments/` are from the **{size}-size** runs actually made for this page ({n} experiments,
-{total:.0f} run-seconds in all, run on a shared two-core machine with two workers); the full-size runs for a paper are
-`python run.py experiment NAME --full`. Findings at reduced size rest on few replicates: read the
-intervals. The model's own limits are in `docs/calibration.md` (sections 18-19) and `docs/ODD.md`.
-Regenerate this page with `python run.py experiment all --docs`.
+{total:.0f} run-seconds in all, run on a shared two-core machine with two workers); {other}
+The model's own limits are in `docs/calibration.md` (sections 18-19) and `docs/ODD.md`.
+Regenerate this page with `{regenerate}`.
 
 """
 

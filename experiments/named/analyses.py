@@ -329,7 +329,7 @@ def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
     diff = (paired[chi] - paired[clo]).dropna()
     half = Z95 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
     finding = (
-        f"A {pct(kmax)} BTC crash leaves {interval(with_, 'miner_default_rate')} of miners in default with "
+        f"A BTC crash of {pct(kmax)} leaves {interval(with_, 'miner_default_rate')} of miners in default with "
         f"BTC-backed loans on their books and {interval(without, 'miner_default_rate')} without them "
         f"(stress correlation {chi:g}); with no crash the rates are {pct(at(bon, chi, kmin)['miner_default_rate'])} "
         f"and {pct(at(0.0, chi, kmin)['miner_default_rate'])}. Raising the stress correlation from {clo:g} to "
@@ -366,12 +366,12 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for ax, metric, label, cmap in (
-        (axes[0], "defaults_total", "mean defaults in 12 months", "magma_r"),
+        (axes[0], "defaults_total", f"mean defaults in {s.sweep.plan.months} months", "magma_r"),
         (axes[1], "price_to_fundamental_trough", "secondary price trough / fundamental", "viridis"),
     ):
         grid = table.pivot(index=cap, columns=depth, values=metric).sort_index(ascending=False)
         im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap=cmap)
-        ax.set_xticks(range(grid.shape[1]), [f"{v:g}x" for v in grid.columns])
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}x" for v in grid.columns], fontsize=8)
         ax.set_yticks(range(grid.shape[0]), [f"{v:g} kW" for v in grid.index])
         for (i, j), v in np.ndenumerate(grid.to_numpy(float)):
             ax.text(
@@ -411,7 +411,8 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
     r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 4)
     finding = (
         f"With every buyer able to host dense racks ({c_hi:g} kW), going from {d_lo:g}x to {d_hi:g}x today's "
-        f"buyer depth changes mean defaults within 12 months from {at(d_lo, c_hi)['defaults_total']:.1f} to "
+        f"buyer depth changes mean defaults within {s.sweep.plan.months} months from "
+        f"{at(d_lo, c_hi)['defaults_total']:.1f} to "
         f"{at(d_hi, c_hi)['defaults_total']:.1f} and the secondary price trough from "
         f"{at(d_lo, c_hi)['price_to_fundamental_trough']:.2f} to {at(d_hi, c_hi)['price_to_fundamental_trough']:.2f} "
         f"of fundamental value (air-cooled buyers only, {c_lo:g} kW: {at(d_lo, c_lo)['defaults_total']:.1f} and "
@@ -424,7 +425,8 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
         "over principal written off. The price trough is the lowest secondary mark of any launched "
         "generation as a share of its fundamental value. A blind spot shows at the 30 kW cap: no buyer "
         "can host the repossessed H100/H200s (40 kW racks), so nothing trades, the mark never moves "
-        "and covenants see no fall in value (fewer defaults, a 'trough' of 1.00); the repossessed "
+        "and covenants see no fall in value (fewer defaults than a thin market that clears, a "
+        "'trough' of 1.00); the repossessed "
         "stock is still booked at the old mark. A market that cannot clear hides its price; that is "
         "the LTV illusion in its purest form, not safety."
     )
@@ -513,7 +515,7 @@ def _number_of_lenders(s: SweepResult, out: Path) -> tuple[str, list[Path]]:
     path = save_figure(fig, out / "concentration_lenders.png")
     by = table.set_index([ib, banks])["not_contained"]
     parts = [
-        f"{pct(by[(share, n)])} with {int(n)} banks"
+        f"{pct(by[(share, n)])} with {int(n)} bank{'s' if n != 1 else ''}"
         for share in (table[ib].max(),)
         for n in sorted(table[banks].unique())
     ]
