@@ -327,13 +327,6 @@ def _cast(value: Any, kind: str) -> Any:
     return int(round(value)) if kind == "int" else float(value)
 
 
-def code_fingerprint() -> str:
-    """A digest of the code and packages that decide a run's numbers (model/, agents/, the runner)."""
-    from experiments.runner import fingerprint
-
-    return fingerprint()
-
-
 def build_plan(experiment: Experiment, scenario: dict[str, Any], max_errors: int = 5) -> Plan:
     """Every run of the sweep; each design point's scenario is validated here, before anything runs."""
     _check_names(experiment, scenario)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,3 @@ def _value_differences(name: str, recorded: pd.DataFrame, replay: pd.DataFrame) 
                 f"{name}.{column}: {int(differs.sum())} value(s) differ, first at row {row}: {recorded[column].iloc[row]!r} vs {replay[column].iloc[row]!r}"
             )
     return out
-
-
-def load_summary(out: Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "summary.json").read_text())

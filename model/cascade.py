@@ -426,20 +426,13 @@ def book_value(state: MarketState) -> np.ndarray:
 
 
 def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray) -> np.ndarray:
-    """``book_ltv(state)[agents]``, given the ids of all the agents' active loans (ascending): each
-    agent's debt is summed over the same loans in the same order, without a pass over the book."""
+    """GPU-secured debt over the fleet's book value for ``agents`` (NaN without a fleet), given the ids
+    of all their active loans (ascending), so no pass over the whole book is needed."""
     loans = state.ledger.loans
     value = book_value(state)[agents]
     gpu = their_loans[loans.collateral[their_loans] == GPU]
     debt = np.bincount(loans.debtor[gpu], weights=loans.principal[gpu], minlength=state.ledger.n_agents)
     return np.divide(debt[agents], value, out=np.full(value.size, np.nan), where=value > 0)
-
-
-def book_ltv(state: MarketState) -> np.ndarray:
-    """GPU-secured debt over the fleet's book value, per agent (NaN without a fleet)."""
-    value = book_value(state)
-    debt = state.ledger.debt("gpu")
-    return np.divide(debt, value, out=np.full(value.size, np.nan), where=value > 0)
 
 
 # --- lenders -------------------------------------------------------------------------------------

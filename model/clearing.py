@@ -100,45 +100,6 @@ def eisenberg_noe(
     return ClearingResult(p, recovery, _short(p, pbar), rounds, order)
 
 
-def zero_recovery_cascade(
-    n: int,
-    debtor: ArrayLike,
-    creditor: ArrayLike,
-    amount: ArrayLike,
-    capital: ArrayLike,
-    initial_defaults: ArrayLike,
-    strict: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gai & Kapadia (2010) threshold cascade: a defaulted debtor repays nothing to any creditor.
-
-    A creditor defaults once its cumulative loss (full exposure to every defaulted debtor) exceeds its
-    capital: loss > capital if `strict`, loss >= capital otherwise (a loss that exactly wipes out the
-    capital counts as default); a node with zero capital needs a positive loss to fall. Zero recovery
-    makes this the worst case next to Eisenberg-Noe's pro-rata recovery. `initial_defaults` is a bool
-    mask or node ids. Returns (defaulted, round of default: 0 initial, -1 never); one sparse matvec a round.
-    """
-    d, c, a = _edge_list(n, debtor, creditor, amount)
-    cap = _node_vector("capital", capital, n)
-    defaulted = _node_set("initial_defaults", initial_defaults, n)
-    if np.any((cap < 0) & ~defaulted):
-        raise ValueError(
-            "capital must be >= 0 for nodes not in initial_defaults "
-            f"(negative at nodes {np.flatnonzero((cap < 0) & ~defaulted)[:10].tolist()}): "
-            "a node with negative capital is insolvent before any contagion"
-        )
-    exposure = _sparse(n, c, d, a)  # exposure[i, j]: what j owes i
-    order = np.where(defaulted, 0, -1).astype(np.int64)
-    for rnd in range(1, n + 1):  # every round but the last adds a default, so n rounds suffice
-        loss = exposure @ defaulted.astype(float)
-        hit = loss > cap if strict else (loss >= cap) & (loss > 0)
-        new = hit & ~defaulted
-        if not new.any():
-            break
-        defaulted |= new
-        order[new] = rnd
-    return defaulted, order
-
-
 def debtrank(
     n: int,
     debtor: ArrayLike,

@@ -74,14 +74,9 @@ class BuyerBook:
     capacity: np.ndarray  # [K] GPUs it can still install this month
 
 
-def demand(price: np.ndarray, book: BuyerBook, budget_share: np.ndarray) -> np.ndarray:
-    """Units each buyer wants of each generation at ``price`` [G]; returns [K, G]."""
-    return _demand_curve(book, budget_share)(price)
-
-
 def _demand_curve(book: BuyerBook, budget_share: np.ndarray):
-    """``demand`` with what does not depend on the price worked out once (the bisection calls it
-    60 times per clearing); the same operations on the same numbers, so the same result."""
+    """Units each buyer wants of each generation at a price [G], as [K, G]: a curve with what does not
+    depend on the price worked out once (the bisection calls it 60 times per clearing)."""
     budget = book.budget[:, None] * budget_share
     capacity = book.capacity[:, None] * budget_share
     log_value = np.log(np.maximum(book.valuation, 1e-12))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +23,6 @@ class MarketState:
     in_breach: np.ndarray
     redeeming: np.ndarray
     last_driver: np.ndarray  # per generation: the borrower whose fire sale last set the mark
-    month_log: dict[str, float] = field(default_factory=dict)
 
     @property
     def markets_open(self) -> bool:

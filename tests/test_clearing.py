@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import clearing
-from model.clearing import debtrank, eisenberg_noe, systemic_importance, zero_recovery_cascade
+from model.clearing import debtrank, eisenberg_noe, systemic_importance
 
 # --- helpers and strategies -------------------------------------------------------------------------
 
@@ -27,6 +27,17 @@ def dense_map(owed: np.ndarray, e: np.ndarray, ext: np.ndarray):
     pbar = owed.sum(axis=1) + ext
     pi = np.divide(owed, pbar[:, None], out=np.zeros_like(owed), where=pbar[:, None] > 0)
     return pbar, lambda p: np.clip(e + pi.T @ p, 0.0, pbar)
+
+
+def dense_zero_recovery_cascade(owed: np.ndarray, capital: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Gai-Kapadia with zero recovery, for reference: a creditor defaults once its losses on defaulted
+    debtors reach its capital (a loss equal to capital counts as default)."""
+    defaulted = initial.copy()
+    while True:
+        new = (owed.T @ defaulted >= capital) & ~defaulted
+        if not new.any():
+            return defaulted
+        defaulted |= new
 
 
 def dense_fixed_point(phi, start: np.ndarray, tol: float) -> np.ndarray:
@@ -281,59 +292,6 @@ def test_large_sparse_network_clears_consistently():
     np.testing.assert_array_equal(fd.defaulted, fp.defaulted)
 
 
-# --- Gai-Kapadia zero-recovery cascade --------------------------------------------------------------
-
-# A chain 0 -> 1 -> 2 -> 3: node k+1 lent to node k. Exposures: 1 to 0: 5, 2 to 1: 4, 3 to 2: 3.
-CHAIN = {"n": 4, "debtor": [0, 1, 2], "creditor": [1, 2, 3], "amount": [5.0, 4.0, 3.0]}
-
-
-@pytest.mark.parametrize(
-    ("capital", "strict", "order"),
-    [
-        # Node 1 loses exactly its capital (5 = 5): a strict rule spares it and the cascade stops.
-        ([1.0, 5.0, 3.0, 3.0], True, [0, -1, -1, -1]),
-        # With loss >= capital it falls in round 1, node 2 (4 >= 3) in round 2, node 3 (3 >= 3) in round 3.
-        ([1.0, 5.0, 3.0, 3.0], False, [0, 1, 2, 3]),
-        # Capital 4.99 < 5 topples node 1 either way; node 2 follows (4 > 3); node 3's tie (3 vs 3) holds.
-        ([1.0, 4.99, 3.0, 3.0], True, [0, 1, 2, -1]),
-    ],
-)
-def test_zero_recovery_cascade_tie_rule_on_a_chain(capital, strict, order):
-    defaulted, rounds = zero_recovery_cascade(**CHAIN, capital=capital, initial_defaults=[0], strict=strict)
-    assert rounds.tolist() == order
-    assert defaulted.tolist() == [r >= 0 for r in order]
-
-
-def test_zero_recovery_losses_accumulate_across_rounds():
-    """Node 3 lent 2 to node 0 and 2 to node 2 (capital 3.5): it survives round 1 (loss 2) and falls
-    once node 2 defaults in round 2 (loss 4 > 3.5), in round 3. Node 2 lent 3 to node 1 (capital 2);
-    node 1 lent 2 to node 0 (capital 1)."""
-    defaulted, rounds = zero_recovery_cascade(
-        4,
-        [0, 2, 1, 0],
-        [3, 3, 2, 1],
-        [2.0, 2.0, 3.0, 2.0],
-        [0.0, 1.0, 2.0, 3.5],
-        np.array([True, False, False, False]),
-    )
-    assert rounds.tolist() == [0, 1, 2, 3]
-    assert defaulted.all()
-
-
-def test_zero_capital_needs_a_positive_loss_and_negative_capital_is_rejected():
-    defaulted, rounds = zero_recovery_cascade(3, [0], [1], [1.0], [1.0, 1.0, 0.0], [0], strict=False)
-    assert defaulted.tolist() == [True, True, False]  # node 2 has no capital but lost nothing
-    assert rounds.tolist() == [0, 1, -1]
-    with pytest.raises(ValueError, match="capital"):
-        zero_recovery_cascade(3, [0], [1], [1.0], [1.0, 1.0, -1.0], [0])
-    # A node already in default may carry negative capital.
-    assert zero_recovery_cascade(3, [0], [1], [1.0], [-1.0, 1.0, 1.0], [0])[0].tolist() == [
-        True,
-        False,
-        False,
-    ]
-
-
 # --- DebtRank ---------------------------------------------------------------------------------------
 
 # A ring: node 1 lent 5 to node 0, node 2 lent 5 to node 1, node 0 lent 5 to node 2; every equity is
@@ -384,10 +342,11 @@ def test_threshold_debtrank_is_the_gai_kapadia_cascade(network, data):
     equity = np.array(data.draw(st.lists(st.integers(1, 15), min_size=n, max_size=n)), dtype=float)
     shocked = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     h = debtrank(n, debtor, creditor, amount, equity, shocked, threshold=True)
-    defaulted, _ = zero_recovery_cascade(n, debtor, creditor, amount, equity, shocked, strict=False)
+    owed = dense_liabilities(n, debtor, creditor, amount)
+    defaulted = dense_zero_recovery_cascade(owed, equity, shocked)
     np.testing.assert_array_equal(h >= 1.0, defaulted)
     # The survivors' relative loss is their exposure to the defaulted, over their equity.
-    loss = dense_liabilities(n, debtor, creditor, amount).T @ defaulted / equity
+    loss = owed.T @ defaulted / equity
     np.testing.assert_allclose(h[~defaulted], loss[~defaulted], rtol=1e-12)
 
 

@@ -659,3 +659,17 @@ def test_linear_loan_repays_the_same_amount_every_month() -> None:
     linear &= ~cured[loans.debtor]
     assert linear.sum() > 10
     np.testing.assert_allclose(loans.repaid[linear] - first[linear], first[linear], rtol=1e-9)
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+def test_an_agent_reports_its_health_from_the_ledger() -> None:
+    """Mesa agents read their state through the ledger: healthy, in breach this month, or defaulted."""
+    model = GPUCreditModel(scenario="baseline")
+    miner = model.agent_of[model.largest_live(Kind.MINER)]
+    assert miner.health == "healthy" and not miner.defaulted
+    model.state.in_breach[miner.index] = True
+    assert miner.health == "breach"
+    model.default_agent(miner.index)
+    assert miner.health == "defaulted" and miner.defaulted

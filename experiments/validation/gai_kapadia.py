@@ -49,6 +49,8 @@ from model.ledger import Kind
 
 INTERBANK_SHARE = 0.20
 CAPITAL_SHARE = 0.04
+TOTAL_UNITS = round(1 / CAPITAL_SHARE)  # a balance sheet in units of capital U: 25 U
+INTERBANK_UNITS = round(INTERBANK_SHARE / CAPITAL_SHARE)  # interbank assets: 5 U
 CONTAGION_SHARE = 0.05
 Z_GRID = tuple(np.round(np.arange(0.5, 12.01, 0.5), 2))
 EXACT_LIMIT = 2**53
@@ -90,9 +92,9 @@ def balance_sheet(draw: Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray, float
     # U: capital of each bank; interbank assets 5 U split over j borrowers; sums stay below 400 U
     if 400 * unit >= EXACT_LIMIT:
         unit = float(unit)  # too large to stay exact; ties may then be decided by rounding
-    total = 25 * unit
-    principal = (5 * unit // np.maximum(borrowers, 1))[draw.creditor].astype(float)
-    external = np.where(borrowers > 0, 20 * unit, 25 * unit).astype(float)
+    total = TOTAL_UNITS * unit
+    principal = (INTERBANK_UNITS * unit // np.maximum(borrowers, 1))[draw.creditor].astype(float)
+    external = np.where(borrowers > 0, total - INTERBANK_UNITS * unit, total).astype(float)
     owed = np.bincount(draw.debtor, weights=principal, minlength=n)
     deposits = total - unit - owed
     external = external + np.maximum(-deposits, 0.0)  # a bank owing more than 96 % of T: keep capital U
