@@ -16,6 +16,7 @@ defaults, draw for draw.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,13 @@ class Report:
             lines.append(f"  figure: {self.figure}")
         lines.append(f"  result: {'PASS' if self.ok else 'FAIL'}")
         return "\n".join(lines)
+
+
+def progress(total: int, desc: str):
+    """A progress bar on stderr for a long reduction (shown only on a terminal, like the sweeps')."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="cascade", disable=None, dynamic_ncols=True, file=sys.stderr)
 
 
 def figure_path(out: Path | None, name: str) -> Path:

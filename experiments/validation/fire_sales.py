@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import poisson
 
-from experiments.validation.common import EngineSession, Report, figure_path, reduced_scenario
+from experiments.validation.common import EngineSession, Report, figure_path, progress, reduced_scenario
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause, Kind, LoanBook, Lots
 from model.secondary import BuyerBook
 from model.state import MarketState
@@ -197,12 +197,14 @@ def phase_diagram(n: int, m: int, leverages, mus, draws: int, seed: int) -> Phas
     prob = np.zeros((len(mus), len(leverages)))
     start = time.perf_counter()
     children = np.random.SeedSequence(seed).spawn(len(mus))
-    for a, (mu, child) in enumerate(zip(mus, children, strict=True)):
-        rng = np.random.default_rng(child)
-        nets = [(draw_holdings(n, m, mu, rng), int(rng.integers(n))) for _ in range(draws)]
-        for b, lev in enumerate(leverages):  # common random numbers across leverage
-            hits = [engine.defaults(h, lev, s).mean() >= CONTAGION_SHARE for h, s in nets]
-            prob[a, b] = np.mean(hits)
+    with progress(len(mus) * len(leverages) * draws, "fire sales, leverage x diversification") as bar:
+        for a, (mu, child) in enumerate(zip(mus, children, strict=True)):
+            rng = np.random.default_rng(child)
+            nets = [(draw_holdings(n, m, mu, rng), int(rng.integers(n))) for _ in range(draws)]
+            for b, lev in enumerate(leverages):  # common random numbers across leverage
+                hits = [engine.defaults(h, lev, s).mean() >= CONTAGION_SHARE for h, s in nets]
+                prob[a, b] = np.mean(hits)
+                bar.update(draws)
     return Phase(
         np.asarray(leverages, float), np.asarray(mus, float), prob, draws, time.perf_counter() - start
     )

@@ -43,6 +43,7 @@ from experiments.validation.common import (
     figure_path,
     interbank_book,
     interbank_loan,
+    progress,
     reduced_scenario,
 )
 from model.ledger import Kind
@@ -172,13 +173,19 @@ def simulate(z_grid: tuple[float, ...], n: int, draws: int, seed: int, default_a
     engine = GKEngine(default_at_zero_equity)
     freq, ext = np.zeros(len(z_grid)), np.full(len(z_grid), np.nan)
     start = time.perf_counter()
-    for k, (z, child) in enumerate(zip(z_grid, np.random.SeedSequence(seed).spawn(len(z_grid)), strict=True)):
-        rng = np.random.default_rng(child)
-        shares = np.array([engine.defaults(draw_network(n, z, rng)).mean() for _ in range(draws)])
-        hit = shares >= CONTAGION_SHARE
-        freq[k] = hit.mean()
-        if hit.any():
-            ext[k] = shares[hit].mean()
+    label = f"Gai-Kapadia, loss = capital {'defaults' if default_at_zero_equity else 'survives'}"
+    with progress(len(z_grid) * draws, label) as bar:
+        children = np.random.SeedSequence(seed).spawn(len(z_grid))
+        for k, (z, child) in enumerate(zip(z_grid, children, strict=True)):
+            rng = np.random.default_rng(child)
+            shares = np.zeros(draws)
+            for i in range(draws):
+                shares[i] = engine.defaults(draw_network(n, z, rng)).mean()
+                bar.update()
+            hit = shares >= CONTAGION_SHARE
+            freq[k] = hit.mean()
+            if hit.any():
+                ext[k] = shares[hit].mean()
     return Curve(np.array(z_grid), freq, ext, draws, time.perf_counter() - start)
 
 
