@@ -549,23 +549,23 @@ def StatusAndShocks(model: LiveModel) -> None:
 
 
 @solara.component
-def NetworkView(model: LiveModel) -> None:
-    """The lending network (PNG from matplotlib; positions fixed per model)."""
+def MatplotlibPanel(model: LiveModel, draw: Callable[[LiveModel], Figure], css_class: str) -> None:
+    """A figure redrawn when the model changes (PNG from matplotlib)."""
     update_counter.get()
     key = _render_key(model)
-    fig = solara.use_memo(lambda: draw_network(model), key)
-    with solara.Div(classes=["viz-network"]):
+    fig = solara.use_memo(lambda: draw(model), key)
+    with solara.Div(classes=[css_class]):
         solara.FigureMatplotlib(fig, dependencies=key, format="png")
 
 
-@solara.component
-def Charts(model: LiveModel) -> None:
+def NetworkView(model: LiveModel) -> Any:
+    """The lending network (positions fixed per model)."""
+    return MatplotlibPanel(model, draw_network, "viz-network")
+
+
+def Charts(model: LiveModel) -> Any:
     """The time series, redrawn each step."""
-    update_counter.get()
-    key = _render_key(model)
-    fig = solara.use_memo(lambda: draw_charts(model), key)
-    with solara.Div(classes=["viz-charts"]):
-        solara.FigureMatplotlib(fig, dependencies=key, format="png")
+    return MatplotlibPanel(model, draw_charts, "viz-charts")
 
 
 def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
