@@ -181,6 +181,13 @@ def server_problems(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if LOG_PROBLEMS.search(line)]
 
 
+def close_cleanly(page, log: Path) -> None:
+    """No error in the page's JavaScript or in the server log; close the page."""
+    assert not page.js_errors, page.js_errors
+    assert not server_problems(log), server_problems(log)
+    page.close()
+
+
 def test_step_shock_screenshot_and_render_time(server, browser) -> None:
     url, log = server
     page = open_page(browser, url)
@@ -227,9 +234,7 @@ def test_step_shock_screenshot_and_render_time(server, browser) -> None:
     print(summary)
     (artifacts / "visualiser-timing.txt").write_text(summary + "\n")
     assert median < RENDER_BUDGET_S, summary
-    assert not page.js_errors, page.js_errors
-    assert not server_problems(log), server_problems(log)
-    page.close()
+    close_cleanly(page, log)
 
 
 def test_rapid_clicking_leaves_the_page_working(server, browser) -> None:
@@ -253,9 +258,7 @@ def test_rapid_clicking_leaves_the_page_working(server, browser) -> None:
     assert step_and_time(page) < 20
     assert month(page) == 1
     assert page.locator(".viz-network img").is_visible() and page.locator(".viz-charts img").is_visible()
-    assert not page.js_errors, page.js_errors
-    assert not server_problems(log), server_problems(log)
-    page.close()
+    close_cleanly(page, log)
 
 
 def test_play_steps_on_its_own_and_pause_stops_it(server, browser) -> None:
@@ -278,9 +281,7 @@ def test_play_steps_on_its_own_and_pause_stops_it(server, browser) -> None:
     assert month(page) == paused, "the model kept stepping after Pause"
     assert chart_digest(page) != charts_at_start, "the charts did not follow the played months"
     assert step_and_time(page) < 20 and month(page) == paused + 1  # Step works again after Pause
-    assert not page.js_errors, page.js_errors
-    assert not server_problems(log), server_problems(log)
-    page.close()
+    close_cleanly(page, log)
 
 
 def test_each_tab_has_its_own_model(server, browser) -> None:
