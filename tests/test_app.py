@@ -175,3 +175,24 @@ def test_network_positions_are_fixed_per_model() -> None:
     model.shock("default_largest_miner")
     app.draw_network(model)
     assert model.positions == positions
+
+
+def test_charts_are_one_figure_per_model_that_follows_it() -> None:
+    model = app.LiveModel()
+    first = model.charts.draw(model)
+    for _ in range(4):
+        model.step()
+    model.shock("launch_next_generation")
+    model.step()
+    figure = model.charts.draw(model)
+    assert figure is first  # updated in place, not rebuilt
+    rows = model.metrics.steps
+    months, btc = model.charts.btc.get_data()
+    assert list(months) == [r["month"] for r in rows]
+    assert list(btc) == pytest.approx([r["btc_price"] / 1e3 for r in rows])
+    defaults_panel = figure.axes[3]
+    assert defaults_panel.get_title() == f"Cumulative defaults by type (total {rows[-1]['defaults_total']})"
+    launched = sorted({r["generation"] for r in model.metrics.generations if r["launched"]})
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert sorted(legend) == launched
+    assert len(figure.axes[5].patches) == len(rows)  # one fire-sale bar per month, old bars removed

@@ -130,11 +130,15 @@ def test_serial_processes_dask_identical(serial_sweep, tmp_path):
 # --- resume --------------------------------------------------------------------------------------
 
 
+RESUME_REPLICATES = 8
+RESUME_RUNS = 4 * RESUME_REPLICATES  # the tiny design's 2 x 2 points
 RESUME = (
     TINY.replace('name = "tiny"', 'name = "resume"')
     .replace("months = 12", "months = 24")
-    .replace("replicates = 2", "replicates = 3")
+    .replace("replicates = 2", f"replicates = {RESUME_REPLICATES}")
 )
+"""Long enough that the sweep is still running when a signal follows its second saved run, even on a
+busy machine (with 12 runs, a test process starved of CPU once saw the sweep finish first)."""
 
 
 def _count(folder: Path) -> int:
@@ -186,7 +190,7 @@ def test_interrupt_and_kill_then_resume(tmp_path):
     exp = write(tmp_path, RESUME)
     code = _snapshot(tmp_path)
     out = tmp_path / "out"
-    total = 12
+    total = RESUME_RUNS
     # 1. Ctrl-C to the coordinator: it stops, keeps finished runs, exits 130
     proc = _start(code, exp, out)
     _wait_for_runs(proc, out, 2)
@@ -237,7 +241,7 @@ def test_a_killed_worker_is_replaced_and_its_run_redone(tmp_path):
     assert proc.returncode == 0, err
     assert "a worker process died; restarted the pool" in stdout + err
     runs = pd.read_parquet(out / RESULTS)
-    assert runs["run_id"].is_unique and len(runs) == 12 and (runs["status"] == "ok").all()
+    assert runs["run_id"].is_unique and len(runs) == RESUME_RUNS and (runs["status"] == "ok").all()
     fresh = _start(code, exp, tmp_path / "fresh", "--executor", "serial")
     assert fresh.wait(timeout=120) == 0
     assert (out / RESULTS).read_bytes() == (tmp_path / "fresh" / RESULTS).read_bytes()
