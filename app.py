@@ -455,6 +455,7 @@ class ChartFigure:
             for t in (*BORROWER_TYPES, *LENDER_TYPES)
         }
         axes[1, 0].legend(fontsize=6, frameon=False, loc="upper left")
+        axes[1, 0].yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
         self.equity = {
             t: axes[1, 1].plot([], [], color=STYLE[t][1], label=STYLE[t][0])[0] for t in LENDER_TYPES
         }
