@@ -144,7 +144,8 @@ class LiveModel(GPUCreditModel):
     - the seed arrives as text: an integer is used as is; anything else falls back to the scenario's
       seed with a notice on the page (never an exception in the browser);
     - a slider left at its starting position keeps the chosen scenario's own value;
-    - a lock serialises steps and shocks (Play runs steps in a thread while buttons can be clicked);
+    - a lock serialises steps, shocks and drawing the figures (Play runs steps in a thread while
+      buttons can be clicked and, with "Use Threads", while the page redraws);
     - ``running`` turns False at the horizon, which disables Step and Play;
     - node positions for the network drawing are computed once, here.
     """
@@ -609,7 +610,12 @@ def MatplotlibPanel(model: LiveModel, draw: Callable[[LiveModel], Figure], css_c
     """A figure redrawn when the model changes (PNG from matplotlib)."""
     update_counter.get()
     key = _render_key(model)
-    fig = solara.use_memo(lambda: draw(model), key)
+
+    def drawn() -> Figure:
+        with model.lock:  # with "Use Threads", Play steps the model in another thread meanwhile
+            return draw(model)
+
+    fig = solara.use_memo(drawn, key)
     with solara.Div(classes=[css_class]):
         solara.FigureMatplotlib(fig, dependencies=key, format="png")
 

@@ -7,6 +7,8 @@ Play, Step, model parameters) is part of the rendered tree.
 from __future__ import annotations
 
 import inspect
+import threading
+import time
 
 import ipyvuetify as v
 import pytest
@@ -196,3 +198,30 @@ def test_charts_are_one_figure_per_model_that_follows_it() -> None:
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert sorted(legend) == launched
     assert len(figure.axes[5].patches) == len(rows)  # one fire-sale bar per month, old bars removed
+
+
+def test_figures_are_drawn_only_between_steps() -> None:
+    """A figure never reads a model half-way through a step (Play with "Use Threads" steps the model
+    in one thread while another draws the page): drawing waits for the model's lock."""
+    model = app.LiveModel()
+    released = threading.Event()
+
+    def hold_the_lock_like_a_step() -> None:
+        with model.lock:
+            holding.set()
+            time.sleep(0.3)
+            released.set()
+
+    holding = threading.Event()
+    stepper = threading.Thread(target=hold_the_lock_like_a_step)
+    stepper.start()
+    holding.wait()
+    drawn_after_release = []
+
+    def draw(m: app.LiveModel) -> app.Figure:
+        drawn_after_release.append(released.is_set())
+        return m.charts.draw(m)
+
+    render(app.MatplotlibPanel(model, draw, "viz-test"))
+    stepper.join()
+    assert drawn_after_release == [True]
