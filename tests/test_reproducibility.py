@@ -4,6 +4,7 @@ are held never matters; the lending graph is seeded from the model's generator."
 from __future__ import annotations
 
 import random
+import tomllib
 from pathlib import Path
 
 import networkx as nx
@@ -136,3 +137,14 @@ def test_lending_graph_is_seeded(topology: str) -> None:
     assert any(d["tie"] == "loan" and d["instrument"] == "interbank" for *_, d in a.edges(data=True))
     c = GPUCreditModel(scenario, seed=12).graph
     assert graph_records(a)[1] != graph_records(c)[1]
+
+
+def test_citation_file_names_the_packaged_version() -> None:
+    """CITATION.cff (what "cite this repository" reads) carries the version pyproject.toml ships."""
+    root = Path(__file__).resolve().parent.parent
+    with (root / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    top_level = [
+        line for line in (root / "CITATION.cff").read_text().splitlines() if not line.startswith(" ")
+    ]
+    assert f"version: {version}" in top_level
