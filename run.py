@@ -18,7 +18,6 @@ from model.config import ConfigError
 COMMANDS: dict[str, str] = {
     "run": "run:main_run",
     "replay": "experiments.sweep:main_replay",  # a sweep manifest runs there; a single run's comes back here
-    "replay-sweep": "experiments.sweep:main_replay",
     "sweep": "experiments.sweep:main_sweep",
     "experiment": "experiments.named:main",
     "validate": "experiments.validation:main",
@@ -104,20 +103,16 @@ def main_run(argv: list[str]) -> int:
 
 
 def main_replay(argv: list[str]) -> int:
+    """``run.py replay`` of a single run's manifest (``experiments.sweep.main_replay`` sends it here)."""
     parser = argparse.ArgumentParser(
         prog="run.py replay", description="Re-run from a manifest and check its output digest."
     )
-    parser.add_argument("manifest", type=Path, help="a manifest.json written by `run.py run` (or by a sweep)")
+    parser.add_argument("manifest", type=Path, help="a manifest.json written by `run.py run`")
     args = parser.parse_args(argv)
+    from experiments.run_report import replay_run
     from model.manifest import read_manifest
 
     manifest = read_manifest(args.manifest)
-    if manifest["kind"] != "run":
-        sweep_replay = COMMANDS.get("replay-sweep")
-        if sweep_replay is None:
-            raise CliError(f"manifest kind '{manifest['kind']}': this installation replays only single runs")
-        return _call(sweep_replay, argv)
-    from experiments.run_report import replay_run
 
     ok, problems = replay_run(args.manifest)
     if ok:
