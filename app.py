@@ -29,6 +29,7 @@ import numpy as np
 import solara
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from mesa.visualization import SolaraViz, solara_viz
@@ -415,10 +416,10 @@ def draw_network(model: LiveModel) -> Figure:
 class ChartFigure:
     """Six panels over time: prices vs fundamentals, rent, BTC, defaults, lender equity, fire sales.
 
-    Legends go where they hide the least data (``loc="best"``: a few ms with these few points).
     The figure, its axes and its lines are made once per model and only their data change each step:
     building six axes anew (and their ticks) took as long as rendering them, about half the time of a
-    re-render in the browser.
+    re-render in the browser. Legends go where they hide the least data (``loc="best"``: a few ms with
+    these few points).
     """
 
     FIRE_SALE_COLOUR = "#c0001a"
@@ -435,15 +436,14 @@ class ChartFigure:
 
     def __init__(self, model: GPUCreditModel) -> None:
         self.figure = Figure(figsize=(10.5, 5.6), dpi=80)
-        axes = self.figure.subplots(2, 3)
+        self.axes = axes = self.figure.subplots(2, 3)
         self.figure.subplots_adjust(left=0.06, right=0.99, top=0.94, bottom=0.08, wspace=0.28, hspace=0.42)
-        self.axes = axes
         names = model.state.world.generations.names
         prices = axes[0, 0]
-        self.price = {}
+        self.price: dict[str, tuple[Line2D, Line2D]] = {}  # solid: secondary price, dashed: fundamental
         for g, name in enumerate(names):
             colour = self.GENERATION_COLOURS[g % len(self.GENERATION_COLOURS)]
-            solid = prices.plot([], [], color=colour, lw=1.6, label=name)[0]
+            solid = prices.plot([], [], color=colour, lw=1.6)[0]
             dashed = prices.plot([], [], color=colour, lw=1.0, ls="--")[0]
             self.price[name] = (solid, dashed)
         self.legend_names: tuple[str, ...] = ()
