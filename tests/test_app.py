@@ -11,6 +11,7 @@ import threading
 import time
 
 import ipyvuetify as v
+import matplotlib
 import pytest
 import solara
 
@@ -225,3 +226,13 @@ def test_figures_are_drawn_only_between_steps() -> None:
     render(app.MatplotlibPanel(model, draw, "viz-test"))
     stepper.join()
     assert drawn_after_release == [True]
+
+
+def test_figures_are_sent_as_svg_with_their_text_as_text() -> None:
+    """The browser draws the letters (faster than matplotlib rasterising them); the setting does not
+    leak into the process's other figures."""
+    model = app.LiveModel()
+    svg = app.figure_svg(model.charts.draw(model)).decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "<text" in svg and "Rent index (start = 1)" in svg
+    assert matplotlib.rcParams["svg.fonttype"] == "path"  # the default, untouched

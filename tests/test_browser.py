@@ -142,7 +142,7 @@ def image_sources(page) -> list[str]:
 
 
 def chart_digest(page) -> str:
-    """SHA-256 of the PNG bytes the charts image shows (fetched from its blob URL in the page)."""
+    """SHA-256 of the SVG bytes the charts image shows (fetched from its blob URL in the page)."""
     return page.evaluate(
         """async () => {
             const img = document.querySelector('.viz-charts img');
