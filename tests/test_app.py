@@ -205,7 +205,7 @@ def test_figures_are_drawn_only_between_steps() -> None:
     """A figure never reads a model half-way through a step (Play with "Use Threads" steps the model
     in one thread while another draws the page): drawing waits for the model's lock."""
     model = app.LiveModel()
-    released = threading.Event()
+    holding, released = threading.Event(), threading.Event()
 
     def hold_the_lock_like_a_step() -> None:
         with model.lock:
@@ -213,7 +213,6 @@ def test_figures_are_drawn_only_between_steps() -> None:
             time.sleep(0.3)
             released.set()
 
-    holding = threading.Event()
     stepper = threading.Thread(target=hold_the_lock_like_a_step)
     stepper.start()
     holding.wait()

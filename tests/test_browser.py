@@ -5,7 +5,8 @@ Checks: the page renders (offline), Step advances it, the "default the largest m
 the defaults shown and changes the charts, one Step re-renders in under a second (the figure is
 printed and written to ``visualiser-timing.txt``), rapid clicking leaves the page working with a
 clean server log, Play steps on its own until Pause (with and without "Use Threads"), and two tabs
-have separate models. Saves ``visualiser.png``. Both go to ``results/browser/`` (untracked); set ``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
+have separate models. Saves ``visualiser.png``. Both go to ``results/browser/`` (untracked); set
+``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
 """
 
 from __future__ import annotations
