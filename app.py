@@ -149,7 +149,8 @@ class LiveModel(GPUCreditModel):
     - a slider left at its starting position keeps the chosen scenario's own value;
     - a lock serialises steps, shocks and drawing the figures (Play runs steps in a thread while
       buttons can be clicked and, with "Use Threads", while the page redraws);
-    - ``running`` turns False at the horizon, which disables Step and Play;
+    - every month up to the horizon is simulated and none after it; ``running`` then turns False,
+      which disables Step and Play;
     - node positions for the network drawing are computed once, here.
     """
 
@@ -186,13 +187,16 @@ class LiveModel(GPUCreditModel):
         self.charts = ChartFigure(self)
         self.size_reference = max(float(node_assets(self).max()), 1.0)
         self.running = not self.finished
+        # Mesa's step moves the clock on before it calls the model's own step, so a guard inside that
+        # step would come too late: the horizon month would be skipped and the clock run past it.
+        self._mesa_step = self.step
+        self.step = self._step_within_horizon
 
-    def step(self) -> None:
+    def _step_within_horizon(self) -> None:
+        """One month (Mesa's clock, then ``GPUCreditModel.step``), or nothing once at the horizon."""
         with self.lock:
-            if self.finished:
-                self.running = False
-                return
-            super().step()
+            if not self.finished:
+                self._mesa_step()
             self.running = not self.finished
 
     def shock(self, name: str) -> str:

@@ -12,6 +12,7 @@ import time
 
 import ipyvuetify as v
 import matplotlib
+import pandas as pd
 import pytest
 import solara
 
@@ -235,3 +236,17 @@ def test_figures_are_sent_as_svg_with_their_text_as_text() -> None:
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert "<text" in svg and "Rent index (start = 1)" in svg
     assert matplotlib.rcParams["svg.fonttype"] == "path"  # the default, untouched
+
+
+def test_the_page_runs_every_month_to_the_horizon_and_no_further() -> None:
+    """Mesa moves the clock before the model's step runs: the horizon month must still be simulated,
+    and steps after it (e.g. a render interval above 1) must not move the clock."""
+    model = app.LiveModel(scenario_name="fire_sale_demo")
+    plain = GPUCreditModel("fire_sale_demo")
+    plain.run()
+    while model.running:
+        model.step()
+    assert model.time == model.months and model.metrics.steps[-1]["month"] == model.months
+    model.step()
+    assert model.time == model.months and len(model.metrics.steps) == model.months + 1
+    assert pd.DataFrame(model.metrics.steps).equals(pd.DataFrame(plain.metrics.steps))  # the same model
