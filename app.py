@@ -494,9 +494,13 @@ class ChartFigure:
         def series(key: str, scale: float = 1.0) -> np.ndarray:  # a type with no agents has no column
             return np.array([r.get(key, 0.0) for r in rows]) / scale
 
+        by_generation: dict[str, list[dict]] = {name: [] for name in self.price}
+        for r in model.metrics.generations:  # one pass, not one per generation
+            if r["launched"]:
+                by_generation[r["generation"]].append(r)
         launched = []
         for name, (solid, dashed) in self.price.items():
-            mine = [r for r in model.metrics.generations if r["generation"] == name and r["launched"]]
+            mine = by_generation[name]
             m = [r["month"] for r in mine]
             solid.set_data(m, [r["secondary_price"] / 1e3 for r in mine])
             dashed.set_data(m, [r["fundamental_value"] / 1e3 for r in mine])
