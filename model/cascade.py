@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import Borrower, Lender, Miner
-from model.clearing import eisenberg_noe
+from model.clearing import eisenberg_noe, zero_recovery
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, run_starts
 from model.state import MarketState
@@ -439,9 +439,10 @@ def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray
 
 
 def clear_lenders(state: MarketState) -> Failures:
-    """Lender-to-lender clearing. With ``clearing`` recovery, Eisenberg-Noe (2001) gives what each
-    failing lender pays; with ``zero`` recovery (Gai-Kapadia 2010) claims on a failed lender are lost
-    and contagion proceeds round by round in the cascade loop."""
+    """Lender-to-lender clearing at the round's balances. With ``clearing`` recovery, Eisenberg-Noe
+    (2001) gives what each failing lender pays; with ``zero`` recovery (Gai-Kapadia 2010) claims on a
+    failed lender are lost in full and the contagion among lenders runs to its end within the clearing,
+    as Eisenberg-Noe's does."""
     led = state.ledger
     rules = state.scenario.cascade
     live_lender = state.lender_mask() & ~led.defaulted
@@ -450,66 +451,59 @@ def clear_lenders(state: MarketState) -> Failures:
         return Failures.none()
     loans = led.loans
     equity = state.lender_equity()
-
-    if rules.interbank_recovery == "zero":
-        failing = equity[lenders] <= 0 if rules.default_at_zero_equity else equity[lenders] < 0
-        failed = lenders[failing]
-        if failed.size == 0:
-            return Failures.none()
-        # the interbank loans to the failed lenders from live lenders (in loan order): all lost
-        failed_now = np.zeros(led.n_agents, dtype=bool)
-        failed_now[failed] = True
-        owed = np.flatnonzero(failed_now[loans.debtor])  # one pass over the book, then the few
-        interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-        hit = owed[loans.active[owed] & interbank[owed] & live_lender[loans.creditor[owed]]]
-        recovered = None
-    else:
-        local = np.full(led.n_agents, -1, dtype=np.int64)
-        local[lenders] = np.arange(lenders.size)
-        ib = np.flatnonzero(
-            loans.active
-            & (loans.instrument == INTERBANK)
-            & (local[loans.debtor] >= 0)
-            & (local[loans.creditor] >= 0)
+    insolvent = equity <= 0 if rules.default_at_zero_equity else equity < 0
+    zero = rules.interbank_recovery == "zero"
+    if zero and not insolvent[lenders].any():
+        return Failures.none()  # with zero recovery, losses on other lenders start from a failure
+    local = np.full(led.n_agents, -1, dtype=np.int64)
+    local[lenders] = np.arange(lenders.size)
+    interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
+    ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & live_lender[loans.creditor])
+    debtor, creditor = local[loans.debtor[ib]], local[loans.creditor[ib]]
+    if zero:
+        wave = zero_recovery(
+            lenders.size, debtor, creditor, loans.principal[ib], equity[lenders], rules.default_at_zero_equity
         )
+        failing = wave >= 0
+    else:
         claims_on_lenders = np.bincount(
             loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents
         )
         outside_assets = state.lender_assets() - claims_on_lenders
         result = eisenberg_noe(
             lenders.size,
-            local[loans.debtor[ib]],
-            local[loans.creditor[ib]],
+            debtor,
+            creditor,
             loans.principal[ib],
             outside_assets[lenders],
             external_liabilities=led.external_liabilities[lenders],
         )
-        failing = result.defaulted | (
-            (equity[lenders] <= 0) if rules.default_at_zero_equity else np.zeros(lenders.size, bool)
-        )
-        failed = lenders[failing]
-        recovery = np.zeros(led.n_agents)
-        recovery[lenders] = result.recovery
-        if failed.size == 0:
-            return Failures.none()
-        failed_now = np.zeros(led.n_agents, dtype=bool)
-        failed_now[failed] = True
-        hit = ib[failed_now[loans.debtor[ib]]]
-        recovered = recovery[loans.debtor[hit]] * loans.principal[hit]
+        failing = result.defaulted | (insolvent[lenders] if rules.default_at_zero_equity else False)
+    failed = lenders[failing]
+    if failed.size == 0:
+        return Failures.none()
+    hit_rows = failing[debtor]  # every claim of a live lender on a failed one
+    hit = ib[hit_rows]
+    recovered = None if zero else result.recovery[debtor[hit_rows]] * loans.principal[hit]
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
-    own = equity[failed] <= 0 if rules.default_at_zero_equity else equity[failed] < 0
+    own = insolvent[failed]
     cause = np.where(own, Cause.INSOLVENCY, Cause.COUNTERPARTY).astype(np.int8)
-    if own.all():  # always so with zero recovery: nobody's parent is a counterparty
+    if own.all():  # nobody's parent is a counterparty
         parent = led.stress_source[failed]
-    else:
-        exposure_parent = np.full(led.n_agents, -1, dtype=np.int64)
-        if hit.size:
-            order = np.lexsort((loans.debtor[hit], -loans.principal[hit], loans.creditor[hit]))
-            creditors = loans.creditor[hit][order]
-            first = run_starts(creditors)
-            exposure_parent[creditors[first]] = loans.debtor[hit][order][first]
-        parent = np.where(own, led.stress_source[failed], exposure_parent[failed])
+    else:  # the failed lender a counterparty failure was most exposed to (ties: the lowest id)
+        n = led.n_agents
+        through_counterparty = np.zeros(n, dtype=bool)
+        through_counterparty[failed[~own]] = True
+        theirs = hit[through_counterparty[loans.creditor[hit]]]
+        creditors, exposure = loans.creditor[theirs], loans.principal[theirs]
+        largest = np.zeros(n)
+        np.maximum.at(largest, creditors, exposure)
+        top = exposure == largest[creditors]
+        most_exposed = np.full(n, n, dtype=np.int64)
+        np.minimum.at(most_exposed, creditors[top], loans.debtor[theirs][top])
+        parent = np.where(own, led.stress_source[failed], most_exposed[failed])
+        parent[parent == n] = -1
 
     if recovered is not None:  # what clearing recovers becomes a claim on the estate
         led.external_assets += np.bincount(loans.creditor[hit], weights=recovered, minlength=led.n_agents)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import clearing
-from model.clearing import debtrank, eisenberg_noe, systemic_importance
+from model.clearing import debtrank, eisenberg_noe, systemic_importance, zero_recovery
 
 # --- helpers and strategies -------------------------------------------------------------------------
 
@@ -330,6 +330,50 @@ def test_linear_debtrank_below_saturation_is_the_leontief_inverse():
     assert expected.max() < 1  # nothing saturates
     h = debtrank(n, debtor, creditor, amount, equity, [0, 2], shock=0.15, linear=True)
     np.testing.assert_allclose(h, expected, rtol=1e-10)
+
+
+# --- zero recovery (Gai-Kapadia) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("default_at_zero_equity", [True, False])
+def test_zero_recovery_fails_node_by_node_in_waves(default_at_zero_equity):
+    """Node 0 starts insolvent (equity -1). Node 1 holds 6 of its debt against equity 5: wave 1. Node 2
+    holds 4 of node 1's debt against equity 4: a loss equal to equity, wave 2 only if that counts as
+    default. Node 3 holds 3 of node 0's debt and 3 of node 2's against equity 7: loses 3, or 6 once
+    node 2 fails, and survives either way."""
+    debtor, creditor = np.array([0, 1, 0, 2]), np.array([1, 2, 3, 3])
+    amount = np.array([6.0, 4.0, 3.0, 3.0])
+    wave = zero_recovery(4, debtor, creditor, amount, np.array([-1.0, 5.0, 4.0, 7.0]), default_at_zero_equity)
+    assert wave.tolist() == ([0, 1, 2, -1] if default_at_zero_equity else [0, 1, -1, -1])
+
+
+def test_zero_recovery_with_nobody_insolvent_fails_nobody():
+    wave = zero_recovery(2, np.array([0]), np.array([1]), np.array([100.0]), np.array([0.5, 0.5]))
+    assert wave.tolist() == [-1, -1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(edge_lists(amounts=st.integers(0, 10)), st.data())
+def test_zero_recovery_is_the_gai_kapadia_cascade(network, data):
+    """The shocked nodes start with zero equity (they fail in wave 0); the others with their capital.
+    The failed set is the dense reference cascade's, and every node of wave k > 0 lost at least its
+    equity to the nodes of waves below k, and less to those below k - 1."""
+    n, debtor, creditor, amount = network
+    capital = np.array(data.draw(st.lists(st.integers(1, 15), min_size=n, max_size=n)), dtype=float)
+    shocked = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    wave = zero_recovery(n, debtor, creditor, amount, np.where(shocked, 0.0, capital))
+    owed = dense_liabilities(n, debtor, creditor, amount)
+    np.testing.assert_array_equal(wave >= 0, dense_zero_recovery_cascade(owed, capital, shocked))
+    np.testing.assert_array_equal(wave == 0, shocked)
+    for k in range(1, wave.max(initial=0) + 1):
+        here = wave == k
+        assert np.all((owed.T @ ((wave >= 0) & (wave < k)))[here] >= capital[here])
+        assert np.all((owed.T @ ((wave >= 0) & (wave < k - 1)))[here] < capital[here])
+
+
+def test_zero_recovery_rejects_bad_input_naming_the_field():
+    with pytest.raises(ValueError, match="equity"):
+        zero_recovery(2, np.array([0]), np.array([1]), np.array([1.0]), np.array([1.0]))
 
 
 @settings(max_examples=300, deadline=None)

@@ -629,6 +629,52 @@ def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest(
     assert led.lots.units.sum() < 1000 - sold
 
 
+# --- lender clearing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recovery", ["zero", "clearing"])
+def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
+    """A chain of interbank loans, bank-3 -> bank-2 -> bank-1 -> bank-0 (creditor -> debtor; 2, 10 and
+    10), equities 7, 8, 5 and 10. bank-0 is forced into default and repays nothing (no cash): bank-1
+    loses 10 > 5 and fails on its own losses (insolvency, parent bank-0). bank-1 repays nothing to
+    bank-2 either way: with zero recovery by rule, and with clearing because its outside creditors
+    (95) rank pari passu and its 100 of outside assets cover only 100 / 105 of what it owes, so bank-2
+    recovers 10 * 100/105 = 9.52 > 8: it survives with clearing and fails with zero recovery. Its
+    equity was positive with every claim at face value, so its cause is counterparty, parent bank-1, in
+    the same round. bank-3 loses at most 2 < 7 and survives."""
+    agents = [
+        {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
+        {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
+        {"id": "bank-2", "type": "bank", "external_assets": 100.0, "external_liabilities": 100.0},
+        {"id": "bank-3", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
+    ]
+    loans = [
+        {
+            "creditor": f"bank-{c}",
+            "debtor": f"bank-{c - 1}",
+            "principal": principal,
+            "spread": 0.0,
+            "tenor_months": 12,
+            "amortisation": "bullet",
+            "instrument": "interbank",
+            "collateral": "none",
+        }
+        for c, principal in ((1, 10.0), (2, 10.0), (3, 2.0))
+    ]
+    model = GPUCreditModel(
+        explicit_market(agents, loans, overrides={"cascade.interbank_recovery": recovery}), seed=1
+    )
+    model.default_agent(0)
+    led = model.ledger
+    failed = [1, 2] if recovery == "zero" else [1]
+    assert np.flatnonzero(led.defaulted).tolist() == [0, *failed]
+    assert led.default_cause[failed].tolist() == [Cause.INSOLVENCY, Cause.COUNTERPARTY][: len(failed)]
+    assert led.default_parent[failed].tolist() == [0, 1][: len(failed)]
+    assert led.default_round[failed].tolist() == [0] * len(failed)
+    written_off = led.loans.written_off.tolist()
+    assert written_off == ([10.0, 10.0, 2.0] if recovery == "zero" else [10.0, 10.0, 0.0])
+
+
 # --- loan book ----------------------------------------------------------------------------------
 
 
