@@ -12,6 +12,7 @@ from scenario_builders import CALM_WORLD, explicit_market
 from scipy.stats import kurtosis, norm
 
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
+from experiments.validation.common import interbank_loan
 from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import TrancheSpec, load_scenario, read_scenario_data
@@ -648,19 +649,7 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
         {"id": "bank-2", "type": "bank", "external_assets": 100.0, "external_liabilities": 100.0},
         {"id": "bank-3", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
     ]
-    loans = [
-        {
-            "creditor": f"bank-{c}",
-            "debtor": f"bank-{c - 1}",
-            "principal": principal,
-            "spread": 0.0,
-            "tenor_months": 12,
-            "amortisation": "bullet",
-            "instrument": "interbank",
-            "collateral": "none",
-        }
-        for c, principal in ((1, 10.0), (2, 10.0), (3, 2.0))
-    ]
+    loans = [interbank_loan(f"bank-{c}", f"bank-{c - 1}", p) for c, p in ((1, 10.0), (2, 10.0), (3, 2.0))]
     model = GPUCreditModel(
         explicit_market(agents, loans, overrides={"cascade.interbank_recovery": recovery}), seed=1
     )
