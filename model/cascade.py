@@ -62,9 +62,11 @@ class Failures:
 
     @classmethod
     def join(cls, parts: list[Failures]) -> Failures:
-        """Concatenate, keeping the first record of an agent listed twice."""
-        if all(p.agents.size == 0 for p in parts):
-            return cls.none()
+        """Concatenate, keeping the first record of an agent listed in two parts (each part lists an
+        agent at most once)."""
+        parts = [p for p in parts if p.agents.size]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.none()
         agents = np.concatenate([p.agents for p in parts])
         cause = np.concatenate([p.cause for p in parts])
         parent = np.concatenate([p.parent for p in parts])
@@ -363,34 +365,15 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.cash_out += overdrawn.sum()
     led.cash[defaulters] -= overdrawn
 
-    # GPUs: seniority waterfall on value at the mark, pro rata within a seniority class
-    price = state.mark_price()
-    fleet_value = led.gpus @ price
-    secured = loans.collateral[sel] == GPU
-    allocated = np.zeros(sel.size)
-    remaining = fleet_value.copy()
-    levels = loans.seniority[sel][secured]
-    for level in np.unique(levels) if levels.size else ():
-        in_level = secured & (loans.seniority[sel] == level)
-        level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
-        take = np.minimum(level_claim, remaining)
-        share = np.divide(claim, level_claim[debtor], out=np.zeros(sel.size), where=level_claim[debtor] > 0)
-        allocated += np.where(in_level, take[debtor] * share, 0.0)
-        remaining -= take
-    # any value left over (over-collateralised) goes to all the estate's creditors by claim
     all_claim = np.bincount(debtor, weights=claim, minlength=n)
-    alloc_share = np.divide(
-        allocated, fleet_value[debtor], out=np.zeros(sel.size), where=fleet_value[debtor] > 0
-    )
-    leftover_share = np.divide(remaining, fleet_value, out=np.ones(n), where=fleet_value > 0)
     claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
-    unit_share = alloc_share + leftover_share[debtor] * claim_share
-    units = led.gpus[debtor] * unit_share[:, None]
-    rows, gens = np.nonzero(units > 0)
-    led.lots.append(loans.creditor[sel][rows], gens, units[rows, gens], sel[rows], debtor[rows])
     has_creditor = np.zeros(n, dtype=bool)
     has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
-    led.gpus[is_def & has_creditor] = 0.0
+    if led.gpus[defaulters].any():
+        allocated = _repossess_fleets(state, sel, claim, claim_share)
+        led.gpus[is_def & has_creditor] = 0.0
+    else:  # no fleet: nothing to allocate
+        allocated = np.zeros(sel.size)
 
     # cash: shared by every creditor in proportion to what the collateral does not cover
     uncovered = np.maximum(claim - allocated, 0.0)
@@ -416,20 +399,56 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.stress_source[creditors[first]] = debtor[order][first]
 
 
-def book_value(state: MarketState) -> np.ndarray:
-    """GPU fleets at book value: cost depreciated straight-line over six years from launch (the
-    accounting life CoreWeave and most hyperscalers use; see docs/calibration.md)."""
+def _repossess_fleets(
+    state: MarketState, sel: np.ndarray, claim: np.ndarray, claim_share: np.ndarray
+) -> np.ndarray:
+    """The defaulters' GPUs, as lots, to the holders of their loans ``sel``: a seniority waterfall on
+    value at the mark to the GPU-secured lenders, pro rata within a seniority class; any value left
+    over (over-collateralised) to all the estate's creditors by claim. Returns the value allocated to
+    each loan by the waterfall."""
+    led = state.ledger
+    loans = led.loans
+    n = led.n_agents
+    debtor = loans.debtor[sel]
+    fleet_value = led.gpus @ state.mark_price()
+    secured = loans.collateral[sel] == GPU
+    allocated = np.zeros(sel.size)
+    remaining = fleet_value.copy()
+    levels = loans.seniority[sel][secured]
+    for level in np.unique(levels) if levels.size else ():
+        in_level = secured & (loans.seniority[sel] == level)
+        level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
+        take = np.minimum(level_claim, remaining)
+        share = np.divide(claim, level_claim[debtor], out=np.zeros(sel.size), where=level_claim[debtor] > 0)
+        allocated += np.where(in_level, take[debtor] * share, 0.0)
+        remaining -= take
+    alloc_share = np.divide(
+        allocated, fleet_value[debtor], out=np.zeros(sel.size), where=fleet_value[debtor] > 0
+    )
+    leftover_share = np.divide(remaining, fleet_value, out=np.ones(n), where=fleet_value > 0)
+    unit_share = alloc_share + leftover_share[debtor] * claim_share
+    units = led.gpus[debtor] * unit_share[:, None]
+    rows, gens = np.nonzero(units > 0)
+    led.lots.append(loans.creditor[sel][rows], gens, units[rows, gens], sel[rows], debtor[rows])
+    return allocated
+
+
+def book_value(state: MarketState, agents: np.ndarray | None = None) -> np.ndarray:
+    """GPU fleets (of ``agents``, default all) at book value: cost depreciated straight-line over six
+    years from launch (the accounting life CoreWeave and most hyperscalers use; see
+    docs/calibration.md)."""
     world = state.world
     age = np.maximum(world.month - world.generations.launch, 0)
     per_gpu = world.generations.new_price * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
-    return state.ledger.gpus @ per_gpu
+    gpus = state.ledger.gpus
+    return (gpus if agents is None else gpus[agents]) @ per_gpu
 
 
 def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray) -> np.ndarray:
     """GPU-secured debt over the fleet's book value for ``agents`` (NaN without a fleet), given the ids
     of all their active loans (ascending), so no pass over the whole book is needed."""
     loans = state.ledger.loans
-    value = book_value(state)[agents]
+    value = book_value(state, agents)
     gpu = their_loans[loans.collateral[their_loans] == GPU]
     debt = np.bincount(loans.debtor[gpu], weights=loans.principal[gpu], minlength=state.ledger.n_agents)
     return np.divide(debt[agents], value, out=np.full(value.size, np.nan), where=value > 0)

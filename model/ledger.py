@@ -67,7 +67,7 @@ COLLATERALS = ("gpu", "btc", "none")
 class Ledger:
     """Balances of agents, loans and repossessed lots; sized once agents and loans are known."""
 
-    def __init__(self, n_agents: int, n_generations: int) -> None:
+    def __init__(self, n_agents: int, n_generations: int, loans: LoanBook | None = None) -> None:
         n, g = n_agents, n_generations
         self.n_generations = g
         self.kind = np.zeros(n, dtype=np.int8)
@@ -105,7 +105,7 @@ class Ledger:
         self.cash_in = 0.0  # cash that entered the market from outside
         self.cash_out = 0.0  # cash that left it
         self.gpus_scrapped = np.zeros(g)  # units that left the market (retired at end of life)
-        self.loans = LoanBook.empty()
+        self.loans = LoanBook.empty() if loans is None else loans
         self.lots = Lots.empty()
         self._aggregates: dict | None = None  # see ``caching``
         self._static: dict | None = None  # masks by kind, fixed within a ``caching`` block
@@ -119,10 +119,9 @@ class Ledger:
         return self.static(kinds, lambda: self._of_kind(kinds))
 
     def _of_kind(self, kinds: tuple[Kind, ...]) -> np.ndarray:
-        mask = np.zeros(self.kind.size, dtype=bool)
-        for k in kinds:  # the same mask as np.isin, without its sorting machinery
-            mask |= self.kind == k
-        return mask
+        wanted = np.zeros(len(Kind), dtype=bool)  # the same mask as np.isin, by table lookup
+        wanted[list(kinds)] = True
+        return wanted[self.kind]
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 

@@ -114,8 +114,8 @@ class EngineSession:
         self.book = book if book is not None else empty_book(self.n_generations)
         self._params: dict[bytes, dict[str, np.ndarray]] = {}
 
-    def ledger(self, n_agents: int, kind: Kind = Kind.BANK) -> Ledger:
-        ledger = Ledger(n_agents, self.n_generations)
+    def ledger(self, n_agents: int, kind: Kind = Kind.BANK, loans: LoanBook | None = None) -> Ledger:
+        ledger = Ledger(n_agents, self.n_generations, loans)
         ledger.kind[:] = kind
         return ledger
 

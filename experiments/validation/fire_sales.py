@@ -119,17 +119,13 @@ class FireSaleEngine:
         """The market state after the cascade set off by bank ``shocked``'s default."""
         n = self.n
         origin, buyer = n, n + 1  # a defaulted borrower the lots were repossessed from; the market
-        ledger = self.session.ledger(n + 2, Kind.BANK)
-        ledger.kind[origin] = Kind.NEOCLOUD
-        ledger.kind[buyer] = Kind.BUYER
-        ledger.record_default(np.array([origin]), -1, 0, Cause.SHOCK, -1)
         bank, asset = np.nonzero(holds)
         degree = holds.sum(axis=1)
         value = BANK_ASSETS / degree[bank]
         units = value / self.session.fundamental[asset]
         k = bank.size
         # one written-off loan per bank: the lots are its repossessed collateral
-        ledger.loans = LoanBook(
+        loans = LoanBook(
             creditor=np.arange(n),
             debtor=np.full(n, origin),
             principal=np.zeros(n),
@@ -148,6 +144,10 @@ class FireSaleEngine:
             repaid=np.zeros(n),
             active=np.zeros(n, dtype=bool),
         )
+        ledger = self.session.ledger(n + 2, Kind.BANK, loans)
+        ledger.kind[origin] = Kind.NEOCLOUD
+        ledger.kind[buyer] = Kind.BUYER
+        ledger.record_default(np.array([origin]), -1, 0, Cause.SHOCK, -1)
         ledger.lots = Lots(bank, asset, units, bank, np.full(k, origin))
         assets = np.where(degree > 0, BANK_ASSETS, 0.0)
         ledger.external_liabilities[:n] = assets * (1.0 - 1.0 / leverage)

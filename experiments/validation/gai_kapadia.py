@@ -134,10 +134,9 @@ class GKEngine:
     def defaults(self, draw: Draw) -> np.ndarray:
         """The banks in default once the cascade from ``draw.shocked`` is over (bool mask)."""
         principal, external, deposits, _ = balance_sheet(draw)
-        ledger = self.session.ledger(draw.n, Kind.BANK)
+        ledger = self.session.ledger(draw.n, Kind.BANK, interbank_book(draw.creditor, draw.debtor, principal))
         ledger.external_assets[:] = external
         ledger.external_liabilities[:] = deposits
-        ledger.loans = interbank_book(draw.creditor, draw.debtor, principal)
         state = self.session.state(ledger)
         report = self.session.default(state, draw.shocked)
         if report.capped:
