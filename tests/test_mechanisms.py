@@ -637,12 +637,11 @@ def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest(
 def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     """A chain of interbank loans, bank-3 -> bank-2 -> bank-1 -> bank-0 (creditor -> debtor; 2, 10 and
     10), equities 7, 8, 5 and 10. bank-0 is forced into default and repays nothing (no cash): bank-1
-    loses 10 > 5 and fails on its own losses (insolvency, parent bank-0). bank-1 repays nothing to
-    bank-2 either way: with zero recovery by rule, and with clearing because its outside creditors
-    (95) rank pari passu and its 100 of outside assets cover only 100 / 105 of what it owes, so bank-2
-    recovers 10 * 100/105 = 9.52 > 8: it survives with clearing and fails with zero recovery. Its
-    equity was positive with every claim at face value, so its cause is counterparty, parent bank-1, in
-    the same round. bank-3 loses at most 2 < 7 and survives."""
+    loses 10 > 5 and fails on its own losses (insolvency, parent bank-0). With zero recovery bank-2
+    loses its 10 on bank-1 > 8 and fails in the same round; its equity was positive with every claim
+    at face value, so its cause is counterparty, parent bank-1. With clearing, bank-1's 100 of outside
+    assets pay 100 / 105 of what it owes (95 outside, 10 to bank-2, pari passu): bank-2 recovers
+    10 * 100/105 = 9.52 and survives. bank-3 loses at most 2 < 7 and survives."""
     agents = [
         {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
         {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
@@ -662,6 +661,8 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert led.default_round[failed].tolist() == [0] * len(failed)
     written_off = led.loans.written_off.tolist()
     assert written_off == ([10.0, 10.0, 2.0] if recovery == "zero" else [10.0, 10.0, 0.0])
+    recovered = 0.0 if recovery == "zero" else 10.0 * 100.0 / 105.0
+    assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
 
 
 # --- loan book ----------------------------------------------------------------------------------
