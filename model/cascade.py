@@ -392,11 +392,23 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loans.active[sel] = False
 
     # lenders remember whose default hurt them most (for attributing their later decisions)
-    loss = np.maximum(claim - allocated - paid, 0.0)
-    order = np.lexsort((debtor, -loss, loans.creditor[sel]))
-    creditors = loans.creditor[sel][order]
-    first = run_starts(creditors)
-    led.stress_source[creditors[first]] = debtor[order][first]
+    hurt_most = _largest_by_holder(n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor)
+    hurt = hurt_most >= 0
+    led.stress_source[hurt] = hurt_most[hurt]
+
+
+def _largest_by_holder(
+    n: int, holder: np.ndarray, amount: np.ndarray, counterparty: np.ndarray
+) -> np.ndarray:
+    """For each of ``n`` agents, the counterparty of its largest ``amount`` (ties: the lowest id; -1 for
+    an agent that holds none)."""
+    largest = np.full(n, -np.inf)
+    np.maximum.at(largest, holder, amount)
+    top = amount == largest[holder]
+    out = np.full(n, n, dtype=np.int64)
+    np.minimum.at(out, holder[top], counterparty[top])
+    out[out == n] = -1
+    return out
 
 
 def _repossess_fleets(
@@ -510,19 +522,14 @@ def clear_lenders(state: MarketState) -> Failures:
     cause = np.where(own, Cause.INSOLVENCY, Cause.COUNTERPARTY).astype(np.int8)
     if own.all():  # nobody's parent is a counterparty
         parent = led.stress_source[failed]
-    else:  # the failed lender a counterparty failure was most exposed to (ties: the lowest id)
-        n = led.n_agents
-        through_counterparty = np.zeros(n, dtype=bool)
+    else:  # the failed lender a counterparty failure was most exposed to
+        through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
         theirs = hit[through_counterparty[loans.creditor[hit]]]
-        creditors, exposure = loans.creditor[theirs], loans.principal[theirs]
-        largest = np.zeros(n)
-        np.maximum.at(largest, creditors, exposure)
-        top = exposure == largest[creditors]
-        most_exposed = np.full(n, n, dtype=np.int64)
-        np.minimum.at(most_exposed, creditors[top], loans.debtor[theirs][top])
+        most_exposed = _largest_by_holder(
+            led.n_agents, loans.creditor[theirs], loans.principal[theirs], loans.debtor[theirs]
+        )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
-        parent[parent == n] = -1
 
     if recovered is not None:  # what clearing recovers becomes a claim on the estate
         led.external_assets += np.bincount(loans.creditor[hit], weights=recovered, minlength=led.n_agents)

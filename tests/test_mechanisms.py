@@ -13,7 +13,7 @@ from scipy.stats import kurtosis, norm
 
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
 from experiments.validation.common import interbank_loan
-from model.cascade import repossess
+from model.cascade import _largest_by_holder, repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import TrancheSpec, load_scenario, read_scenario_data
 from model.ledger import AMORTISATIONS, Cause, Kind, LoanBook
@@ -663,6 +663,24 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert written_off == ([10.0, 10.0, 2.0] if recovery == "zero" else [10.0, 10.0, 0.0])
     recovered = 0.0 if recovery == "zero" else 10.0 * 100.0 / 105.0
     assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
+
+
+def test_largest_by_holder_picks_the_largest_amount_then_the_lowest_counterparty() -> None:
+    """Against a plain loop over (holder, amount, counterparty) rows, on random small cases with many
+    ties (integer amounts, some all zero)."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, m = int(rng.integers(1, 12)), int(rng.integers(0, 30))
+        holder, counterparty = rng.integers(0, n, m), rng.integers(0, n, m)
+        amount = rng.integers(0, 3, m).astype(float)
+        expected = np.full(n, -1)
+        best: dict[int, tuple[float, int]] = {}
+        for h, a, c in zip(holder.tolist(), amount.tolist(), counterparty.tolist(), strict=True):
+            if h not in best or (-a, c) < (-best[h][0], best[h][1]):
+                best[h] = (a, c)
+        for h, (_, c) in best.items():
+            expected[h] = c
+        assert _largest_by_holder(n, holder, amount, counterparty).tolist() == expected.tolist()
 
 
 # --- loan book ----------------------------------------------------------------------------------
