@@ -25,7 +25,7 @@ import numpy as np
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe, zero_recovery
 from model.ledger import COLLATERALS, INSTRUMENTS, Cause
-from model.secondary import BuyerBook, Offers, clear, clear_exponential, run_starts
+from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")
@@ -392,23 +392,9 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loans.active[sel] = False
 
     # lenders remember whose default hurt them most (for attributing their later decisions)
-    hurt_most = _largest_by_holder(n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor)
+    hurt_most = largest_by_group(n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor)
     hurt = hurt_most >= 0
     led.stress_source[hurt] = hurt_most[hurt]
-
-
-def _largest_by_holder(
-    n: int, holder: np.ndarray, amount: np.ndarray, counterparty: np.ndarray
-) -> np.ndarray:
-    """For each of ``n`` agents, the counterparty of its largest ``amount`` (ties: the lowest id; -1 for
-    an agent that holds none)."""
-    largest = np.full(n, -np.inf)
-    np.maximum.at(largest, holder, amount)
-    top = amount == largest[holder]
-    out = np.full(n, n, dtype=np.int64)
-    np.minimum.at(out, holder[top], counterparty[top])
-    out[out == n] = -1
-    return out
 
 
 def _repossess_fleets(
@@ -526,7 +512,7 @@ def clear_lenders(state: MarketState) -> Failures:
         through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
         theirs = hit[through_counterparty[loans.creditor[hit]]]
-        most_exposed = _largest_by_holder(
+        most_exposed = largest_by_group(
             led.n_agents, loans.creditor[theirs], loans.principal[theirs], loans.debtor[theirs]
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])

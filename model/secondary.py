@@ -29,6 +29,26 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
     return out
 
 
+def largest_by_group(n_groups: int, group: np.ndarray, amount: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """For each of ``n_groups`` groups, the member with the largest ``amount`` in it (ties: the lowest
+    member id; -1 for an empty group)."""
+    largest = np.full(n_groups, -np.inf)
+    np.maximum.at(largest, group, amount)
+    top = amount == largest[group]
+    out = np.full(n_groups, np.iinfo(np.int64).max)
+    np.minimum.at(out, group[top], member[top])
+    out[out == np.iinfo(np.int64).max] = -1
+    return out
+
+
+def price_driver(offers: Offers, filled: np.ndarray, n_generations: int) -> np.ndarray:
+    """Per generation, the defaulted borrower whose repossessed units sold most in this clearing (ties:
+    the lowest id; -1 if none sold). Only repossessed lots drive the cause tree: a curing borrower's
+    sale is not a default."""
+    forced = (offers.lot >= 0) & (filled > 0)
+    return largest_by_group(n_generations, offers.generation[forced], filled[forced], offers.source[forced])
+
+
 @dataclass
 class Offers:
     """Units posted for sale this round (one row per lot or per curing borrower and generation)."""
@@ -163,14 +183,7 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
     total_wanted = wanted.sum(axis=0)
     bought = wanted * np.divide(sold, total_wanted, out=np.zeros(g_count), where=total_wanted > 0)[None, :]
 
-    # only repossessed lots drive the cause tree: a curing borrower's sale is not a default
-    driver = np.full(g_count, -1, dtype=np.int64)
-    forced = np.flatnonzero((offers.lot >= 0) & (filled > 0))
-    if forced.size:
-        # per generation: largest fill first, ties by id
-        order = forced[np.lexsort((offers.source[forced], -filled[forced], gen[forced]))]
-        firsts = order[run_starts(gen[order])]
-        driver[gen[firsts]] = offers.source[firsts]
+    driver = price_driver(offers, filled, g_count)
     return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)
 
 
@@ -256,10 +269,5 @@ def clear_exponential(
     price = np.where(has_offer, mark_price * np.exp(-alpha * x), np.nan)
     per_host = np.divide(sold, hosts, out=np.zeros(g_count), where=hosts > 0)
     bought = book.eligible * per_host[None, :]
-    driver = np.full(g_count, -1, dtype=np.int64)
-    if len(offers):
-        first = np.lexsort((offers.source, -filled, gen))
-        firsts = first[run_starts(gen[first])]
-        sold_first = filled[firsts] > 0
-        driver[gen[firsts][sold_first]] = offers.source[firsts][sold_first]
+    driver = price_driver(offers, filled, g_count)
     return Clearing(price=price, sold=sold, offered=offered, filled=filled, bought=bought, driver=driver)

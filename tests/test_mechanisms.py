@@ -13,13 +13,13 @@ from scipy.stats import kurtosis, norm
 
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
 from experiments.validation.common import interbank_loan
-from model.cascade import _largest_by_holder, repossess
+from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import TrancheSpec, load_scenario, read_scenario_data
 from model.ledger import AMORTISATIONS, Cause, Kind, LoanBook
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service
-from model.secondary import BuyerBook, Offers, clear
+from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
 from model.world import MarketWorld
 
 HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0
@@ -461,6 +461,25 @@ def test_facility_limit_excludes_buyers_below_the_rack_density(max_rack_kw, gb20
     assert (result.sold[gb200] > 0) == gb200_sold
 
 
+@pytest.mark.parametrize("impact", ["demand", "exponential"])
+def test_only_repossessed_lots_drive_the_mark(impact) -> None:
+    """Two offers of one generation, both filled: a curing borrower's (lot -1, source 100) selling 300
+    units and a lot repossessed from borrower 101 selling 200. The driver of the mark is 101, whose
+    default forced its sale, although the cure sold more; with the cure alone, nobody drives."""
+    both = offers([300.0, 200.0], [0.0, 0.0])
+    both.lot[0] = -1
+    cure_only = offers([300.0], [0.0])
+    cure_only.lot[0] = -1
+    buyers = book(10_000.0, capacity=1e6, budget=1e12)
+    for posted, driver in ((both, 101), (cure_only, -1)):
+        if impact == "demand":
+            result = clear(posted, buyers, 1)
+        else:
+            result = clear_exponential(posted, buyers, 1, np.array([10_000.0]), np.array([1e4]), 1.0536)
+        assert result.filled.tolist() == pytest.approx(posted.units.tolist())
+        assert result.driver.tolist() == [driver]
+
+
 # --- rollovers ------------------------------------------------------------------------------------------
 
 
@@ -665,7 +684,7 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
 
 
-def test_largest_by_holder_picks_the_largest_amount_then_the_lowest_counterparty() -> None:
+def test_largest_by_group_picks_the_largest_amount_then_the_lowest_member() -> None:
     """Against a plain loop over (holder, amount, counterparty) rows, on random small cases with many
     ties (integer amounts, some all zero)."""
     rng = np.random.default_rng(3)
@@ -680,7 +699,7 @@ def test_largest_by_holder_picks_the_largest_amount_then_the_lowest_counterparty
                 best[h] = (a, c)
         for h, (_, c) in best.items():
             expected[h] = c
-        assert _largest_by_holder(n, holder, amount, counterparty).tolist() == expected.tolist()
+        assert largest_by_group(n, holder, amount, counterparty).tolist() == expected.tolist()
 
 
 # --- loan book ----------------------------------------------------------------------------------
