@@ -47,6 +47,7 @@ from experiments.validation.common import (
     reduced_scenario,
 )
 from model.ledger import Kind
+from model.state import MarketState
 
 INTERBANK_SHARE = 0.20
 CAPITAL_SHARE = 0.04
@@ -133,15 +134,24 @@ class GKEngine:
 
     def defaults(self, draw: Draw) -> np.ndarray:
         """The banks in default once the cascade from ``draw.shocked`` is over (bool mask)."""
+        return self.run(self.state_for(draw), draw.shocked)
+
+    def state_for(self, draw: Draw) -> MarketState:
+        """The draw's banks and interbank loans as the model's ledger and market state."""
         principal, external, deposits, _ = balance_sheet(draw)
         ledger = self.session.ledger(draw.n, Kind.BANK, interbank_book(draw.creditor, draw.debtor, principal))
         ledger.external_assets[:] = external
         ledger.external_liabilities[:] = deposits
-        state = self.session.state(ledger)
-        report = self.session.default(state, draw.shocked)
+        return self.session.state(ledger)
+
+    def run(self, state: MarketState, shocked: int) -> np.ndarray:
+        """Force bank ``shocked`` into default and resolve the cascade; the banks in default (bool mask)."""
+        report = self.session.default(state, shocked)
         if report.capped:
-            raise RuntimeError(f"cascade hit the round cap ({report.rounds}) on a {draw.n}-bank draw")
-        return ledger.defaulted.copy()
+            raise RuntimeError(
+                f"cascade hit the round cap ({report.rounds}) on a {state.ledger.n_agents}-bank draw"
+            )
+        return state.ledger.defaulted.copy()
 
 
 def analytic_g(z: float, tie_defaults: bool) -> float:
