@@ -188,7 +188,7 @@ class GPUCreditModel(mesa.Model):
         ocf = earn(self.state)
         pay_redemptions(self.state)
         failed = pay_debt_service(self.state, ocf)
-        pay_out_surplus(self.state)
+        pay_out_surplus(self.state, failed.agents)
         return Failures(failed.agents, failed.cause, failed.parent)
 
     def resolve_defaults(self, initial: Failures) -> CascadeReport:

@@ -206,12 +206,14 @@ def pay_redemptions(state: MarketState) -> None:
     led.peak_equity = np.where(state.lender_mask(), np.maximum(led.peak_equity, equity), 0.0)
 
 
-def pay_out_surplus(state: MarketState) -> None:
+def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:
     """Borrowers keep a cash buffer of some months of debt service and spend the rest outside the
     modelled fleet (growth capex, dividends): cash that piles up would otherwise make them
-    unrealistically safe (an assumption; see docs/calibration.md)."""
+    unrealistically safe (an assumption; see docs/calibration.md). The borrowers in ``failed`` (this
+    month's payment failures, not yet in default) pay nothing out: their cash is their creditors'."""
     led = state.ledger
     live = state.borrower_mask() & ~led.defaulted & np.isfinite(led.cash_buffer_months)
+    live[failed] = False
     target = np.full(led.n_agents, np.inf)
     target[live] = led.cash_buffer_months[live] * led.debt_service_due[live]
     surplus = np.maximum(led.cash - target, 0.0)

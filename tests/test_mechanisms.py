@@ -18,7 +18,7 @@ from model.cascade import test_and_cure as covenant_round  # aliased: pytest wou
 from model.config import TrancheSpec, load_scenario, read_scenario_data
 from model.ledger import AMORTISATIONS, Cause, Kind, LoanBook
 from model.model import GPUCreditModel
-from model.operations import pay_debt_service
+from model.operations import pay_debt_service, pay_out_surplus
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
 from model.world import MarketWorld
 
@@ -541,6 +541,19 @@ def test_refused_rollover_defaults_a_borrower_who_cannot_repay(liabilities, lend
     assert list(failed.cause) == [Cause.ROLLOVER_REFUSED]
     assert list(failed.parent) == [-1]  # the lender refused for its own reasons, not another default
     assert model.ledger.loans.principal[0] == 1e6  # nothing was paid
+
+
+def test_a_borrower_that_cannot_repay_keeps_its_cash_for_its_creditors() -> None:
+    """A borrower whose refused balloon it cannot repay pays no surplus cash out to its owners in the
+    month it fails (it used to, before repossession): its creditor recovers all 50k of it."""
+    model = maturing_loan_model(0.0, "abs_trust")
+    led = model.ledger
+    led.cash[0], led.cash_buffer_months[0] = 50_000.0, 1.0  # 1 month of service (7.75k) as buffer
+    failed = pay_debt_service(model.state, np.zeros(led.n_agents))
+    pay_out_surplus(model.state, failed.agents)
+    assert led.cash[0] == 50_000.0
+    repossess(model.state, failed.agents)
+    assert led.loans.recovered[0] == pytest.approx(50_000.0)
 
 
 def test_bond_investors_roll_only_while_markets_are_open() -> None:
