@@ -93,11 +93,15 @@ def _cascade_loop(
     led = state.ledger
     report = CascadeReport()
     pending = initial
+    # DSCR is tested on last month's flows once a month: in the first round of the month's first cascade
+    # (a shock between steps runs another cascade in the same month)
+    test_dscr = state.dscr_tested_month != state.world.month
+    state.dscr_tested_month = state.world.month
     for round_ in range(rules.max_rounds):
         report.rounds = round_ + 1
         if pending.agents.size:  # already failed: they must not also cure, prepay or sell this round
             led.record_default(pending.agents, state.world.month, round_, pending.cause, pending.parent)
-        breaches, cure_offers = test_and_cure(state, first_round=round_ == 0)
+        breaches, cure_offers = test_and_cure(state, test_dscr=test_dscr and round_ == 0)
         led.invalidate()
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
@@ -145,17 +149,17 @@ def _per_borrower(state: MarketState, loan_mask: np.ndarray, values: np.ndarray,
     return out
 
 
-def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offers]:
+def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """Test covenants on every live borrower, let breached ones cure, and return who defaults (with
     cause and parent) and the GPUs curing borrowers put up for sale."""
     led, world = state.ledger, state.world
     loans = led.loans
     borrowers = state.borrower_mask()
     if not led.static("any_borrower", lambda: bool(borrowers.any())):
-        return _nobody_to_test(state, first_round)
+        return _nobody_to_test(state, test_dscr)
     alive = borrowers & ~led.defaulted
     if not alive.any():
-        return _nobody_to_test(state, first_round)
+        return _nobody_to_test(state, test_dscr)
     price = state.collateral_price()
     collateral = led.gpus @ price
     gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
@@ -172,7 +176,7 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
 
     dscr_breach = np.zeros(led.n_agents, dtype=bool)
     need_dscr = np.zeros(led.n_agents)
-    if first_round:
+    if test_dscr:
         total_debt = led.debt()
         dscr_min = _per_borrower(state, loans.active, loans.dscr_min, "max")
         service = led.debt_service_due
@@ -258,12 +262,12 @@ def test_and_cure(state: MarketState, first_round: bool) -> tuple[Failures, Offe
     return failures, cure_offers
 
 
-def _nobody_to_test(state: MarketState, first_round: bool) -> tuple[Failures, Offers]:
+def _nobody_to_test(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """``test_and_cure`` with no live borrower: nobody breaches, cures or sells. Only its effects on
     the ledger remain: the DSCR breach counters restart, and adding the (zero) equity raised turns a
     cash balance of -0.0 into 0.0."""
     led = state.ledger
-    if first_round:
+    if test_dscr:
         led.dscr_breach_months = np.zeros(led.n_agents, dtype=np.int64)
     led.cash += 0.0
     led.cash_in += 0.0

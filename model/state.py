@@ -23,6 +23,7 @@ class MarketState:
     in_breach: np.ndarray
     redeeming: np.ndarray
     last_driver: np.ndarray  # per generation: the borrower whose fire sale last set the mark
+    dscr_tested_month: int = -1  # DSCR covenants are tested once a month (model.cascade)
 
     @property
     def markets_open(self) -> bool:

@@ -242,7 +242,7 @@ def fleet_value() -> float:
 def test_ltv_covenant_just_inside_is_not_breached() -> None:
     v = fleet_value()
     model = one_borrower({"principal": 0.5 * v * 0.999, "ltv_max": 0.5})
-    failures, offers = covenant_round(model.state, first_round=False)
+    failures, offers = covenant_round(model.state, test_dscr=False)
     assert failures.agents.size == 0 and len(offers) == 0
     assert not model.state.in_breach[0]
 
@@ -252,7 +252,7 @@ def test_ltv_covenant_just_outside_is_cured_by_selling_gpus() -> None:
     v = fleet_value()
     debt = 0.5 * v * 1.001
     model = one_borrower({"principal": debt, "ltv_max": 0.5})
-    failures, offers = covenant_round(model.state, first_round=False)
+    failures, offers = covenant_round(model.state, test_dscr=False)
     assert failures.agents.size == 0 and model.state.in_breach[0]
     sale = (debt - 0.5 * v) / (1 - 0.5)
     assert offers.units.sum() == pytest.approx(1000 * sale / v, rel=1e-9)  # 1 GPU
@@ -263,7 +263,7 @@ def test_ltv_covenant_cured_from_cash_prepays_the_gap() -> None:
     v = fleet_value()
     debt = 0.5 * v * 1.01
     model = one_borrower({"principal": debt, "ltv_max": 0.5}, cash=1e6)
-    failures, offers = covenant_round(model.state, first_round=False)
+    failures, offers = covenant_round(model.state, test_dscr=False)
     assert failures.agents.size == 0 and len(offers) == 0
     assert model.ledger.loans.principal[0] == pytest.approx(0.5 * v, rel=1e-12)
     assert model.ledger.cash[0] == pytest.approx(1e6 - (debt - 0.5 * v), rel=1e-12)
@@ -274,7 +274,7 @@ def test_ltv_breach_that_cannot_be_cured_defaults() -> None:
     """A limit of 1 or more cannot be restored by selling (each sale repays no more than it removes)."""
     v = fleet_value()
     model = one_borrower({"principal": 1.0 * v * 1.01, "ltv_max": 1.0})
-    failures, _ = covenant_round(model.state, first_round=False)
+    failures, _ = covenant_round(model.state, test_dscr=False)
     assert list(failures.agents) == [0]
     assert list(failures.cause) == [Cause.COVENANT_LTV] and list(failures.parent) == [-1]
 
@@ -295,24 +295,38 @@ def dscr_model(cash: float, grace: int = 0) -> tuple[GPUCreditModel, float]:
 def test_dscr_breach_is_cured_by_cutting_debt_in_proportion() -> None:
     """Coverage 1.0 under 1.25: debt service must fall by 1 - 1/1.25 = 20 %, so 20 % of the debt."""
     model, debt = dscr_model(cash=1e9)
-    failures, offers = covenant_round(model.state, first_round=True)
+    failures, offers = covenant_round(model.state, test_dscr=True)
     assert failures.agents.size == 0 and len(offers) == 0 and model.state.in_breach[0]
     assert model.ledger.loans.principal[0] == pytest.approx(0.8 * debt, rel=1e-12)
 
 
 def test_dscr_breach_without_cash_defaults_and_cannot_sell() -> None:
     model, _ = dscr_model(cash=0.0)
-    failures, offers = covenant_round(model.state, first_round=True)
+    failures, offers = covenant_round(model.state, test_dscr=True)
     assert list(failures.agents) == [0] and list(failures.cause) == [Cause.COVENANT_DSCR]
     assert len(offers) == 0
 
 
 def test_dscr_is_tested_only_in_the_first_round_and_after_the_grace_period() -> None:
     model, _ = dscr_model(cash=0.0)
-    assert covenant_round(model.state, first_round=False)[0].agents.size == 0
+    assert covenant_round(model.state, test_dscr=False)[0].agents.size == 0
     graced, _ = dscr_model(cash=0.0, grace=1)
-    assert covenant_round(graced.state, first_round=True)[0].agents.size == 0  # month 1 of grace
-    assert list(covenant_round(graced.state, first_round=True)[0].agents) == [0]  # month 2: default
+    assert covenant_round(graced.state, test_dscr=True)[0].agents.size == 0  # month 1 of grace
+    assert list(covenant_round(graced.state, test_dscr=True)[0].agents) == [0]  # month 2: default
+
+
+def test_dscr_is_tested_once_a_month_however_many_cascades_run() -> None:
+    """A shock between steps runs another cascade in the same month: it must not count as another
+    month in breach. With one month of grace, the borrower is in breach (month 1) after the first
+    cascade and stays in its grace month through a second one; the next month's cascade defaults it."""
+    graced, _ = dscr_model(cash=0.0, grace=1)
+    led = graced.ledger
+    graced.resolve_now()
+    graced.resolve_now()  # e.g. the visualiser's "re-test covenants", same month
+    assert led.dscr_breach_months[0] == 1 and not led.defaulted[0]
+    graced.state.world.month += 1  # next month, same flows (as if the month had passed unchanged)
+    graced.resolve_now()
+    assert led.defaulted[0] and led.default_cause[0] == Cause.COVENANT_DSCR
 
 
 def miner_with_margin_loan(cash: float) -> GPUCreditModel:
@@ -338,7 +352,7 @@ def miner_with_margin_loan(cash: float) -> GPUCreditModel:
 def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call() -> None:
     """BTC 100 x 95,000 = 9.5M; call at 0.8 x 9.5M = 7.6M < 8M; restore to 0.75 x 7.6M = 5.7M."""
     model = miner_with_margin_loan(cash=3e6)
-    failures, _ = covenant_round(model.state, first_round=False)
+    failures, _ = covenant_round(model.state, test_dscr=False)
     assert failures.agents.size == 0
     assert model.ledger.loans.principal[0] == pytest.approx(5.7e6)
     assert model.ledger.cash[0] == pytest.approx(0.7e6)
@@ -346,7 +360,7 @@ def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call()
 
 def test_margin_call_not_met_seizes_btc_and_defaults() -> None:
     model = miner_with_margin_loan(cash=1e6)
-    failures, _ = covenant_round(model.state, first_round=False)
+    failures, _ = covenant_round(model.state, test_dscr=False)
     assert list(failures.cause) == [Cause.MARGIN_CALL]
     loans = model.ledger.loans
     assert loans.principal[0] == pytest.approx(0.0, abs=1e-6) and not loans.active[0]
