@@ -82,8 +82,6 @@ class MarketWorld:
         self._launched |= newly
         self.launch_factor *= (1.0 - rent.launch_rent_drop) ** int(newly.sum())
         self.rent_per_perf_hour = self._rent()
-        if self.month <= len(rent.path):  # a historical replay: the recorded level (draws still made)
-            self.rent_per_perf_hour = float(rent.path[self.month - 1])
 
         btc = cfg.btc
         rho = btc.correlation_stress if self.stress else btc.correlation_normal
@@ -119,7 +117,11 @@ class MarketWorld:
     # --- derived quantities ---
 
     def _rent(self) -> float:
+        """This month's rent per unit of performance: in a historical replay the recorded level (the
+        draws are still made), else trend x cycle x demand shock x launch drops."""
         rent = self.config.rent
+        if 1 <= self.month <= len(rent.path):
+            return float(rent.path[self.month - 1])
         trend = (1.0 - rent.deflation_per_year) ** (self.month / 12.0)
         cycle = 1.0 + rent.cycle_amplitude * np.sin(
             2 * np.pi * (self.month + rent.cycle_phase_months) / rent.cycle_period_months

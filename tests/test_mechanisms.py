@@ -97,6 +97,23 @@ def test_rent_follows_trend_and_cycle() -> None:
         assert w.rent_per_perf_hour == pytest.approx(2.40 * 0.7 ** (month / 12) * cycle, rel=1e-12)
 
 
+def test_a_launch_keeps_a_replayed_rent_and_drops_a_modelled_one() -> None:
+    """In a historical replay the recorded rent stands, launch or not (a launch used to overwrite it
+    with the modelled rent); without one the launch drop applies to the modelled rent."""
+    path = [2.0, 1.5, 1.2]
+    replay = world({"world.rent.path": path, "world.rent.launch_rent_drop": 0.1})
+    modelled = world({"world.rent.launch_rent_drop": 0.1})
+    for w in (replay, modelled):
+        w.advance()
+        w.advance()
+    before = modelled.rent_per_perf_hour
+    assert replay.launch_next_generation() == modelled.launch_next_generation() is not None
+    assert replay.rent_per_perf_hour == 1.5
+    assert modelled.rent_per_perf_hour == pytest.approx(0.9 * before, rel=1e-12)
+    replay.advance()
+    assert replay.rent_per_perf_hour == 1.2
+
+
 def test_older_generations_reach_zero_margin_first() -> None:
     """Rent 2.40 x 0.5^(t/12) meets the generation's cost per unit of performance at month t*."""
     w = world({"world.rent.deflation_per_year": 0.5})
