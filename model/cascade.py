@@ -499,7 +499,9 @@ def clear_lenders(state: MarketState) -> Failures:
             outside_assets[lenders],
             external_liabilities=led.external_liabilities[lenders],
         )
-        failing = result.defaulted | (insolvent[lenders] if rules.default_at_zero_equity else False)
+        # a lender with negative equity (zero too, with the tie rule) fails even if the clearing has it
+        # pay in full: its debts to lenders that failed earlier are not among the clearing's obligations
+        failing = result.defaulted | insolvent[lenders]
     failed = lenders[failing]
     if failed.size == 0:
         return Failures.none()

@@ -728,6 +728,38 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
 
 
+def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
+    """bank-1 owes 10 to bank-0 and has lent 20 to a neo-cloud; equity 100 + 20 - 95 - 10 = 15. bank-0
+    fails first (its claim on bank-1 stays on the books); then the neo-cloud defaults with nothing to
+    recover and bank-1's equity is 15 - 20 = -5. The Eisenberg-Noe clearing among live lenders does
+    not see its debt to the failed bank-0 and would let it pay in full; it fails, on its own losses."""
+    agents = [
+        {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
+        {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
+        {"id": "nc", "type": "neocloud", "cash": 0.0},
+    ]
+    loans = [
+        interbank_loan("bank-0", "bank-1", 10.0),
+        {
+            "creditor": "bank-1",
+            "debtor": "nc",
+            "principal": 20.0,
+            "tenor_months": 60,
+            "spread": 0.05,
+            "collateral": "none",
+        },
+    ]
+    model = GPUCreditModel(
+        explicit_market(agents, loans, overrides={"cascade.default_at_zero_equity": False}), seed=1
+    )
+    model.default_agent(0)
+    assert not model.ledger.defaulted[1]
+    model.default_agent(2)
+    led = model.ledger
+    assert model.state.lender_equity()[1] == pytest.approx(-5.0)
+    assert led.defaulted[1] and led.default_cause[1] == Cause.INSOLVENCY and led.default_parent[1] == 2
+
+
 def test_largest_by_group_picks_the_largest_amount_then_the_lowest_member() -> None:
     """Against a plain loop over (holder, amount, counterparty) rows, on random small cases with many
     ties (integer amounts, some all zero)."""
