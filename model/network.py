@@ -450,6 +450,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
         loan_rows["amortisation"] == AMORTISATIONS.index("bullet"), 0.0, months_paid / loan_rows["tenor"]
     )
     loan_rows["principal"] = principal * (1.0 - paid_share)
+    original_tenor = loan_rows["tenor"]  # a refinanced loan runs its original tenor again
     loan_rows["tenor"] = loan_rows["tenor"] - months_paid
     loan_rows["age"] = np.zeros(b_idx.size, dtype=np.int64)
 
@@ -529,6 +530,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
         repaid=np.zeros(count),
         active=np.ones(count, dtype=bool),
     )
+    ledger.loans.rollover_tenor[: original_tenor.size] = original_tenor  # the borrowers' loans come first
     # lenders: a cash buffer of 5 % of their loan book (an assumption), then equity by type
     book = ledger.loan_assets()
     lenders = slice(n_b, n_b + n_l)

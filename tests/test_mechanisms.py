@@ -16,7 +16,7 @@ from experiments.validation.common import interbank_loan
 from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import TrancheSpec, load_scenario, read_scenario_data
-from model.ledger import AMORTISATIONS, Cause, Kind, LoanBook
+from model.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service, pay_out_surplus
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
@@ -585,6 +585,18 @@ def test_a_borrower_that_cannot_repay_keeps_its_cash_for_its_creditors() -> None
     assert led.cash[0] == 50_000.0
     repossess(model.state, failed.agents)
     assert led.loans.recovered[0] == pytest.approx(50_000.0)
+
+
+def test_a_generated_loan_rolls_over_for_its_original_tenor() -> None:
+    """Generated loans start part-way through their tenor (tenor = what is left, age 0); a rollover
+    runs the class's loan tenor again, not what was left at the start (ODD 7.2)."""
+    model = GPUCreditModel(seed=1)
+    loans, generated = model.ledger.loans, model.config.generated
+    borrower_loans = loans.instrument != INSTRUMENTS.index("interbank")
+    borrower_loans &= loans.instrument != INSTRUMENTS.index("btc_margin")
+    tenors = {generated.miners.loan_tenor_months, generated.neoclouds.loan_tenor_months}
+    assert set(loans.rollover_tenor[borrower_loans].tolist()) <= tenors
+    assert (loans.tenor[borrower_loans] < loans.rollover_tenor[borrower_loans]).any()
 
 
 def test_bond_investors_roll_only_while_markets_are_open() -> None:
