@@ -276,7 +276,7 @@ class LoanSpec(Strict):
     seniority: int = Field(default=1, ge=1, le=9, description="1 = most senior")
     instrument: Instrument = "term_loan"
     collateral: Collateral = "gpu"
-    dscr_min: NonNegative = 0.0
+    dscr_min: NonNegative = Field(default=0.0, le=5.0)
     ltv_max: float = Field(default=5.0, gt=0.0, le=5.0)
     margin_call_ltv: float = Field(default=2.0, gt=0.0, le=2.0)
 

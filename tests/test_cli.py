@@ -122,6 +122,11 @@ def _ghost_loan() -> str:
     )
 
 
+def _covenant_out_of_range() -> str:
+    demo = (ROOT / "experiments/scenarios/fire_sale_demo.toml").read_text()
+    return demo.replace('debtor = "small-3"', 'debtor = "small-3"\ndscr_min = 7')
+
+
 def _missing_parameter() -> str:
     return (ROOT / "experiments/scenarios/baseline.toml").read_text().replace("utilisation = 0.85\n", "")
 
@@ -133,6 +138,11 @@ def _missing_parameter() -> str:
         pytest.param(_ghost_loan, "loans[3].debtor: no agent with id 'ghost'", id="loan-to-missing-agent"),
         pytest.param(
             _missing_parameter, "world.rent.utilisation: required parameter is missing", id="missing"
+        ),
+        pytest.param(
+            _covenant_out_of_range,
+            "explicit.loans.3.dscr_min: Input should be less than or equal to 5",
+            id="covenant-out-of-range",
         ),
     ],
 )
