@@ -30,14 +30,25 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
 
 
 def largest_by_group(n_groups: int, group: np.ndarray, amount: np.ndarray, member: np.ndarray) -> np.ndarray:
-    """For each of ``n_groups`` groups, the member with the largest ``amount`` in it (ties: the lowest
-    member id; -1 for an empty group)."""
+    """For each of ``n_groups`` groups, the member with the largest total ``amount`` in it (the amounts
+    of a member listed more than once in a group are summed; ties: the lowest member id; -1 for an
+    empty group). Members are ids >= 0."""
+    out = np.full(n_groups, -1, dtype=np.int64)
+    if group.size == 0:
+        return out
+    stride = int(member.max()) + 1
+    pairs, total = group.astype(np.int64) * stride + member, amount
+    if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts
+        pairs, which = np.unique(pairs, return_inverse=True)
+        total = np.bincount(which, weights=amount)
+    group, member = pairs // stride, pairs % stride
     largest = np.full(n_groups, -np.inf)
-    np.maximum.at(largest, group, amount)
-    top = amount == largest[group]
-    out = np.full(n_groups, np.iinfo(np.int64).max)
-    np.minimum.at(out, group[top], member[top])
-    out[out == np.iinfo(np.int64).max] = -1
+    np.maximum.at(largest, group, total)
+    top = total == largest[group]
+    lowest = np.full(n_groups, stride)
+    np.minimum.at(lowest, group[top], member[top])
+    found = lowest < stride
+    out[found] = lowest[found]
     return out
 
 

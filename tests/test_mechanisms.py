@@ -511,6 +511,16 @@ def test_only_repossessed_lots_drive_the_mark(impact) -> None:
         assert result.driver.tolist() == [driver]
 
 
+def test_the_driver_is_the_borrower_whose_lots_sold_most_in_all() -> None:
+    """Borrower 101's GPUs were repossessed by three lenders (three lots of 100), borrower 102's by one
+    (a lot of 150): 101 sold 300 in all and drives the mark, although 102's single lot is the largest."""
+    posted = offers([100.0, 100.0, 100.0, 150.0], [0.0] * 4)
+    posted.source[:] = [101, 101, 101, 102]
+    result = clear(posted, book(10_000.0, capacity=1e6, budget=1e12), 1)
+    assert result.filled.tolist() == pytest.approx([100.0, 100.0, 100.0, 150.0])
+    assert result.driver.tolist() == [101]
+
+
 # --- rollovers ------------------------------------------------------------------------------------------
 
 
@@ -772,22 +782,22 @@ def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
     assert led.defaulted[1] and led.default_cause[1] == Cause.INSOLVENCY and led.default_parent[1] == 2
 
 
-def test_largest_by_group_picks_the_largest_amount_then_the_lowest_member() -> None:
-    """Against a plain loop over (holder, amount, counterparty) rows, on random small cases with many
-    ties (integer amounts, some all zero)."""
+def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> None:
+    """Against a plain loop over (group, amount, member) rows, on random small cases with many ties
+    (integer amounts, some all zero) and members listed several times in a group (summed)."""
     rng = np.random.default_rng(3)
     for _ in range(300):
         n, m = int(rng.integers(1, 12)), int(rng.integers(0, 30))
-        holder, counterparty = rng.integers(0, n, m), rng.integers(0, n, m)
+        group, member = rng.integers(0, n, m), rng.integers(0, n, m)
         amount = rng.integers(0, 3, m).astype(float)
+        totals: dict[int, dict[int, float]] = {}
+        for g, a, c in zip(group.tolist(), amount.tolist(), member.tolist(), strict=True):
+            totals.setdefault(g, {}).setdefault(c, 0.0)
+            totals[g][c] += a
         expected = np.full(n, -1)
-        best: dict[int, tuple[float, int]] = {}
-        for h, a, c in zip(holder.tolist(), amount.tolist(), counterparty.tolist(), strict=True):
-            if h not in best or (-a, c) < (-best[h][0], best[h][1]):
-                best[h] = (a, c)
-        for h, (_, c) in best.items():
-            expected[h] = c
-        assert largest_by_group(n, holder, amount, counterparty).tolist() == expected.tolist()
+        for g, by_member in totals.items():
+            expected[g] = min(by_member, key=lambda c, t=by_member: (-t[c], c))
+        assert largest_by_group(n, group, amount, member).tolist() == expected.tolist()
 
 
 # --- loan book ----------------------------------------------------------------------------------
