@@ -395,10 +395,13 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loans.principal[sel] = 0.0
     loans.active[sel] = False
 
-    # lenders remember whose default hurt them most (for attributing their later decisions)
-    hurt_most = largest_by_group(n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor)
-    hurt = hurt_most >= 0
-    led.stress_source[hurt] = hurt_most[hurt]
+    # lenders remember the default that has cost them most so far (for attributing their later decisions)
+    hurt_most, cost = largest_by_group(
+        n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor
+    )
+    worse = cost > led.stress_loss
+    led.stress_source[worse] = hurt_most[worse]
+    led.stress_loss[worse] = cost[worse]
 
 
 def _repossess_fleets(
@@ -518,7 +521,7 @@ def clear_lenders(state: MarketState) -> Failures:
         through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
         theirs = hit[through_counterparty[loans.creditor[hit]]]
-        most_exposed = largest_by_group(
+        most_exposed, _ = largest_by_group(
             led.n_agents, loans.creditor[theirs], loans.principal[theirs], loans.debtor[theirs]
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])

@@ -100,7 +100,8 @@ class Ledger:
         self.default_cause = np.zeros(n, dtype=np.int8)
         self.default_parent = np.full(n, -1, dtype=np.int64)
         self.book_ltv_at_default = np.full(n, np.nan)  # what the books showed when it failed
-        self.stress_source = np.full(n, -1, dtype=np.int64)  # lenders: whose default hurt them most
+        self.stress_source = np.full(n, -1, dtype=np.int64)  # lenders: the default that cost them most
+        self.stress_loss = np.zeros(n)  # ... and what it cost (USD, unrecovered at repossession)
         # running totals that make the accounting identities checkable
         self.cash_in = 0.0  # cash that entered the market from outside
         self.cash_out = 0.0  # cash that left it

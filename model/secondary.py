@@ -29,27 +29,29 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
     return out
 
 
-def largest_by_group(n_groups: int, group: np.ndarray, amount: np.ndarray, member: np.ndarray) -> np.ndarray:
+def largest_by_group(
+    n_groups: int, group: np.ndarray, amount: np.ndarray, member: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``n_groups`` groups, the member with the largest total ``amount`` in it (the amounts
     of a member listed more than once in a group are summed; ties: the lowest member id; -1 for an
-    empty group). Members are ids >= 0."""
+    empty group) and that total (-inf for an empty group). Members are ids >= 0."""
     out = np.full(n_groups, -1, dtype=np.int64)
+    largest = np.full(n_groups, -np.inf)
     if group.size == 0:
-        return out
+        return out, largest
     stride = int(member.max()) + 1
     pairs, total = group.astype(np.int64) * stride + member, amount
     if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts
         pairs, which = np.unique(pairs, return_inverse=True)
         total = np.bincount(which, weights=amount)
     group, member = pairs // stride, pairs % stride
-    largest = np.full(n_groups, -np.inf)
     np.maximum.at(largest, group, total)
     top = total == largest[group]
     lowest = np.full(n_groups, stride)
     np.minimum.at(lowest, group[top], member[top])
     found = lowest < stride
     out[found] = lowest[found]
-    return out
+    return out, largest
 
 
 def price_driver(offers: Offers, filled: np.ndarray, n_generations: int) -> np.ndarray:
@@ -57,7 +59,9 @@ def price_driver(offers: Offers, filled: np.ndarray, n_generations: int) -> np.n
     the lowest id; -1 if none sold). Only repossessed lots drive the cause tree: a curing borrower's
     sale is not a default."""
     forced = (offers.lot >= 0) & (filled > 0)
-    return largest_by_group(n_generations, offers.generation[forced], filled[forced], offers.source[forced])
+    return largest_by_group(n_generations, offers.generation[forced], filled[forced], offers.source[forced])[
+        0
+    ]
 
 
 @dataclass

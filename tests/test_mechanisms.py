@@ -697,6 +697,28 @@ def test_surplus_collateral_is_shared_by_all_creditors_by_claim() -> None:
     assert units_by_holder(model) == pytest.approx({1: 650.0, 2: 350.0})
 
 
+def test_a_lender_remembers_the_default_that_cost_it_most() -> None:
+    """The bank lends 3 V to nc-a and 0.2 V to nc-b, each with a fleet worth V. nc-a's default costs
+    it about 2 V; nc-b's later default costs it nothing (its fleet covers the claim), so nc-a stays the
+    bank's stress source (a later, cheaper default used to replace it)."""
+    v = fleet_value()
+    agents = [
+        {"id": "nc-a", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 0.0},
+        {"id": "nc-b", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 0.0},
+        {"id": "bank", "type": "bank", "cash": 1e6},
+    ]
+    loans = [
+        {"creditor": "bank", "debtor": debtor, "tenor_months": 60, "spread": 0.05, "principal": share * v}
+        for debtor, share in (("nc-a", 3.0), ("nc-b", 0.2))
+    ]
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    led = model.ledger
+    repossess(model.state, np.array([0]))
+    assert led.stress_source[2] == 0 and led.stress_loss[2] == pytest.approx(2.0 * v, rel=1e-6)
+    repossess(model.state, np.array([1]))
+    assert led.stress_source[2] == 0
+
+
 def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest() -> None:
     model, v = estate([{"creditor": "bank", "principal": 0.9, "ltv_max": 5.0}], cash=0.0)
     total = model.ledger.total_gpus().copy()
@@ -797,7 +819,7 @@ def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> No
         expected = np.full(n, -1)
         for g, by_member in totals.items():
             expected[g] = min(by_member, key=lambda c, t=by_member: (-t[c], c))
-        assert largest_by_group(n, group, amount, member).tolist() == expected.tolist()
+        assert largest_by_group(n, group, amount, member)[0].tolist() == expected.tolist()
 
 
 # --- loan book ----------------------------------------------------------------------------------
