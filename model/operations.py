@@ -14,6 +14,7 @@ import numpy as np
 from agents import Lender, Miner, NeoCloud
 from model.ledger import Cause, Kind
 from model.network import contract_revenue_per_gpu, monthly_debt_service
+from model.secondary import largest_by_group
 from model.state import MarketState
 
 
@@ -173,21 +174,26 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     parent = np.full(fails.size, -1, dtype=np.int64)
     refused = cause[fails] == Cause.ROLLOVER_REFUSED
     if refused.any():
-        parent[refused] = _refusing_lender_parent(state, fails[refused], act[maturing & ~rolled])
+        refusals = maturing & ~rolled & (balloon > 0)
+        parent[refused] = _refusing_lender_parent(state, fails[refused], act[refusals], balloon[refusals])
     return PaymentDefaults(fails, cause[fails].astype(np.int8), parent)
 
 
-def _refusing_lender_parent(state: MarketState, debtors: np.ndarray, refused_loans: np.ndarray) -> np.ndarray:
+def _refusing_lender_parent(
+    state: MarketState, debtors: np.ndarray, refused_loans: np.ndarray, balloons: np.ndarray
+) -> np.ndarray:
     """Attribute a refused rollover to the default that stressed the lender (or the lender itself if
-    it failed); -1 when the lender refused for its own reasons (a static pool, a closed market)."""
+    it failed); -1 when the lender refused for its own reasons (a static pool, a closed market). A
+    debtor refused by several lenders is attributed to the one refusing the largest balloon."""
     led = state.ledger
     loans = led.loans
+    refuser, _ = largest_by_group(
+        led.n_agents, loans.debtor[refused_loans], balloons, loans.creditor[refused_loans]
+    )
+    lender = refuser[debtors]
+    known = lender >= 0
     out = np.full(debtors.size, -1, dtype=np.int64)
-    lender_of = {int(loans.debtor[i]): int(loans.creditor[i]) for i in refused_loans}
-    for k, d in enumerate(debtors):
-        lender = lender_of.get(int(d), -1)
-        if lender >= 0:
-            out[k] = lender if led.defaulted[lender] else led.stress_source[lender]
+    out[known] = np.where(led.defaulted[lender[known]], lender[known], led.stress_source[lender[known]])
     return out
 
 

@@ -584,6 +584,27 @@ def test_refused_rollover_defaults_a_borrower_who_cannot_repay(liabilities, lend
     assert model.ledger.loans.principal[0] == 1e6  # nothing was paid
 
 
+def test_a_refused_rollover_is_attributed_to_the_lender_that_refused() -> None:
+    """Two loans mature this month: a 1M bullet from an ABS trust (never refinances: no parent) and a
+    small linear loan, fully amortised, from a bank that has failed. Only the bullet has a balloon to
+    refuse, so the default's parent is -1, not the failed bank (the last maturing loan used to win)."""
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 10}, "cash": 10_000.0},
+        {"id": "trust", "type": "abs_trust"},
+        {"id": "bank", "type": "bank"},
+    ]
+    terms = {"debtor": "nc", "tenor_months": 1, "collateral": "none", "spread": 0.05}
+    loans = [
+        {**terms, "creditor": "trust", "principal": 1e6, "amortisation": "bullet"},
+        {**terms, "creditor": "bank", "principal": 1_000.0, "amortisation": "linear"},
+    ]
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    model.ledger.defaulted[2] = True
+    failed = pay_debt_service(model.state, np.zeros(model.ledger.n_agents))
+    assert list(failed.agents) == [0] and list(failed.cause) == [Cause.ROLLOVER_REFUSED]
+    assert list(failed.parent) == [-1]
+
+
 def test_a_borrower_that_cannot_repay_keeps_its_cash_for_its_creditors() -> None:
     """A borrower whose refused balloon it cannot repay pays no surplus cash out to its owners in the
     month it fails (it used to, before repossession): its creditor recovers all 50k of it."""
