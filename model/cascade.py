@@ -225,9 +225,11 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     led.cash_in += raised.sum()
     prepay = np.zeros(led.n_agents)
     prepay[idx] = plan.from_cash + plan.from_equity
-    # an LTV cure must cut GPU-secured debt; a DSCR cure cuts debt service on any loan
-    _prepay(state, np.where(dscr_breach, 0.0, prepay), gpu_loans)
-    _prepay(state, np.where(dscr_breach, prepay, 0.0), loans.active)
+    # an LTV cure must cut GPU-secured debt; a DSCR cure cuts debt service on any loan: a borrower in
+    # breach of both cuts its GPU-secured debt first, by what the LTV covenant needs, then all its loans
+    to_gpu_loans = np.where(dscr_breach, np.minimum(prepay, need_ltv), prepay)
+    _prepay(state, to_gpu_loans, gpu_loans)
+    _prepay(state, prepay - to_gpu_loans, loans.active)
     sellers = idx[plan.cured & (plan.sale_value > 0)]
     share = plan.sale_value[plan.cured & (plan.sale_value > 0)] / collateral[sellers]
     units = led.gpus[sellers] * share[:, None]

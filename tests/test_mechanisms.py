@@ -317,6 +317,30 @@ def test_dscr_breach_is_cured_by_cutting_debt_in_proportion() -> None:
     assert model.ledger.loans.principal[0] == pytest.approx(0.8 * debt, rel=1e-12)
 
 
+def test_a_borrower_in_ltv_and_dscr_breach_cures_both() -> None:
+    """GPU-secured debt 0.6 V against an LTV limit of 0.5 (need 0.1 V) plus a 0.6 V bond; coverage
+    1.2 < 1.25 (need 4 % of total debt, 0.048 V). The cure (0.1 V, from cash) goes to the GPU-secured
+    loan first, which ends at the limit; before, it was spread over both loans and left the LTV in
+    breach (0.55 V / 0.5 V) while the borrower counted as cured."""
+    v = fleet_value()
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 1e9},
+        {"id": "bank", "type": "bank", "cash": 1e6},
+        {"id": "bond", "type": "bond_investors", "cash": 1e6},
+    ]
+    terms = {"debtor": "nc", "tenor_months": 60, "principal": 0.6 * v}
+    loans = [
+        {**terms, "creditor": "bank", "spread": 0.05, "ltv_max": 0.5, "dscr_min": 1.25},
+        {**terms, "creditor": "bond", "spread": 0.08, "collateral": "none", "amortisation": "bullet"},
+    ]
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    led = model.ledger
+    led.operating_cash_flow[0], led.debt_service_due[0] = 1.2e5, 1e5
+    failures, offers = covenant_round(model.state, test_dscr=True)
+    assert failures.agents.size == 0 and len(offers) == 0
+    assert led.loans.principal.tolist() == pytest.approx([0.5 * v, 0.6 * v], rel=1e-9)
+
+
 def test_dscr_breach_without_cash_defaults_and_cannot_sell() -> None:
     model, _ = dscr_model(cash=0.0)
     failures, offers = covenant_round(model.state, test_dscr=True)
