@@ -59,9 +59,10 @@ def price_driver(offers: Offers, filled: np.ndarray, n_generations: int) -> np.n
     the lowest id; -1 if none sold). Only repossessed lots drive the cause tree: a curing borrower's
     sale is not a default."""
     forced = (offers.lot >= 0) & (filled > 0)
-    return largest_by_group(n_generations, offers.generation[forced], filled[forced], offers.source[forced])[
-        0
-    ]
+    driver, _ = largest_by_group(
+        n_generations, offers.generation[forced], filled[forced], offers.source[forced]
+    )
+    return driver
 
 
 @dataclass
