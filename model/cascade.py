@@ -1,8 +1,8 @@
 """Steps 3-4 of a month: covenants, then the default -> repossession -> fire sale -> re-mark loop.
 
 Each round, on whole arrays:
-1. test every borrower's covenants at the latest collateral price (DSCR in the first round of the
-   month, LTV at the secondary mark and BTC margin calls in every round);
+1. test every borrower's covenants at the latest collateral price (DSCR once a month, in the first
+   round of the month's first cascade; LTV at the secondary mark and BTC margin calls in every round);
 2. breached borrowers cure (cash, equity, selling GPUs) or default;
 3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their cash and
    BTC recovered, their loans written off;
