@@ -128,7 +128,7 @@ class Ledger:
 
     @contextmanager
     def caching(self) -> Iterator[None]:
-        """Within this block, ``debt``, ``loan_assets`` and ``inventory`` (and the state's lender
+        """Within this block, ``debt`` and ``loan_assets`` (and the state's lender
         equity and assets) are worked out once and reused until ``invalidate`` is called. Whoever
         changes a balance inside the block (loans, lots, cash, outside assets, marks) must call
         ``invalidate``; the cascade does so after each phase that can change one. Agents' kinds must
@@ -181,17 +181,6 @@ class Ledger:
 
     def _loan_assets(self) -> np.ndarray:
         return np.bincount(self.loans.creditor, weights=self._active_principal(), minlength=self.n_agents)
-
-    def inventory(self) -> np.ndarray:
-        """Repossessed GPUs held by each agent, by generation (derived from the lots)."""
-        return self.cached("inventory", self._inventory)
-
-    def _inventory(self) -> np.ndarray:
-        lots = self.lots
-        n, g = self.n_agents, self.n_generations
-        # bincount adds in the same order as np.add.at, many times faster
-        cell = lots.holder * g + lots.generation
-        return np.bincount(cell, weights=lots.units, minlength=n * g).reshape(n, g)
 
     def total_gpus(self) -> np.ndarray:
         """Every GPU in the market, by generation: fleets, installed at buyers and in repossession."""

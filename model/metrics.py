@@ -237,18 +237,11 @@ def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
 
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor on defaulted loans: written off, less cash recovered and less the
-    repossessed GPUs it still holds at the mark (unrealised)."""
-    led = model.ledger
-    loans = led.loans
-    held = np.bincount(  # adds in the same order as np.add.at, many times faster
-        led.lots.loan,
-        weights=led.lots.units * model.state.mark_price()[led.lots.generation],
-        minlength=len(loans),
-    )
-    unrecovered = loans.written_off - loans.recovered
-    loss = unrecovered - np.minimum(held, unrecovered)  # stock worth more than the claim is the owners'
+    repossessed GPUs it still holds (``MarketState.repossessed_value``: at the mark, up to the claim)."""
+    loans = model.ledger.loans
+    loss = loans.written_off - loans.recovered - model.state.repossessed_value()
     return np.bincount(
-        loans.creditor, weights=np.where(loans.written_off > 0, loss, 0.0), minlength=led.n_agents
+        loans.creditor, weights=np.where(loans.written_off > 0, loss, 0.0), minlength=model.ledger.n_agents
     )
 
 

@@ -65,13 +65,22 @@ class MarketState:
         return led.cash + led.loan_assets() + self._inventory_value() + led.external_assets
 
     def _inventory_value(self) -> np.ndarray:
-        """Repossessed stock at the mark, per agent. With no lots every row is exactly 0.0 (products
-        of zeros with finite, non-negative prices), so the matrix product is skipped."""
+        """What each lender's repossessed stock is worth to it (``repossessed_value``, by the lender
+        holding each loan's lots)."""
         led = self.ledger
-        price = self.mark_price()
-        if len(led.lots) == 0 and np.all(np.isfinite(price) & (price >= 0)):
+        if len(led.lots) == 0:
             return np.zeros(led.n_agents)
-        return led.inventory() @ price
+        return np.bincount(led.loans.creditor, weights=self.repossessed_value(), minlength=led.n_agents)
+
+    def repossessed_value(self) -> np.ndarray:
+        """Per loan: its repossessed GPUs at the mark, up to the loan's unrecovered claim. Sale proceeds
+        above the claim go to the borrower's owners (ODD 7.5), so stock worth more is not the lender's."""
+        led = self.ledger
+        loans, lots = led.loans, led.lots
+        held = np.bincount(
+            lots.loan, weights=lots.units * self.mark_price()[lots.generation], minlength=len(loans)
+        )
+        return np.minimum(held, np.maximum(loans.written_off - loans.recovered, 0.0))
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()

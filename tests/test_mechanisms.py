@@ -17,6 +17,7 @@ from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import TrancheSpec, load_scenario, read_scenario_data
 from model.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
+from model.metrics import lender_losses
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service, pay_out_surplus
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
@@ -762,6 +763,24 @@ def test_a_lender_remembers_the_default_that_cost_it_most() -> None:
     assert led.stress_source[2] == 0 and led.stress_loss[2] == pytest.approx(2.0 * v, rel=1e-6)
     repossess(model.state, np.array([1]))
     assert led.stress_source[2] == 0
+
+
+def test_an_over_collateralised_default_does_not_raise_the_lenders_equity() -> None:
+    """The bank lends 0.2 V against a fleet worth V. After the default it holds the whole fleet as lots,
+    but only 0.2 V of it is its own (the rest of any sale goes to the borrower's owners): its equity and
+    its recorded loss do not move (it used to gain 0.8 V)."""
+    v = fleet_value()
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 0.0},
+        {"id": "bank", "type": "bank", "cash": 1e6},
+    ]
+    loans = [{"creditor": "bank", "debtor": "nc", "tenor_months": 60, "spread": 0.05, "principal": 0.2 * v}]
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    before = model.state.lender_equity()[1]
+    repossess(model.state, np.array([0]))
+    assert model.ledger.lots.units.sum() == pytest.approx(1000.0)
+    assert model.state.lender_equity()[1] == pytest.approx(before, rel=1e-12)
+    assert lender_losses(model)[1] == pytest.approx(0.0, abs=1e-6 * v)
 
 
 def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest() -> None:
