@@ -239,7 +239,10 @@ def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor on defaulted loans: written off, less cash recovered and less the
     repossessed GPUs it still holds (``MarketState.repossessed_value``: at the mark, up to the claim)."""
     loans = model.ledger.loans
-    loss = loans.written_off - loans.recovered - model.state.repossessed_value()
+    held = np.zeros(len(loans))
+    loan, value = model.state.repossessed_value()
+    held[loan] = value
+    loss = loans.written_off - loans.recovered - held
     return np.bincount(
         loans.creditor, weights=np.where(loans.written_off > 0, loss, 0.0), minlength=model.ledger.n_agents
     )

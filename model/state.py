@@ -65,22 +65,25 @@ class MarketState:
         return led.cash + led.loan_assets() + self._inventory_value() + led.external_assets
 
     def _inventory_value(self) -> np.ndarray:
-        """What each lender's repossessed stock is worth to it (``repossessed_value``, by the lender
-        holding each loan's lots)."""
+        """What each lender's repossessed stock is worth to it (``repossessed_value``, summed by the
+        lender holding each loan's lots)."""
         led = self.ledger
         if len(led.lots) == 0:
             return np.zeros(led.n_agents)
-        return np.bincount(led.loans.creditor, weights=self.repossessed_value(), minlength=led.n_agents)
+        loan, value = self.repossessed_value()
+        return np.bincount(led.loans.creditor[loan], weights=value, minlength=led.n_agents)
 
-    def repossessed_value(self) -> np.ndarray:
-        """Per loan: its repossessed GPUs at the mark, up to the loan's unrecovered claim. Sale proceeds
-        above the claim go to the borrower's owners (ODD 7.5), so stock worth more is not the lender's."""
+    def repossessed_value(self) -> tuple[np.ndarray, np.ndarray]:
+        """The loans that hold repossessed GPUs (ascending ids) and, for each, those GPUs at the mark up
+        to the loan's unrecovered claim: sale proceeds above the claim go to the borrower's owners (ODD
+        7.5), so stock worth more is not the lender's. Only the lots' loans are visited, not the book."""
         led = self.ledger
         loans, lots = led.loans, led.lots
+        loan, lot_of = np.unique(lots.loan, return_inverse=True)
         held = np.bincount(
-            lots.loan, weights=lots.units * self.mark_price()[lots.generation], minlength=len(loans)
+            lot_of, weights=lots.units * self.mark_price()[lots.generation], minlength=loan.size
         )
-        return np.minimum(held, np.maximum(loans.written_off - loans.recovered, 0.0))
+        return loan, np.minimum(held, np.maximum(loans.written_off[loan] - loans.recovered[loan], 0.0))
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()
