@@ -488,7 +488,13 @@ def clear_lenders(state: MarketState) -> Failures:
     debtor, creditor = local[loans.debtor[ib]], local[loans.creditor[ib]]
     if zero:
         wave = zero_recovery(
-            lenders.size, debtor, creditor, loans.principal[ib], equity[lenders], rules.default_at_zero_equity
+            lenders.size,
+            debtor,
+            creditor,
+            loans.principal[ib],
+            equity[lenders],
+            rules.default_at_zero_equity,
+            check=False,
         )
         failing = wave >= 0
     else:
