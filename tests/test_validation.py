@@ -50,6 +50,25 @@ def test_gai_kapadia_fast_path_equals_the_full_model_draw_for_draw():
             np.testing.assert_array_equal(model.ledger.defaulted[: draw.n], engine.defaults(draw))
 
 
+def test_engine_session_loan_book_equals_the_models():
+    """Column by column, the session's interbank book is the one the model builds from the scenario, for
+    a draw after a larger and a smaller one (its shared columns are reused and sliced); the terms it
+    shares across draws are read-only, the balances the book's own."""
+    rng = np.random.default_rng(5)
+    engine = gk.GKEngine(True)
+    for z in (6.0, 1.0, 3.0):
+        draw = gk.draw_network(60, z, rng)
+        principal, *_ = gk.balance_sheet(draw)
+        book = engine.session.interbank_book(draw.creditor, draw.debtor, principal)
+    expected = GPUCreditModel(gk.scenario_for(draw, True)).ledger.loans
+    for name in (*book.FIELDS_INT, *book.FIELDS_FLOAT, "active", "original_principal", "rollover_tenor"):
+        np.testing.assert_array_equal(getattr(book, name), getattr(expected, name), err_msg=name)
+    for name in book.BALANCES:
+        assert getattr(book, name).flags.writeable, name
+    with pytest.raises(ValueError, match="read-only"):
+        book.ltv_max[0] = 1.0
+
+
 def test_gai_kapadia_tie_is_exact_a_loss_equal_to_capital():
     """Bank 0 lends to 5 banks (20 % of assets split 5 ways = capital exactly): one borrower's default
     wipes out its capital, so it fails under the tie rule and survives without it."""

@@ -26,7 +26,7 @@ import numpy as np
 from agents import Lender
 from model.cascade import CascadeReport, Failures, run_cascade
 from model.config import Scenario, load_scenario, read_scenario_data
-from model.ledger import INSTRUMENTS, Cause, Kind, Ledger, LoanBook
+from model.ledger import AMORTISATIONS, COLLATERALS, INSTRUMENTS, Cause, Kind, Ledger, LoanBook
 from model.network import _finish_lenders
 from model.secondary import BuyerBook, Marks
 from model.state import MarketState
@@ -113,6 +113,7 @@ class EngineSession:
         self.n_generations = len(self.world.generations)
         self.book = book if book is not None else empty_book(self.n_generations)
         self._params: dict[bytes, dict[str, np.ndarray]] = {}
+        self._columns: dict[str, np.ndarray] = {}  # see ``interbank_book``
 
     def ledger(self, n_agents: int, kind: Kind = Kind.BANK, loans: LoanBook | None = None) -> Ledger:
         ledger = Ledger(n_agents, self.n_generations, loans)
@@ -148,11 +149,50 @@ class EngineSession:
             params = self._params[key] = Lender.behaviour_arrays(kind, self.config.lenders)
         return {name: values.copy() for name, values in params.items()}
 
+    def interbank_book(self, creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray) -> LoanBook:
+        """Interbank loans as the ledger's loan book (the arrays ``_build_explicit`` would produce).
+
+        The terms all loans share (``INTERBANK_TERMS``) are read-only slices of one column per term, kept
+        for the next draw: the book copies the columns that change during a run (``LoanBook.BALANCES``)
+        and the cascade never writes the others (a write would raise, not corrupt the next draw).
+        """
+        m = principal.size
+        terms = {}
+        for name, (value, dtype) in INTERBANK_TERMS.items():
+            column = self._columns.get(name)
+            if column is None or column.size < m:
+                column = self._columns[name] = np.full(
+                    max(m, 2 * (0 if column is None else column.size)), value, dtype
+                )
+                column.flags.writeable = False
+            terms[name] = column[:m]
+        return LoanBook(creditor=creditor, debtor=debtor, principal=principal, **terms)
+
     def default(self, state: MarketState, agent: int, buyer_index: np.ndarray | None = None) -> CascadeReport:
         """Force ``agent`` into default and resolve the cascade (as ``GPUCreditModel.default_agent``)."""
         shock = Failures(np.array([agent]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
         index = np.zeros(0, dtype=np.int64) if buyer_index is None else buyer_index
         return run_cascade(state, self.book, index, shock)
+
+
+INTERBANK_TERMS: dict[str, tuple[Any, type]] = {
+    "spread": (0.0, np.float64),
+    "tenor": (12, np.int64),
+    "age": (0, np.int64),
+    "amortisation": (AMORTISATIONS.index("bullet"), np.int64),
+    "seniority": (1, np.int64),
+    "instrument": (INSTRUMENTS.index("interbank"), np.int64),
+    "collateral": (COLLATERALS.index("none"), np.int64),
+    "dscr_min": (0.0, np.float64),
+    "ltv_max": (5.0, np.float64),
+    "margin_call_ltv": (2.0, np.float64),
+    "written_off": (0.0, np.float64),
+    "recovered": (0.0, np.float64),
+    "repaid": (0.0, np.float64),
+    "active": (True, np.bool_),
+}
+"""What every loan of ``EngineSession.interbank_book`` shares: the terms ``_build_explicit`` gives an
+``interbank_loan``."""
 
 
 def empty_book(n_generations: int) -> BuyerBook:
@@ -163,30 +203,6 @@ def empty_book(n_generations: int) -> BuyerBook:
         eligible=np.zeros((0, n_generations), dtype=bool),
         budget=np.zeros(0),
         capacity=np.zeros(0),
-    )
-
-
-def interbank_book(creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray) -> LoanBook:
-    """Interbank loans as the ledger's loan book (the arrays ``_build_explicit`` would produce)."""
-    m = principal.size
-    return LoanBook(
-        creditor=creditor,
-        debtor=debtor,
-        principal=principal,
-        spread=np.zeros(m),
-        tenor=np.full(m, 12),
-        age=np.zeros(m, dtype=np.int64),
-        amortisation=np.full(m, 2),  # bullet
-        seniority=np.ones(m, dtype=np.int64),
-        instrument=np.full(m, INSTRUMENTS.index("interbank")),
-        collateral=np.full(m, 2),  # none
-        dscr_min=np.zeros(m),
-        ltv_max=np.full(m, 5.0),
-        margin_call_ltv=np.full(m, 2.0),
-        written_off=np.zeros(m),
-        recovered=np.zeros(m),
-        repaid=np.zeros(m),
-        active=np.ones(m, dtype=bool),
     )
 
 

@@ -41,7 +41,6 @@ from experiments.validation.common import (
     EngineSession,
     Report,
     figure_path,
-    interbank_book,
     interbank_loan,
     progress,
     reduced_scenario,
@@ -139,7 +138,9 @@ class GKEngine:
     def state_for(self, draw: Draw) -> MarketState:
         """The draw's banks and interbank loans as the model's ledger and market state."""
         principal, external, deposits, _ = balance_sheet(draw)
-        ledger = self.session.ledger(draw.n, Kind.BANK, interbank_book(draw.creditor, draw.debtor, principal))
+        ledger = self.session.ledger(
+            draw.n, Kind.BANK, self.session.interbank_book(draw.creditor, draw.debtor, principal)
+        )
         ledger.external_assets[:] = external
         ledger.external_liabilities[:] = deposits
         return self.session.state(ledger)
