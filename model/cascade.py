@@ -357,7 +357,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     is_def = np.zeros(n, dtype=bool)
     is_def[defaulters] = True
     sel = np.flatnonzero(loans.active & is_def[loans.debtor])
-    led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel)
+    has_fleet = bool(led.gpus[defaulters].any())
+    led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel) if has_fleet else np.nan
     claim = loans.principal[sel].copy()
     debtor = loans.debtor[sel]
 
@@ -375,7 +376,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
     has_creditor = np.zeros(n, dtype=bool)
     has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
-    if led.gpus[defaulters].any():
+    if has_fleet:
         allocated = _repossess_fleets(state, sel, claim, claim_share)
         led.gpus[is_def & has_creditor] = 0.0
     else:  # no fleet: nothing to allocate
