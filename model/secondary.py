@@ -44,13 +44,13 @@ def largest_by_group(
     if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts
         pairs, which = np.unique(pairs, return_inverse=True)
         total = np.bincount(which, weights=amount)
-    group, member = pairs // stride, pairs % stride
+        group, member = pairs // stride, pairs % stride
+    # rows now run in order of group, then member: a group's first row with its largest total has the
+    # lowest member among those tied
     np.maximum.at(largest, group, total)
-    top = total == largest[group]
-    lowest = np.full(n_groups, stride)
-    np.minimum.at(lowest, group[top], member[top])
-    found = lowest < stride
-    out[found] = lowest[found]
+    top = np.flatnonzero(total == largest[group])
+    first = top[run_starts(group[top])]
+    out[group[first]] = member[first]
     return out, largest
 
 

@@ -884,6 +884,12 @@ def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> No
         for g, by_member in totals.items():
             expected[g] = min(by_member, key=lambda c, t=by_member: (-t[c], c))
         assert largest_by_group(n, group, amount, member)[0].tolist() == expected.tolist()
+        # the same totals as distinct (group, member) rows already in order: the path without np.unique
+        rows = sorted((g, c, t) for g, by_member in totals.items() for c, t in by_member.items())
+        in_order = [np.array([r[k] for r in rows], dtype=int if k < 2 else float) for k in range(3)]
+        winner, largest = largest_by_group(n, in_order[0], in_order[2], in_order[1])
+        assert winner.tolist() == expected.tolist()
+        assert largest.tolist() == [max(totals[g].values()) if g in totals else -np.inf for g in range(n)]
 
 
 # --- loan book ----------------------------------------------------------------------------------
