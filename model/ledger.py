@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
+from functools import cache
 
 import numpy as np
 
@@ -117,12 +118,7 @@ class Ledger:
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
         """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
-        return self.static(kinds, lambda: self._of_kind(kinds))
-
-    def _of_kind(self, kinds: tuple[Kind, ...]) -> np.ndarray:
-        wanted = np.zeros(len(Kind), dtype=bool)  # the same mask as np.isin, by table lookup
-        wanted[list(kinds)] = True
-        return wanted[self.kind]
+        return self.static(kinds, lambda: _kind_table(kinds)[self.kind])
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 
@@ -196,6 +192,16 @@ class Ledger:
         self.default_round[agents] = round_
         self.default_cause[agents] = cause
         self.default_parent[agents] = parent
+
+
+@cache
+def _kind_table(kinds: tuple[Kind, ...]) -> np.ndarray:
+    """Whether each kind is one of ``kinds``, indexed by kind: a lookup in it gives the same mask as
+    ``np.isin``."""
+    wanted = np.zeros(len(Kind), dtype=bool)
+    wanted[list(kinds)] = True
+    wanted.flags.writeable = False
+    return wanted
 
 
 def _remembered(store: dict | None, key: object, compute):
