@@ -161,9 +161,7 @@ class EngineSession:
         for name, (value, dtype) in INTERBANK_TERMS.items():
             column = self._columns.get(name)
             if column is None or column.size < m:
-                column = self._columns[name] = np.full(
-                    max(m, 2 * (0 if column is None else column.size)), value, dtype
-                )
+                column = self._columns[name] = np.full(2 * m, value, dtype)  # room for larger draws
                 column.flags.writeable = False
             terms[name] = column[:m]
         return LoanBook(creditor=creditor, debtor=debtor, principal=principal, **terms)
