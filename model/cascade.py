@@ -482,44 +482,28 @@ def clear_lenders(state: MarketState) -> Failures:
     zero = rules.interbank_recovery == "zero"
     if zero and not insolvent[lenders].any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
-    local = np.full(led.n_agents, -1, dtype=np.int64)
-    local[lenders] = np.arange(lenders.size)
     interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
     ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & live_lender[loans.creditor])
-    debtor, creditor = local[loans.debtor[ib]], local[loans.creditor[ib]]
-    if zero:
+    debtor = loans.debtor[ib]
+    if zero:  # agents that are not live lenders have no claims here and never fail (infinite equity)
         wave = zero_recovery(
-            lenders.size,
+            led.n_agents,
             debtor,
-            creditor,
+            loans.creditor[ib],
             loans.principal[ib],
-            equity[lenders],
+            np.where(live_lender, equity, np.inf),
             rules.default_at_zero_equity,
             check=False,
         )
         failing = wave >= 0
     else:
-        claims_on_lenders = np.bincount(
-            loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents
-        )
-        outside_assets = state.lender_assets() - claims_on_lenders
-        result = eisenberg_noe(
-            lenders.size,
-            debtor,
-            creditor,
-            loans.principal[ib],
-            outside_assets[lenders],
-            external_liabilities=led.external_liabilities[lenders],
-        )
-        # a lender with negative equity (zero too, with the tie rule) fails even if the clearing has it
-        # pay in full: its debts to lenders that failed earlier are not among the clearing's obligations
-        failing = result.defaulted | insolvent[lenders]
-    failed = lenders[failing]
+        failing, recovery = _eisenberg_noe_among(state, lenders, ib, insolvent)
+    failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
     hit_rows = failing[debtor]  # every claim of a live lender on a failed one
     hit = ib[hit_rows]
-    recovered = None if zero else result.recovery[debtor[hit_rows]] * loans.principal[hit]
+    recovered = None if zero else recovery[debtor[hit_rows]] * loans.principal[hit]
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = insolvent[failed]
@@ -543,6 +527,34 @@ def clear_lenders(state: MarketState) -> Failures:
     loans.principal[hit] = 0.0
     loans.active[hit] = False
     return Failures(failed, cause, parent)
+
+
+def _eisenberg_noe_among(
+    state: MarketState, lenders: np.ndarray, ib: np.ndarray, insolvent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eisenberg-Noe clearing of the interbank loans ``ib`` among the live ``lenders``: which agents fail
+    (mask) and the share of its obligations each agent pays (1 for the others)."""
+    led = state.ledger
+    loans = led.loans
+    local = np.full(led.n_agents, -1, dtype=np.int64)
+    local[lenders] = np.arange(lenders.size)
+    claims_on_lenders = np.bincount(loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents)
+    outside_assets = state.lender_assets() - claims_on_lenders
+    result = eisenberg_noe(
+        lenders.size,
+        local[loans.debtor[ib]],
+        local[loans.creditor[ib]],
+        loans.principal[ib],
+        outside_assets[lenders],
+        external_liabilities=led.external_liabilities[lenders],
+    )
+    # a lender with negative equity (zero too, with the tie rule) fails even if the clearing has it
+    # pay in full: its debts to lenders that failed earlier are not among the clearing's obligations
+    failing = np.zeros(led.n_agents, dtype=bool)
+    failing[lenders] = result.defaulted | insolvent[lenders]
+    recovery = np.ones(led.n_agents)
+    recovery[lenders] = result.recovery
+    return failing, recovery
 
 
 def lender_offers(state: MarketState) -> Offers:
