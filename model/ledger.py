@@ -118,7 +118,7 @@ class Ledger:
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
         """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
-        return self.static(kinds, lambda: _kind_table(kinds)[self.kind])
+        return self.static(kinds, lambda: _kind_table(kinds).take(self.kind))
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 
