@@ -519,8 +519,9 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
 
-    if recovered is not None:  # what clearing recovers becomes a claim on the estate
+    if recovered is not None:  # what clearing pays moves from the estate's outside assets to the creditor's
         led.external_assets += np.bincount(loans.creditor[hit], weights=recovered, minlength=led.n_agents)
+        led.external_assets -= np.bincount(loans.debtor[hit], weights=recovered, minlength=led.n_agents)
         loans.recovered[hit] += recovered
     # booked as in repossession: the whole claim is written off, what clearing pays is recovered
     loans.written_off[hit] += loans.principal[hit]

@@ -804,15 +804,8 @@ def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest(
 # --- lender clearing ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("recovery", ["zero", "clearing"])
-def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
-    """A chain of interbank loans, bank-3 -> bank-2 -> bank-1 -> bank-0 (creditor -> debtor; 2, 10 and
-    10), equities 7, 8, 5 and 10. bank-0 is forced into default and repays nothing (no cash): bank-1
-    loses 10 > 5 and fails on its own losses (insolvency, parent bank-0). With zero recovery bank-2
-    loses its 10 on bank-1 > 8 and fails in the same round; its equity was positive with every claim
-    at face value, so its cause is counterparty, parent bank-1. With clearing, bank-1's 100 of outside
-    assets pay 100 / 105 of what it owes (95 outside, 10 to bank-2, pari passu): bank-2 recovers
-    10 * 100/105 = 9.52 and survives. bank-3 loses at most 2 < 7 and survives."""
+def _bank_chain(recovery: str) -> GPUCreditModel:
+    """bank-3 -> bank-2 -> bank-1 -> bank-0 (creditor -> debtor) with the given interbank recovery."""
     agents = [
         {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
         {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
@@ -823,6 +816,19 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     model = GPUCreditModel(
         explicit_market(agents, loans, overrides={"cascade.interbank_recovery": recovery}), seed=1
     )
+    return model
+
+
+@pytest.mark.parametrize("recovery", ["zero", "clearing"])
+def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
+    """A chain of interbank loans, bank-3 -> bank-2 -> bank-1 -> bank-0 (creditor -> debtor; 2, 10 and
+    10), equities 7, 8, 5 and 10. bank-0 is forced into default and repays nothing (no cash): bank-1
+    loses 10 > 5 and fails on its own losses (insolvency, parent bank-0). With zero recovery bank-2
+    loses its 10 on bank-1 > 8 and fails in the same round; its equity was positive with every claim
+    at face value, so its cause is counterparty, parent bank-1. With clearing, bank-1's 100 of outside
+    assets pay 100 / 105 of what it owes (95 outside, 10 to bank-2, pari passu): bank-2 recovers
+    10 * 100/105 = 9.52 and survives. bank-3 loses at most 2 < 7 and survives."""
+    model = _bank_chain(recovery)
     model.default_agent(0)
     led = model.ledger
     failed = [1, 2] if recovery == "zero" else [1]
@@ -834,6 +840,24 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert written_off == ([10.0, 10.0, 2.0] if recovery == "zero" else [10.0, 10.0, 0.0])
     recovered = 0.0 if recovery == "zero" else 10.0 * 100.0 / 105.0
     assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
+
+
+@pytest.mark.parametrize("recovery", ["zero", "clearing"])
+def test_defaults_among_lenders_move_equity_and_create_none(recovery) -> None:
+    """The chain above: every write-off is one lender's loss and its debtor's gain, and what Eisenberg-
+    Noe has a failed lender pay leaves its own outside assets as it reaches its creditor's. So the
+    equity of all the banks together, failed ones included, is the same after the cascade as before.
+    With clearing, bank-1 pays bank-2 10 * 100/105 out of its outside assets of 100."""
+    model = _bank_chain(recovery)
+    banks = slice(0, 4)
+    before = model.state.lender_equity()[banks].sum()
+    model.default_agent(0)
+    assert model.ledger.defaulted[1]
+    assert model.state.lender_equity()[banks].sum() == pytest.approx(before, abs=1e-9)
+    paid = 0.0 if recovery == "zero" else 10.0 * 100.0 / 105.0
+    assert model.ledger.external_assets[banks].tolist() == pytest.approx(
+        [100.0, 100.0 - paid, 100.0 + paid, 100.0]
+    )
 
 
 def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:

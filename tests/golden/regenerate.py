@@ -18,6 +18,13 @@ REFERENCES = {
     "baseline_seed1_36m": {"scenario": "baseline", "seed": 1, "months": 36},
     "baseline_seed7_36m": {"scenario": "baseline", "seed": 7, "months": 36},
     "fire_sale_demo": {"scenario": "fire_sale_demo", "seed": None, "months": None},
+    # steep rent deflation: lenders fail and the Eisenberg-Noe clearing pays their interbank creditors
+    "lender_failures_seed1_36m": {
+        "scenario": "baseline",
+        "seed": 1,
+        "months": 36,
+        "params": {"rent_deflation": 0.6},
+    },
 }
 STEP_COLUMNS = (
     "month",
@@ -32,9 +39,9 @@ STEP_COLUMNS = (
 )
 
 
-def reference_run(scenario: str, seed: int | None, months: int | None) -> dict:
+def reference_run(scenario: str, seed: int | None, months: int | None, params: dict | None = None) -> dict:
     """What is pinned: monthly headline series, every default with cause and parent, the run summary."""
-    model = GPUCreditModel(scenario, seed=seed, months=months)
+    model = GPUCreditModel(scenario, seed=seed, months=months, **(params or {}))
     model.run()
     t = tables(model)
     steps = t["steps"][list(STEP_COLUMNS)]
