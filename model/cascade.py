@@ -12,7 +12,8 @@ The loop ends when a round brings no new default and no fall in any mark, or at 
 Every default records its cause and the agent that caused it, so a cascade is a tree.
 
 Speed (results unchanged): lender equity, assets and loan totals are worked out once per phase and
-reused (``Ledger.caching``; the loop invalidates them after every phase that can change a balance);
+reused (``Ledger.caching``; they are invalidated after every phase that can change a balance, and kept
+through a covenant test with no live borrower, which changes none they depend on);
 phases with nothing to do are skipped (no live borrower: no covenant test; no lots: no lender offers).
 """
 
@@ -102,7 +103,6 @@ def _cascade_loop(
         if pending.agents.size:  # already failed: they must not also cure, prepay or sell this round
             led.record_default(pending.agents, state.world.month, round_, pending.cause, pending.parent)
         breaches, cure_offers = test_and_cure(state, test_dscr=test_dscr and round_ == 0)
-        led.invalidate()
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
         if failures.agents.size:
@@ -151,7 +151,8 @@ def _per_borrower(state: MarketState, loan_mask: np.ndarray, values: np.ndarray,
 
 def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """Test covenants on every live borrower, let breached ones cure, and return who defaults (with
-    cause and parent) and the GPUs curing borrowers put up for sale."""
+    cause and parent) and the GPUs curing borrowers put up for sale. Forgets the ledger's cached
+    aggregates once cures and margin calls have changed balances."""
     led, world = state.ledger, state.world
     loans = led.loans
     borrowers = state.borrower_mask()
@@ -248,6 +249,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     dscr_fail = np.setdiff1d(idx[~plan.cured], ltv_fail)
     margin = np.flatnonzero(margin_fail)
     seize_btc(state, margin)
+    led.invalidate()
     failures = Failures(
         agents=np.concatenate([margin, ltv_fail, dscr_fail]),
         cause=np.concatenate(
@@ -267,7 +269,8 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
 def _nobody_to_test(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """``test_and_cure`` with no live borrower: nobody breaches, cures or sells. Only its effects on
     the ledger remain: the DSCR breach counters restart, and adding the (zero) equity raised turns a
-    cash balance of -0.0 into 0.0."""
+    cash balance of -0.0 into 0.0. The cached aggregates stay valid: no sum with that cash changes, as
+    the loan assets added to it are never -0.0 (a sum of loans starts at 0.0)."""
     led = state.ledger
     if test_dscr:
         led.dscr_breach_months = np.zeros(led.n_agents, dtype=np.int64)
