@@ -124,16 +124,17 @@ def zero_recovery(
     else:
         d, c, a, eq = debtor, creditor, amount, np.array(equity, dtype=float)
     fails = np.less_equal if default_at_zero_equity else np.less
-    wave = np.full(n, -1, dtype=np.int64)
-    new = fails(eq, 0.0)
+    failed = new = fails(eq, 0.0)
+    waves_failed = np.zeros(n, dtype=np.int64)  # in how many of the waves so far each node had failed
     k = 0
     while new.any():
-        wave[new] = k
+        waves_failed += failed
         lost = np.flatnonzero(new[d])  # every claim on the newly failed, lost in full
         eq -= np.bincount(c[lost], weights=a[lost], minlength=n)
-        new = fails(eq, 0.0) & (wave < 0)
+        now = fails(eq, 0.0)  # losses only lower equity: a failed node stays failed
+        new, failed = now ^ failed, now
         k += 1
-    return wave
+    return np.where(failed, k - waves_failed, -1)
 
 
 def debtrank(
