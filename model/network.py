@@ -189,14 +189,19 @@ def _add_tenants(graph: nx.MultiDiGraph, ledger: Ledger) -> None:
 
 def _finish_lenders(ledger: Ledger, capital_ratio: np.ndarray | None) -> None:
     """Size lenders' outside liabilities so each starts with the given equity / total assets
-    (``None``: keep the liabilities the scenario gave), and remember the starting equity."""
-    lenders = ledger.of_kind(*LENDER_KINDS)
+    (``None``: keep the liabilities the scenario gave), and remember credit funds' starting equity as
+    their peak (their investors redeem after losses from it; no other lender uses a peak)."""
+    funds = ledger.of_kind(Kind.CREDIT_FUND)
+    if capital_ratio is None and not funds.any():
+        return  # no liabilities to size and no peak to remember
     assets = ledger.cash + ledger.loan_assets() + ledger.external_assets
     owed = ledger.debt()
     if capital_ratio is not None:
         target = np.maximum(assets * (1.0 - capital_ratio) - owed, 0.0)
-        ledger.external_liabilities = np.where(lenders, target, ledger.external_liabilities)
-    ledger.peak_equity = np.where(lenders, assets - owed - ledger.external_liabilities, 0.0)
+        ledger.external_liabilities = np.where(
+            ledger.of_kind(*LENDER_KINDS), target, ledger.external_liabilities
+        )
+    ledger.peak_equity = np.where(funds, assets - owed - ledger.external_liabilities, 0.0)
 
 
 # --- explicit networks ---------------------------------------------------------------------------

@@ -201,15 +201,14 @@ def pay_redemptions(state: MarketState) -> None:
     """Credit funds pay investors who redeem after losses; outside money leaves the market."""
     led = state.ledger
     equity = state.lender_equity()
-    wanted = np.where(
-        led.kind == Kind.CREDIT_FUND, Lender.redemptions(equity, led.peak_equity, state.lender_params), 0.0
-    )
+    funds = led.of_kind(Kind.CREDIT_FUND)
+    wanted = np.where(funds, Lender.redemptions(equity, led.peak_equity, state.lender_params), 0.0)
     wanted = np.where(led.defaulted, 0.0, wanted)
     paid = np.minimum(wanted, np.maximum(led.cash, 0.0))
     led.cash -= paid  # investors' capital is the fund's equity: paying it out lowers equity, not debt
     led.cash_out += paid.sum()
     state.redeeming = wanted > 0
-    led.peak_equity = np.where(state.lender_mask(), np.maximum(led.peak_equity, equity), 0.0)
+    led.peak_equity = np.where(funds, np.maximum(led.peak_equity, equity), 0.0)
 
 
 def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:

@@ -19,7 +19,7 @@ from model.config import TrancheSpec, load_scenario, read_scenario_data
 from model.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
 from model.metrics import lender_losses
 from model.model import GPUCreditModel
-from model.operations import pay_debt_service, pay_out_surplus
+from model.operations import pay_debt_service, pay_out_surplus, pay_redemptions
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
 from model.world import MarketWorld
 
@@ -858,6 +858,31 @@ def test_defaults_among_lenders_move_equity_and_create_none(recovery) -> None:
     assert model.ledger.external_assets[banks].tolist() == pytest.approx(
         [100.0, 100.0 - paid, 100.0 + paid, 100.0]
     )
+
+
+def test_credit_fund_investors_redeem_after_a_drawdown_from_the_peak() -> None:
+    """A credit fund starts with equity 100 + 20 - 90 = 30 as its peak; a bank keeps no peak (only
+    funds' investors redeem). A loss of 4 (13 % of the peak, past the 10 % trigger) makes investors
+    pull 5 % of the remaining equity 26 a month, out of the fund's cash; a loss of 2 (7 %) does not."""
+    agents = [
+        {
+            "id": "fund",
+            "type": "credit_fund",
+            "cash": 20.0,
+            "external_assets": 100.0,
+            "external_liabilities": 90.0,
+        },
+        {"id": "bank", "type": "bank", "cash": 20.0, "external_assets": 100.0, "external_liabilities": 90.0},
+    ]
+    for loss, redeemed in ((2.0, 0.0), (4.0, 0.05 * 26.0)):
+        model = GPUCreditModel(explicit_market(agents), seed=1)
+        led, state = model.ledger, model.state
+        assert led.peak_equity[:2].tolist() == [30.0, 0.0]
+        led.external_assets[:2] -= loss
+        pay_redemptions(state)
+        assert led.cash[:2].tolist() == pytest.approx([20.0 - redeemed, 20.0])
+        assert state.redeeming[:2].tolist() == [redeemed > 0, False]
+        assert led.peak_equity[:2].tolist() == [30.0, 0.0]  # a peak only rises
 
 
 def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
