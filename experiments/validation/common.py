@@ -140,14 +140,16 @@ class EngineSession:
 
     def _lender_params(self, kind: np.ndarray) -> dict[str, np.ndarray]:
         """``Lender.behaviour_arrays`` for these kinds: worked out once per distinct kind vector (the
-        draws of a reduction share it) and copied for each state."""
+        draws of a reduction share it) and shared, read-only, by every state (nothing writes them)."""
         key = kind.tobytes()
         params = self._params.get(key)
         if params is None:
             if len(self._params) >= 8:
                 self._params.clear()
             params = self._params[key] = Lender.behaviour_arrays(kind, self.config.lenders)
-        return {name: values.copy() for name, values in params.items()}
+            for values in params.values():
+                values.flags.writeable = False
+        return dict(params)
 
     def interbank_book(self, creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray) -> LoanBook:
         """Interbank loans as the ledger's loan book (the arrays ``_build_explicit`` would produce).
