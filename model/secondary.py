@@ -39,7 +39,13 @@ def largest_by_group(
     largest = np.full(n_groups, -np.inf)
     if group.size == 0:
         return out, largest
-    stride = int(member.max()) + 1
+    lowest, highest = int(member.min()), int(member.max())
+    if lowest == highest:  # one member (as one defaulter's creditors): it leads every group it is in
+        present = np.bincount(group, minlength=n_groups) > 0
+        out[present] = lowest
+        largest[present] = np.bincount(group, weights=amount, minlength=n_groups)[present]
+        return out, largest
+    stride = highest + 1
     pairs, total = group.astype(np.int64) * stride + member, amount
     if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts
         pairs, which = np.unique(pairs, return_inverse=True)

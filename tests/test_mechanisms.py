@@ -919,11 +919,13 @@ def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
 
 def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> None:
     """Against a plain loop over (group, amount, member) rows, on random small cases with many ties
-    (integer amounts, some all zero) and members listed several times in a group (summed)."""
+    (integer amounts, some all zero), members listed several times in a group (summed), and one case
+    in three with a single member."""
     rng = np.random.default_rng(3)
-    for _ in range(300):
+    for case in range(300):
         n, m = int(rng.integers(1, 12)), int(rng.integers(0, 30))
-        group, member = rng.integers(0, n, m), rng.integers(0, n, m)
+        group = rng.integers(0, n, m)
+        member = np.full(m, rng.integers(0, n)) if case % 3 == 0 else rng.integers(0, n, m)
         amount = rng.integers(0, 3, m).astype(float)
         totals: dict[int, dict[int, float]] = {}
         for g, a, c in zip(group.tolist(), amount.tolist(), member.tolist(), strict=True):
@@ -932,7 +934,9 @@ def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> No
         expected = np.full(n, -1)
         for g, by_member in totals.items():
             expected[g] = min(by_member, key=lambda c, t=by_member: (-t[c], c))
-        assert largest_by_group(n, group, amount, member)[0].tolist() == expected.tolist()
+        winner, largest = largest_by_group(n, group, amount, member)
+        assert winner.tolist() == expected.tolist()
+        assert largest.tolist() == [max(totals[g].values()) if g in totals else -np.inf for g in range(n)]
         # the same totals as distinct (group, member) rows already in order: the path without np.unique
         rows = sorted((g, c, t) for g, by_member in totals.items() for c, t in by_member.items())
         in_order = [np.array([r[k] for r in rows], dtype=int if k < 2 else float) for k in range(3)]
