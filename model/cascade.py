@@ -476,14 +476,13 @@ def clear_lenders(state: MarketState) -> Failures:
     led = state.ledger
     rules = state.scenario.cascade
     live_lender = state.lender_mask() & ~led.defaulted
-    lenders = np.flatnonzero(live_lender)
-    if lenders.size == 0:
+    if not live_lender.any():
         return Failures.none()
     loans = led.loans
     equity = state.lender_equity()
     insolvent = equity <= 0 if rules.default_at_zero_equity else equity < 0
     zero = rules.interbank_recovery == "zero"
-    if zero and not insolvent[lenders].any():
+    if zero and not (insolvent & live_lender).any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
     interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
     ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & live_lender[loans.creditor])
@@ -500,7 +499,7 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         failing = wave >= 0
     else:
-        failing, recovery = _eisenberg_noe_among(state, lenders, ib, insolvent)
+        failing, recovery = _eisenberg_noe_among(state, np.flatnonzero(live_lender), ib, insolvent)
     failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
