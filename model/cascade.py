@@ -362,7 +362,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     sel = np.flatnonzero(loans.active & is_def[loans.debtor])
     has_fleet = bool(led.gpus[defaulters].any())
     led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel) if has_fleet else np.nan
-    claim = loans.principal[sel].copy()
+    claim = loans.principal[sel]
     debtor = loans.debtor[sel]
 
     # BTC: sold to the outside market, into the estate's cash
@@ -379,9 +379,10 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
     has_creditor = np.zeros(n, dtype=bool)
     has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
+    handed_over = is_def & has_creditor
     if has_fleet:
         allocated = _repossess_fleets(state, sel, claim, claim_share)
-        led.gpus[is_def & has_creditor] = 0.0
+        led.gpus[handed_over] = 0.0
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
 
@@ -393,7 +394,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     )
     estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
     paid = np.minimum(estate_cash[debtor] * weight, claim)
-    led.cash[is_def & has_creditor] -= estate_cash[is_def & has_creditor]
+    led.cash[handed_over] -= estate_cash[handed_over]
     led.cash_out += estate_cash.sum() - paid.sum()  # what is left belongs to the borrower's owners
     led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
     loans.recovered[sel] += paid
