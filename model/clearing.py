@@ -129,7 +129,7 @@ def zero_recovery(
     k = 0
     while new.any():
         waves_failed += failed
-        lost = np.flatnonzero(new[d])  # every claim on the newly failed, lost in full
+        lost = new[d].nonzero()[0]  # every claim on the newly failed, lost in full
         eq -= np.bincount(c[lost], weights=a[lost], minlength=n)
         now = fails(eq, 0.0)  # losses only lower equity: a failed node stays failed
         new, failed = now ^ failed, now
