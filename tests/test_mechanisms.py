@@ -410,6 +410,31 @@ def test_margin_call_not_met_seizes_btc_and_defaults() -> None:
     assert model.ledger.cash[1] == pytest.approx(8e6)
 
 
+def test_a_covenant_round_with_no_live_borrower_keeps_the_cached_lender_equity_exact() -> None:
+    """With no live borrower the covenant round only turns a cash of -0.0 into 0.0, so the cascade keeps
+    the lender equity it cached before the round: it must equal a fresh computation bit for bit, sign
+    of zero included, for a bank with nothing but a -0.0 cash and for one with a loan book."""
+    agents = [
+        {"id": "bank-0", "type": "bank"},
+        {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 90.0},
+        {"id": "bank-2", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
+    ]
+    model = GPUCreditModel(explicit_market(agents, [interbank_loan("bank-1", "bank-2", 10.0)]), seed=1)
+    led, state = model.ledger, model.state
+    led.cash[0] = -0.0
+    assert np.signbit(led.cash[0])
+    with led.caching():
+        cached = state.lender_equity().copy()
+        failures, offers = covenant_round(state, test_dscr=True)
+        kept = state.lender_equity().copy()
+    assert failures.agents.size == 0 and len(offers) == 0
+    assert not np.signbit(led.cash[0])  # the round did change that cash
+    fresh = state.lender_equity()  # outside the block: worked out again
+    np.testing.assert_array_equal(kept, cached)
+    np.testing.assert_array_equal(fresh, kept)
+    np.testing.assert_array_equal(np.signbit(fresh), np.signbit(kept))
+
+
 def test_plan_cure_uses_cash_then_equity_then_sales() -> None:
     # D = 1000, L = 0.5, V = 1800: need = D - L V = 100; cash 60, equity 30, then sell
     # s = (910 - 900) / 0.5 = 20; afterwards (910 - 20) / (1800 - 20) = 0.5 exactly
