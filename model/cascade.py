@@ -487,26 +487,28 @@ def clear_lenders(state: MarketState) -> Failures:
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
     interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
     ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & live_lender[loans.creditor])
-    debtor = loans.debtor[ib]
+    debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
     if zero:  # agents that are not live lenders have no claims here and never fail (infinite equity)
         wave = zero_recovery(
             led.n_agents,
             debtor,
-            loans.creditor[ib],
-            loans.principal[ib],
+            creditor,
+            amount,
             np.where(live_lender, equity, np.inf),
             rules.default_at_zero_equity,
             check=False,
         )
         failing = wave >= 0
     else:
-        failing, recovery = _eisenberg_noe_among(state, np.flatnonzero(live_lender), ib, insolvent)
+        lenders = np.flatnonzero(live_lender)
+        failing, recovery = _eisenberg_noe_among(state, lenders, debtor, creditor, amount, insolvent)
     failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
     hit_rows = failing[debtor]  # every claim of a live lender on a failed one
     hit = ib[hit_rows]
-    recovered = None if zero else recovery[debtor[hit_rows]] * loans.principal[hit]
+    hit_debtor, hit_creditor, hit_amount = debtor[hit_rows], creditor[hit_rows], amount[hit_rows]
+    recovered = None if zero else recovery[hit_debtor] * hit_amount
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = insolvent[failed]
@@ -516,39 +518,44 @@ def clear_lenders(state: MarketState) -> Failures:
     else:  # the failed lender a counterparty failure was most exposed to
         through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
-        theirs = hit[through_counterparty[loans.creditor[hit]]]
+        theirs = through_counterparty[hit_creditor]
         most_exposed, _ = largest_by_group(
-            led.n_agents, loans.creditor[theirs], loans.principal[theirs], loans.debtor[theirs]
+            led.n_agents, hit_creditor[theirs], hit_amount[theirs], hit_debtor[theirs]
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
 
     if recovered is not None:  # what clearing pays moves from the estate's outside assets to the creditor's
-        led.external_assets += np.bincount(loans.creditor[hit], weights=recovered, minlength=led.n_agents)
-        led.external_assets -= np.bincount(loans.debtor[hit], weights=recovered, minlength=led.n_agents)
+        led.external_assets += np.bincount(hit_creditor, weights=recovered, minlength=led.n_agents)
+        led.external_assets -= np.bincount(hit_debtor, weights=recovered, minlength=led.n_agents)
         loans.recovered[hit] += recovered
     # booked as in repossession: the whole claim is written off, what clearing pays is recovered
-    loans.written_off[hit] += loans.principal[hit]
+    loans.written_off[hit] += hit_amount
     loans.principal[hit] = 0.0
     loans.active[hit] = False
     return Failures(failed, cause, parent)
 
 
 def _eisenberg_noe_among(
-    state: MarketState, lenders: np.ndarray, ib: np.ndarray, insolvent: np.ndarray
+    state: MarketState,
+    lenders: np.ndarray,
+    debtor: np.ndarray,
+    creditor: np.ndarray,
+    amount: np.ndarray,
+    insolvent: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Eisenberg-Noe clearing of the interbank loans ``ib`` among the live ``lenders``: which agents fail
-    (mask) and the share of its obligations each agent pays (1 for the others)."""
+    """Eisenberg-Noe clearing of the interbank claims (debtor, creditor, amount) among the live
+    ``lenders``: which agents fail (mask) and the share of its obligations each agent pays (1 for the
+    others)."""
     led = state.ledger
-    loans = led.loans
     local = np.full(led.n_agents, -1, dtype=np.int64)
     local[lenders] = np.arange(lenders.size)
-    claims_on_lenders = np.bincount(loans.creditor[ib], weights=loans.principal[ib], minlength=led.n_agents)
+    claims_on_lenders = np.bincount(creditor, weights=amount, minlength=led.n_agents)
     outside_assets = state.lender_assets() - claims_on_lenders
     result = eisenberg_noe(
         lenders.size,
-        local[loans.debtor[ib]],
-        local[loans.creditor[ib]],
-        loans.principal[ib],
+        local[debtor],
+        local[creditor],
+        amount,
         outside_assets[lenders],
         external_liabilities=led.external_liabilities[lenders],
     )
