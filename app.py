@@ -71,8 +71,8 @@ def slider_specs(scenario: str = DEFAULT_SCENARIO) -> dict[str, dict[str, Any]]:
     return {
         "rent_deflation": {
             "type": "SliderFloat",
-            "label": "Rent deflation (per year)",
-            "value": cfg.world.rent.deflation_per_year,
+            "label": "New-GPU price decline (per year)",
+            "value": cfg.world.rent.new_price_decline_per_year,
             "min": 0.0,
             "max": 0.8,
             "step": 0.05,
@@ -565,7 +565,7 @@ def parameter_line(model: LiveModel) -> str:
     """The six parameters as the running model has them (read back from its validated config)."""
     cfg = model.config
     return (
-        f"rent deflation {cfg.world.rent.deflation_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
+        f"new-GPU price decline {cfg.world.rent.new_price_decline_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
         f"stress correlation {cfg.world.btc.correlation_stress:.2f} · buyer depth x{model.buyer_budget_scale:.1f} · "
         f"LTV covenant {cfg.generated.miners.ltv_max:.2f} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
     )

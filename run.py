@@ -36,7 +36,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise CliError(
-                f"--set {pair!r}: expected KEY=VALUE with a dotted parameter path, e.g. --set world.rent.deflation_per_year=0.4"
+                f"--set {pair!r}: expected KEY=VALUE with a dotted parameter path, e.g. --set world.rent.shock_volatility=0.1"
             )
         overrides[key.strip()] = value.strip()
     return overrides

@@ -42,7 +42,7 @@ class HardwareBuyer(BalanceSheetAgent):
             deflation = min(spec.expected_deflation + (spec.stress_deflation_add if stress else 0.0), 0.99)
             key = (deflation, spec.hurdle_rate)
             if key not in cache:
-                cache[key] = world.present_value(deflation, spec.hurdle_rate)
+                cache[key] = world.present_value(world.extrapolated_rent_path(deflation), spec.hurdle_rate)
             valuation.append(cache[key])
             dispersion.append(spec.valuation_dispersion)
             eligible.append((gens.rack_kw <= spec.max_rack_kw) & world.launched)

@@ -1,7 +1,7 @@
 """The scenario: every parameter of a run, typed, documented with its unit and range, and validated.
 
 A scenario is read from a TOML file (see ``experiments/scenarios/``), optionally changed with dotted
-overrides (``--set world.rent.deflation_per_year=0.4``), and validated before anything runs. Bad input
+overrides (``--set world.rent.shock_volatility=0.1``), and validated before anything runs. Bad input
 raises :class:`ConfigError`, whose message names each offending field and what is allowed; the command
 line prints it without a traceback. Sources of the baseline values are in ``docs/calibration.md``.
 """
@@ -58,55 +58,94 @@ class Generation(Strict):
 
 
 class RentProcess(Strict):
-    """Rent per unit of performance: a deflating trend, a cycle, AR(1) noise and a demand shock."""
+    """Rent per unit of performance: log-rent mean-reverts around a cost-based anchor (docs/ODD.md 7.1).
 
-    h100_rent_per_hour: Positive = Field(description="rent of one H100-equivalent at the start, USD/h")
-    deflation_per_year: float = Field(ge=0.0, le=0.95, description="trend fall of rent per year, fraction")
-    cycle_amplitude: Fraction = Field(description="amplitude of the rent cycle, fraction of trend")
-    cycle_period_months: Positive = Field(le=240.0)
-    cycle_phase_months: float = Field(default=0.0, description="months into the cycle at the start")
-    noise_volatility: NonNegative = Field(le=1.0, description="monthly s.d. of the log demand shock")
-    noise_persistence: float = Field(ge=0.0, lt=1.0, description="AR(1) coefficient of the demand shock")
+    The anchor is the rent at which the cheapest launched generation, bought new today, earns its
+    hurdle rate over its payback period; new prices fall after launch and launches add cheaper
+    compute, so the anchor falls with price-performance. Older generations lose value because their
+    power per unit of performance is higher (obsolescence), not through a global trend.
+    """
+
+    h100_rent_per_hour: Positive = Field(
+        le=100.0, description="rent of one H100-equivalent at the start, USD/h"
+    )
+    new_price_decline_per_year: float = Field(
+        ge=0.0, le=0.95, description="fall per year of a generation's new price after its launch, fraction"
+    )
+    anchor_hurdle_rate: Positive = Field(le=1.0, description="annual return a new GPU must earn, fraction")
+    anchor_payback_years: Positive = Field(le=20.0, description="period over which a new GPU repays its cost")
+    anchor_capex_multiplier: float = Field(
+        ge=1.0, le=5.0, description="all-in cost of a deployed GPU (networking, servers) / its new price"
+    )
+    deviation_half_life_months: Positive = Field(
+        le=1e5, description="half-life of log rent's deviation from the anchor, months (1e5: no reversion)"
+    )
+    shock_volatility: NonNegative = Field(
+        le=1.0, description="monthly s.d. of log-rent shocks, normal regime"
+    )
+    stress_volatility_multiplier: float = Field(
+        default=1.0, ge=1.0, le=5.0, description="log-rent shocks are this much larger in stress"
+    )
     utilisation: Fraction = Field(description="share of hours a GPU is rented")
-    launch_rent_drop: Fraction = Field(description="one-off fall of rent per performance at each launch")
-    stress_rent_drop: Fraction = Field(description="extra monthly fall of demand while in stress")
     path: list[Positive] = Field(
         default_factory=list,
         max_length=600,
-        description="exogenous rent per H100-eq hour for months 1, 2, ... (USD/h); replaces the trend, cycle, "
-        "noise and launch drops while it lasts (historical replays); empty = off",
+        description="exogenous rent per H100-eq hour for months 1, 2, ... (USD/h); replaces the random "
+        "process while it lasts (history mode); empty = off",
     )
 
 
 class PowerCosts(Strict):
     price_per_kwh: Positive = Field(le=1.0, description="electricity, USD/kWh")
     pue: float = Field(ge=1.0, le=3.0, description="power usage effectiveness (facility overhead)")
-    hosting_per_kw_month: NonNegative = Field(description="colocation/hosting fee, USD per kW-month")
+    hosting_per_kw_month: NonNegative = Field(
+        le=10_000.0, description="colocation/hosting fee, USD per kW-month"
+    )
 
 
 class BTCProcess(Strict):
-    """BTC: jump-diffusion whose shocks correlate with compute demand, more so in the stress regime."""
+    """BTC: a jump-diffusion with compensated jumps (the drift is the expected return), shocks correlated
+    with compute demand, larger in stress; network hashrate grows with mining profitability."""
 
-    initial_price: Positive = Field(description="USD per BTC at the start")
-    drift_per_year: float = Field(ge=-1.0, le=2.0)
-    volatility_per_year: NonNegative = Field(le=3.0)
+    initial_price: Positive = Field(le=1e8, description="USD per BTC at the start")
+    drift_per_year: float = Field(ge=-1.0, le=2.0, description="expected return per year (jumps compensated)")
+    volatility_per_year: NonNegative = Field(le=3.0, description="diffusive volatility, normal regime")
     jumps_per_year: NonNegative = Field(le=24.0, description="Poisson intensity of jumps")
     jump_mean: float = Field(ge=-2.0, le=2.0, description="mean log jump size")
     jump_std: NonNegative = Field(le=2.0)
     correlation_normal: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), normal")
     correlation_stress: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), stress")
     stress_volatility_multiplier: float = Field(ge=1.0, le=5.0)
-    stress_drift_per_year: float = Field(ge=-3.0, le=1.0, description="BTC drift while in stress")
-    network_hashrate_eh: Positive = Field(description="network hashrate at the start, EH/s")
-    hashrate_growth_per_year: float = Field(ge=-0.9, le=3.0)
-    block_subsidy_btc: Positive = Field(description="BTC per block at the start")
-    fees_btc_per_block: NonNegative
+    network_hashrate_eh: Positive = Field(le=1e6, description="network hashrate at the start, EH/s")
+    hashrate_growth_per_year: float = Field(
+        ge=-0.9, le=3.0, description="log growth of hashrate per year while mining breaks even"
+    )
+    hashrate_profit_elasticity: NonNegative = Field(
+        default=0.0,
+        le=20.0,
+        description="extra log growth per year per unit of log(hashprice / marginal cost): rigs are switched "
+        "on when mining pays and off when it does not",
+    )
+    marginal_rig_j_per_th: Positive = Field(
+        default=30.0, le=500.0, description="efficiency of the network's marginal rigs, J/TH"
+    )
+    miner_power_price_per_kwh: Positive = Field(
+        default=0.05, le=1.0, description="power price of the marginal miner, USD/kWh"
+    )
+    block_subsidy_btc: Positive = Field(le=50.0, description="BTC per block at the start")
+    fees_btc_per_block: NonNegative = Field(le=50.0)
     halvings: list[Month] = Field(description="months at which the subsidy halves")
     path: list[Positive] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous BTC price for months 1, 2, ... (USD); replaces the random process while it "
-        "lasts (historical replays); empty = off",
+        "lasts (history mode); empty = off",
+    )
+    hashprice_path: list[Positive] = Field(
+        default_factory=list,
+        max_length=600,
+        description="exogenous hashprice for months 1, 2, ... (USD/PH/day); the network hashrate is set so "
+        "the model's hashprice equals it (history mode); empty = off",
     )
 
 
@@ -128,6 +167,12 @@ class World(Strict):
     btc: BTCProcess
     regime: Regime
     valuation_discount_rate: Positive = Field(le=1.0, description="rate for the fundamental value, /yr")
+    base_rate_path: list[float] = Field(
+        default_factory=list,
+        max_length=600,
+        description="exogenous base rate for months 1, 2, ... (annual fraction); replaces the random walk "
+        "while it lasts (history mode); empty = off",
+    )
 
     @model_validator(mode="after")
     def _distinct_generations(self) -> World:

@@ -36,7 +36,8 @@ AGENT_CLASS = {
 
 # Short names for the parameters that matter most (sliders, batch_run, sweeps) -> dotted paths.
 PARAMETER_ALIASES: dict[str, str] = {
-    "rent_deflation": "world.rent.deflation_per_year",
+    "rent_deflation": "world.rent.new_price_decline_per_year",  # the anchor's (price-performance) fall
+    "rent_volatility": "world.rent.shock_volatility",
     "btc_volatility": "world.btc.volatility_per_year",
     "stress_correlation": "world.btc.correlation_stress",
     "buyer_budget_scale": "buyer_budget_scale",
@@ -83,7 +84,7 @@ class GPUCreditModel(mesa.Model):
         scenario: a scenario name (``experiments/scenarios/NAME.toml``), a path, a dict, or a Scenario.
         seed: the run's seed (default: the scenario's); all randomness flows from it.
         months: horizon (default: the scenario's).
-        overrides: dotted-path overrides, e.g. ``{"world.rent.deflation_per_year": 0.4}``.
+        overrides: dotted-path overrides, e.g. ``{"world.rent.shock_volatility": 0.1}``.
         **params: short names for the main parameters (see ``PARAMETER_ALIASES``).
     """
 

@@ -1,9 +1,21 @@
 """The world the agents live in: GPU generations, rent per unit of performance, BTC and hashprice, rates.
 
-Obsolescence is not drawn by hand: rent is paid per unit of performance and deflates, while a GPU's
-power and hosting cost stay put, so a generation with poor performance per watt reaches zero margin
-first. A two-state regime (normal / stress) raises the correlation between BTC and compute demand
-("correlation convergence") and lowers both.
+Each process is written out with its equation in ``docs/ODD.md`` section 7.1 (Submodels: the world).
+
+- Rent per unit of performance ``R`` (USD per H100-equivalent hour) mean-reverts in logs towards a
+  cost-based anchor ``A``: ``log R_t = (1 - phi) log A_t + phi log R_{t-1} + s_t e_t``. ``A_t`` is the
+  rent at which the cheapest launched generation, bought new at month ``t``, repays its all-in cost at
+  the hurdle rate over its payback period; new prices fall after launch and launches bring cheaper
+  compute, so the anchor falls with price-performance. Obsolescence follows from physics: an older
+  generation's power per unit of performance is higher, so its margin reaches zero first. A launch
+  lowers the anchor, not today's rent: the rent then converges to it as the new supply arrives.
+- BTC is a jump-diffusion whose jumps are compensated, so ``drift_per_year`` is the expected return.
+- Network hashrate grows with mining profitability: rigs are switched on when hashprice exceeds the
+  marginal rig's power cost and off when it does not.
+- A two-state regime (normal / stress) makes shocks larger and raises the correlation between BTC and
+  compute demand ("correlation convergence"); it imposes no fixed declines.
+- History mode: observed paths (``path`` lists) replace the random processes while they last; the
+  state then continues from the last observed values.
 """
 
 from __future__ import annotations
@@ -38,6 +50,12 @@ class GenerationTable:
         return self.names.index(name)
 
 
+def annuity_factor(months: int, annual_rate: float) -> float:
+    """Present value of 1 USD a month for ``months`` months at ``annual_rate`` (monthly compounding)."""
+    monthly = (1.0 + annual_rate) ** (1.0 / 12.0) - 1.0
+    return float((1.0 - (1.0 + monthly) ** (-months)) / monthly)
+
+
 class MarketWorld:
     """Exogenous market processes, advanced once a month from the model's generator."""
 
@@ -48,85 +66,142 @@ class MarketWorld:
         self.start_index = month_index(config.start)
         self.month = 0
         self.stress = config.regime.start_in_stress
-        self.demand_shock = 0.0  # log deviation of compute demand from trend
-        self.launch_factor = 1.0  # cumulative rent drop from launches since the start
         self.base_rate = config.base_rate
         self.btc_price = config.btc.initial_price
         self.btc_last_return = 0.0
+        self.compute_shock = 0.0
         self.network_hashrate_eh = config.btc.network_hashrate_eh
         self._launched = self.generations.launch <= 0
         self._opex_per_gpu = self._operating_cost()
-        self.rent_per_perf_hour = self._rent()
+        rent = config.rent
+        self._persistence = 0.5 ** (1.0 / rent.deviation_half_life_months)
+        self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
+        self.rent_per_perf_hour = rent.h100_rent_per_hour
 
     # --- processes ---
 
     def advance(self) -> None:
-        """Move every market process one month: regime, demand, rent, BTC, hashrate, base rate."""
+        """Move every market process one month: regime, rent, BTC, hashrate, base rate."""
         cfg, rng = self.config, self.rng
         self.month += 1
+        if self.month + MAX_LIFE_MONTHS >= self._anchor_path.size:  # runs longer than any scenario
+            self._anchor_path = self._anchor_schedule(2 * self._anchor_path.size)
         r = cfg.regime
         switch = rng.random()
         self.stress = (
             (switch >= r.stress_exit_per_month) if self.stress else (switch < r.stress_entry_per_month)
         )
         compute_shock, btc_idio, jump_draw, rate_draw = rng.standard_normal(4)
+        self.compute_shock = float(compute_shock)  # the month's standardised compute-demand shock
         jump_count = rng.poisson(cfg.btc.jumps_per_year / 12.0)
-
-        rent = cfg.rent
-        self.demand_shock = (
-            rent.noise_persistence * self.demand_shock
-            + rent.noise_volatility * compute_shock
-            - (rent.stress_rent_drop if self.stress else 0.0)
-        )
         newly = (self.generations.launch <= self.month) & ~self._launched
         self._launched |= newly
-        self.launch_factor *= (1.0 - rent.launch_rent_drop) ** int(newly.sum())
-        self.rent_per_perf_hour = self._rent()
+        hashprice_before = self.hashprice()
+
+        rent = cfg.rent
+        size = rent.shock_volatility * (rent.stress_volatility_multiplier if self.stress else 1.0)
+        phi = self._persistence
+        log_rent = (1.0 - phi) * np.log(self.anchor) + phi * np.log(self.rent_per_perf_hour)
+        self.rent_per_perf_hour = float(np.exp(log_rent + size * compute_shock))
+        if self.month <= len(rent.path):  # history mode: the observed level
+            self.rent_per_perf_hour = float(rent.path[self.month - 1])
 
         btc = cfg.btc
         rho = btc.correlation_stress if self.stress else btc.correlation_normal
         vol = btc.volatility_per_year * (btc.stress_volatility_multiplier if self.stress else 1.0)
-        drift = btc.stress_drift_per_year if self.stress else btc.drift_per_year
         z = rho * compute_shock + np.sqrt(1.0 - rho * rho) * btc_idio
         jumps = jump_count * btc.jump_mean + np.sqrt(jump_count) * btc.jump_std * jump_draw
-        self.btc_last_return = (drift - 0.5 * vol * vol) / 12.0 + vol / np.sqrt(12.0) * z + jumps
+        self.btc_last_return = (
+            (np.log1p(btc.drift_per_year) - btc.jumps_per_year * self.jump_compensator() - 0.5 * vol * vol)
+            / 12.0
+            + vol / np.sqrt(12.0) * z
+            + jumps
+        )
         previous = self.btc_price
         self.btc_price *= float(np.exp(self.btc_last_return))
-        if self.month <= len(btc.path):  # a historical replay: the recorded price (draws still made)
+        if self.month <= len(btc.path):  # history mode: the recorded price
             self.btc_price = float(btc.path[self.month - 1])
             self.btc_last_return = float(np.log(self.btc_price / previous))
-        self.network_hashrate_eh *= (1.0 + btc.hashrate_growth_per_year) ** (1.0 / 12.0)
+
+        growth = btc.hashrate_growth_per_year + btc.hashrate_profit_elasticity * np.log(
+            hashprice_before / self.mining_break_even()
+        )
+        self.network_hashrate_eh *= float(np.exp(growth / 12.0))
+        if self.month <= len(
+            btc.hashprice_path
+        ):  # history mode: the hashrate that gives the observed hashprice
+            self.network_hashrate_eh *= self.hashprice() / btc.hashprice_path[self.month - 1]
+
         self.base_rate = max(0.0, self.base_rate + cfg.base_rate_volatility * rate_draw)
+        if self.month <= len(cfg.base_rate_path):
+            self.base_rate = float(cfg.base_rate_path[self.month - 1])
+
+    def jump_compensator(self) -> float:
+        """E[e^J - 1] of one BTC jump: subtracted from the drift so jumps do not move the expected return."""
+        btc = self.config.btc
+        return float(np.expm1(btc.jump_mean + 0.5 * btc.jump_std**2))
 
     def shock_btc(self, fall: float) -> None:
         """Scenario shock: BTC falls by ``fall`` (0.5 = -50 %) at once."""
         self.btc_price *= 1.0 - fall
 
     def launch_next_generation(self) -> str | None:
-        """Scenario shock: the next unlaunched generation launches this month. Returns its name."""
+        """Scenario shock: the next unlaunched generation launches this month; the anchor falls to its
+        cost if it is cheaper, and the rent converges to it from here. Returns its name."""
         pending = np.flatnonzero(~self._launched)
         if pending.size == 0:
             return None
         g = int(pending[0])
         self.generations.launch[g] = self.month
         self._launched[g] = True
-        self.launch_factor *= 1.0 - self.config.rent.launch_rent_drop
-        self.rent_per_perf_hour = self._rent()
+        self._anchor_path = self._anchor_schedule(self._anchor_path.size)
         return self.generations.names[g]
 
-    # --- derived quantities ---
+    # --- the anchor ---
 
-    def _rent(self) -> float:
-        """This month's rent per unit of performance: in a historical replay the recorded level (the
-        draws are still made), else trend x cycle x demand shock x launch drops."""
-        rent = self.config.rent
-        if 1 <= self.month <= len(rent.path):
-            return float(rent.path[self.month - 1])
-        trend = (1.0 - rent.deflation_per_year) ** (self.month / 12.0)
-        cycle = 1.0 + rent.cycle_amplitude * np.sin(
-            2 * np.pi * (self.month + rent.cycle_phase_months) / rent.cycle_period_months
+    def _anchor_schedule(self, months: int) -> np.ndarray:
+        """The cost-based anchor for months 0 .. ``months`` - 1, from the launch schedule.
+
+        For each launched generation g: (multiplier x new price_g x (1 - decline)^(years since launch)
+        / annuity(payback, hurdle) + opex_g) / (performance_g x hours x utilisation); the anchor is the
+        cheapest of them (the source of new compute that sets the long-run price).
+        """
+        rent, g = self.config.rent, self.generations
+        months = np.arange(months)[:, None]
+        age_years = np.maximum(months - g.launch[None, :], 0) / 12.0
+        capex = (
+            rent.anchor_capex_multiplier * g.new_price * (1.0 - rent.new_price_decline_per_year) ** age_years
         )
-        return float(rent.h100_rent_per_hour * trend * cycle * np.exp(self.demand_shock) * self.launch_factor)
+        annuity = annuity_factor(round(12 * rent.anchor_payback_years), rent.anchor_hurdle_rate)
+        per_month = capex / annuity + self._opex_per_gpu
+        cost_rent = per_month / (g.performance * HOURS_PER_MONTH * rent.utilisation)
+        launched = months >= g.launch[None, :]
+        launched[:, 0] |= ~launched.any(axis=1)  # before any launch: the first generation
+        return np.where(launched, cost_rent, np.inf).min(axis=1)
+
+    @property
+    def anchor(self) -> float:
+        """This month's cost-based anchor rent per H100-eq hour (USD)."""
+        return float(self._anchor_path[self.month])
+
+    @property
+    def rent_deviation(self) -> float:
+        """log(rent / anchor): positive when compute is scarce, negative in a glut."""
+        return float(np.log(self.rent_per_perf_hour / self.anchor))
+
+    def expected_rent_path(self, months: int = MAX_LIFE_MONTHS) -> np.ndarray:
+        """Median rent per H100-eq hour for the next ``months`` months: today's log rent converging
+        towards the scheduled anchor at the process's persistence (no shocks)."""
+        phi = self._persistence
+        log_anchor = np.log(self._anchor_path[self.month + 1 : self.month + months + 1])
+        log_rent = np.empty(months)
+        level = float(np.log(self.rent_per_perf_hour))
+        for m in range(months):
+            level = (1.0 - phi) * log_anchor[m] + phi * level
+            log_rent[m] = level
+        return np.exp(log_rent)
+
+    # --- derived quantities ---
 
     def _operating_cost(self) -> np.ndarray:
         """Power and hosting cost per GPU per month, by generation (USD)."""
@@ -159,23 +234,36 @@ class MarketWorld:
         g = self.generations
         return np.clip(g.launch + g.life_months - self.month, 0, MAX_LIFE_MONTHS)
 
-    def present_value(self, expected_deflation: float, discount_rate: float) -> np.ndarray:
-        """Value of one GPU of each generation: expected margins over its remaining life, discounted.
+    def present_value(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
+        """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,
+        USD per H100-eq hour) over its remaining life, discounted.
 
         The owner can switch a GPU off, so a month's margin counts only when positive; the economic
         life ends where the expected margin reaches zero, earlier for generations with poor
         performance per watt.
         """
-        months = np.arange(1, MAX_LIFE_MONTHS + 1)
-        rent_path = self.rent_per_perf_hour * (1.0 - expected_deflation) ** (months / 12.0)
+        months = np.arange(1, rent_path.size + 1)
         margins = np.maximum(self.revenue_per_gpu(rent_path[:, None]) - self._opex_per_gpu, 0.0)
         alive = months[:, None] <= self.remaining_life()[None, :]
         discount = (1.0 + discount_rate) ** (-months / 12.0)
         return (margins * alive * discount[:, None]).sum(axis=0)
 
+    def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
+        """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who
+        extrapolate a deflation rate instead of knowing the process."""
+        months = np.arange(1, MAX_LIFE_MONTHS + 1)
+        return self.rent_per_perf_hour * (1.0 - deflation_per_year) ** (months / 12.0)
+
     def fundamental_value(self) -> np.ndarray:
-        """The reference value per GPU: the trend deflation, discounted at the valuation rate."""
-        return self.present_value(self.config.rent.deflation_per_year, self.config.valuation_discount_rate)
+        """The reference value per GPU: margins along the process's median rent path (the anchor with
+        today's deviation decaying), discounted at the valuation rate."""
+        return self.present_value(self.expected_rent_path(), self.config.valuation_discount_rate)
+
+    def mining_break_even(self) -> float:
+        """Power cost of the network's marginal rigs per PH/s per day (USD): hashprice below it switches
+        rigs off. A rig of e J/TH draws e kW per PH/s."""
+        btc = self.config.btc
+        return btc.marginal_rig_j_per_th * 24.0 * btc.miner_power_price_per_kwh
 
     def hashprice(self) -> float:
         """Mining revenue per PH/s per day (USD), with halvings of the block subsidy."""

@@ -14,10 +14,7 @@ from model.config import apply_override, read_scenario_data
 # World settings that make rent, rates and the regime deterministic, so expectations can be hand-computed.
 CALM_WORLD: dict[str, Any] = {
     "world.base_rate_volatility": 0.0,
-    "world.rent.cycle_amplitude": 0.0,
-    "world.rent.noise_volatility": 0.0,
-    "world.rent.launch_rent_drop": 0.0,
-    "world.rent.stress_rent_drop": 0.0,
+    "world.rent.shock_volatility": 0.0,
     "world.regime.stress_entry_per_month": 0.0,
     "world.regime.stress_exit_per_month": 0.0,
     "tenants.ig_default_per_month": 0.0,
@@ -72,7 +69,7 @@ def generated_market(
             "generated.bond_investors": bonds,
             "generated.topology": topology,
             "generated.lender_concentration": concentration,
-            "world.rent.deflation_per_year": rent_deflation,
+            "world.rent.new_price_decline_per_year": rent_deflation,
             "world.btc.volatility_per_year": btc_volatility,
             **(overrides or {}),
         },

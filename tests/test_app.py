@@ -78,7 +78,7 @@ def test_parameters_match_the_model_constructor() -> None:
     # every slider starts at the baseline's own value, so an untouched page runs the baseline
     cfg = load_scenario("baseline")
     start = {k: spec["value"] for k, spec in params.items() if k in SLIDER_LABELS}
-    assert start["rent_deflation"] == cfg.world.rent.deflation_per_year
+    assert start["rent_deflation"] == cfg.world.rent.new_price_decline_per_year
     assert start["btc_volatility"] == cfg.world.btc.volatility_per_year
     assert start["stress_correlation"] == cfg.world.btc.correlation_stress
     assert start["ltv_covenant"] == cfg.generated.miners.ltv_max  # a moved slider sets every borrower class
@@ -102,7 +102,7 @@ def test_parameters_match_the_model_constructor() -> None:
             "buyer_budget_scale": 0.5,
         }
     )
-    assert moved.config.world.rent.deflation_per_year == 0.5
+    assert moved.config.world.rent.new_price_decline_per_year == 0.5
     assert moved.config.generated.neoclouds.ltv_max == 0.7
     assert moved.config.generated.miners.loan_tenor_months == 36
     assert moved.config.buyers[0].budget_per_month == pytest.approx(cfg.buyers[0].budget_per_month * 0.5)
@@ -158,7 +158,7 @@ def test_reset_applies_the_controls() -> None:
     rc.find(v.Slider, label=SLIDER_LABELS["rent_deflation"]).widget.v_model = 0.5
     button(rc, "Reset").click()
     text = page_text(rc)
-    assert "Month 0" in text and "seed 7" in text and "rent deflation 0.50/yr" in text
+    assert "Month 0" in text and "seed 7" in text and "new-GPU price decline 0.50/yr" in text
     assert model.time == 1  # the old model is left alone; Reset built a new one
 
 

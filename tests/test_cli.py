@@ -65,7 +65,7 @@ def test_replay_detects_a_changed_config(tmp_path):
     out = tmp_path / "out"
     assert run_cli("--months", "6", "--out", str(out), "--no-figures").returncode == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["config"]["world"]["rent"]["deflation_per_year"] = 0.5  # claims outputs it did not produce
+    manifest["config"]["world"]["rent"]["shock_volatility"] = 0.5  # claims outputs it did not produce
     (out / "manifest.json").write_text(json.dumps(manifest))
     result = run_cli("replay", str(out / "manifest.json"))
     assert result.returncode == 1
@@ -83,19 +83,19 @@ start = "2025-01"
     [
         (["--set", "world.rent.deflation_per_yeer=0.3"], "world.rent.deflation_per_yeer: unknown parameter"),
         (
-            ["--set", "world.rent.deflation_per_year=abc"],
-            "world.rent.deflation_per_year: Input should be a valid number",
+            ["--set", "world.rent.new_price_decline_per_year=abc"],
+            "world.rent.new_price_decline_per_year: Input should be a valid number",
         ),
         (
-            ["--set", "world.rent.deflation_per_year=1.5"],
-            "world.rent.deflation_per_year: Input should be less than or equal to 0.95",
+            ["--set", "world.rent.new_price_decline_per_year=1.5"],
+            "world.rent.new_price_decline_per_year: Input should be less than or equal to 0.95",
         ),
         (
             ["--set", "generated.miners.loan_to_cost=1.2"],
             "generated.miners.loan_to_cost: Input should be less than or equal to 1",
         ),
         (["--set", "nosuch.section.x=1"], "unknown section 'nosuch'"),
-        (["--set", "world.rent.deflation_per_year"], "expected KEY=VALUE"),
+        (["--set", "world.rent.new_price_decline_per_year"], "expected KEY=VALUE"),
         (["--months", "0"], "months: Input should be greater than or equal to 1"),
         (["--seed", "abc"], "argument --seed: invalid int value"),
         (["--scenario", "no_such_scenario"], "scenario 'no_such_scenario': no such file"),

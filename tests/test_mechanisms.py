@@ -53,8 +53,6 @@ PINNED = {
     "world.base_rate": 0.043,
     "world.rent.h100_rent_per_hour": 2.40,
     "world.rent.utilisation": UTIL,
-    "world.rent.cycle_period_months": 30,
-    "world.rent.cycle_phase_months": 13.5,
     "world.power.price_per_kwh": KWH,
     "world.power.pue": PUE,
     "world.power.hosting_per_kw_month": HOSTING,
@@ -90,34 +88,124 @@ def test_margin_is_rent_for_performance_less_power_and_hosting() -> None:
     assert w.margin_per_gpu()[H100] == pytest.approx(1489.2 - 237.216)
 
 
-def test_rent_follows_trend_and_cycle() -> None:
-    w = world({"world.rent.cycle_amplitude": 0.15, "world.rent.deflation_per_year": 0.3})
-    for month in range(1, 25):
+ANCHOR = {  # the anchor's inputs, pinned for the hand calculations below
+    "world.rent.new_price_decline_per_year": 0.12,
+    "world.rent.anchor_hurdle_rate": 0.15,
+    "world.rent.anchor_payback_years": 5,
+    "world.rent.anchor_capex_multiplier": 1.6,
+    "world.rent.deviation_half_life_months": 9,
+}
+
+
+def hand_anchor(month: int, launches: dict[str, int] | None = None) -> float:
+    """The cost-based anchor by hand: each launched generation's all-in price, falling 12 %/yr after its
+    launch, repaid monthly over 60 months at 15 %/yr, plus opex, per rentable H100-eq hour; the cheapest."""
+    monthly = 1.15 ** (1 / 12) - 1
+    annuity_60 = (1 - (1 + monthly) ** -60) / monthly
+    start = 2025 * 12
+    costs = []
+    for name, launch, perf, kw, _ in GENS:
+        y, m = map(int, launch.split("-"))
+        launched_at = (launches or {}).get(name, y * 12 + m - 1 - start)
+        if launched_at > month:
+            continue
+        age_years = max(month - launched_at, 0) / 12
+        capex = 1.6 * 30_000 * 0.88**age_years
+        costs.append((capex / annuity_60 + kw * OPEX_PER_KW) / (perf * HOURS * UTIL))
+    return min(costs)
+
+
+def test_rent_converges_to_the_cost_based_anchor() -> None:
+    """log R_t = (1 - phi) log A_t + phi log R_(t-1), phi = 0.5^(1/9): half the gap closes in 9 months."""
+    w = world(ANCHOR)
+    phi = 0.5 ** (1 / 9)
+    rent = 2.40
+    assert w.anchor == pytest.approx(hand_anchor(0), rel=1e-12)
+    for month in range(1, 37):
         w.advance()
-        cycle = 1 + 0.15 * math.sin(2 * math.pi * (month + 13.5) / 30)
-        assert w.rent_per_perf_hour == pytest.approx(2.40 * 0.7 ** (month / 12) * cycle, rel=1e-12)
+        rent = math.exp((1 - phi) * math.log(hand_anchor(month)) + phi * math.log(rent))
+        assert w.anchor == pytest.approx(hand_anchor(month), rel=1e-12)
+        assert w.rent_per_perf_hour == pytest.approx(rent, rel=1e-12)
+    # the gap to the anchor halves every 9 months (the anchor itself moves, so compare deviations)
+    assert w.rent_deviation > 0 and w.anchor < hand_anchor(0)
 
 
-def test_a_launch_keeps_a_replayed_rent_and_drops_a_modelled_one() -> None:
-    """In a historical replay the recorded rent stands, launch or not (a launch used to overwrite it
-    with the modelled rent); without one the launch drop applies to the modelled rent."""
+def test_rent_shocks_have_the_configured_size_and_grow_in_stress() -> None:
+    def innovations(stress: bool) -> np.ndarray:
+        w = world({**ANCHOR, "world.rent.shock_volatility": 0.08, "world.regime.start_in_stress": stress}, 3)
+        phi = 0.5 ** (1 / 9)
+        out = []
+        for _ in range(4000):
+            before = math.log(w.rent_per_perf_hour)
+            w.advance()
+            out.append(math.log(w.rent_per_perf_hour) - (1 - phi) * math.log(w.anchor) - phi * before)
+        return np.array(out)
+
+    assert innovations(False).std() == pytest.approx(0.08, rel=0.05)
+    assert innovations(True).std() == pytest.approx(0.08 * 2.0, rel=0.05)  # baseline multiplier 2
+
+
+def test_a_launch_lowers_the_anchor_not_todays_rent() -> None:
+    """A launch shock changes where the rent converges, not the rent of the month; an observed rent
+    (history mode) stands, launch or not."""
     path = [2.0, 1.5, 1.2]
-    replay = world({"world.rent.path": path, "world.rent.launch_rent_drop": 0.1})
-    modelled = world({"world.rent.launch_rent_drop": 0.1})
+    replay = world({**ANCHOR, "world.rent.path": path})
+    modelled = world(ANCHOR)
     for w in (replay, modelled):
         w.advance()
         w.advance()
-    before = modelled.rent_per_perf_hour
-    assert replay.launch_next_generation() == modelled.launch_next_generation() is not None
+    before, anchor_before = modelled.rent_per_perf_hour, modelled.anchor
+    assert replay.launch_next_generation() == modelled.launch_next_generation() == "GB200"
+    assert modelled.rent_per_perf_hour == before
+    assert modelled.anchor == pytest.approx(hand_anchor(2, {"GB200": 2}), rel=1e-12)
+    assert modelled.anchor < anchor_before
     assert replay.rent_per_perf_hour == 1.5
-    assert modelled.rent_per_perf_hour == pytest.approx(0.9 * before, rel=1e-12)
     replay.advance()
     assert replay.rent_per_perf_hour == 1.2
 
 
+def test_an_observed_path_is_followed_exactly_then_the_process_continues_from_it() -> None:
+    """History mode: rent, BTC, hashprice and base rate follow their paths month by month; after the
+    last observed month each process starts from the last observed value."""
+    rent, btc, hashprice, rate = (
+        [2.0, 1.7, 1.9],
+        [90_000.0, 80_000.0, 100_000.0],
+        [50.0, 40.0, 45.0],
+        [
+            0.043,
+            0.041,
+            0.040,
+        ],
+    )
+    w = world(
+        {
+            **ANCHOR,
+            "world.rent.path": rent,
+            "world.btc.path": btc,
+            "world.btc.hashprice_path": hashprice,
+            "world.base_rate_path": rate,
+        }
+    )
+    for m in range(3):
+        w.advance()
+        assert w.rent_per_perf_hour == rent[m] and w.btc_price == btc[m] and w.base_rate == rate[m]
+        assert w.hashprice() == pytest.approx(hashprice[m], rel=1e-12)
+    hashrate = w.network_hashrate_eh
+    w.advance()  # month 4: no shocks in the calm world, so rent converges from 1.9, BTC moves from 100k
+    phi = 0.5 ** (1 / 9)
+    assert w.rent_per_perf_hour == pytest.approx(
+        math.exp((1 - phi) * math.log(hand_anchor(4)) + phi * math.log(1.9)), rel=1e-12
+    )
+    assert w.btc_price != 100_000.0 and abs(math.log(w.btc_price / 100_000.0)) < 1.0
+    assert w.base_rate == 0.040  # the calm world's rate has no volatility
+    assert w.network_hashrate_eh != hashrate
+
+
 def test_older_generations_reach_zero_margin_first() -> None:
-    """Rent 2.40 x 0.5^(t/12) meets the generation's cost per unit of performance at month t*."""
-    w = world({"world.rent.deflation_per_year": 0.5})
+    """Along a falling rent 2.40 x 0.5^(t/12), a generation's margin reaches zero when rent meets its
+    cost per unit of performance, so poor performance per watt loses its margin first."""
+    path = [2.40 * 0.5 ** (m / 12) for m in range(1, 200)]
+    w = world({"world.rent.path": path})
     first_loss = {}
     for month in range(1, 200):
         w.advance()
@@ -137,30 +225,37 @@ def test_older_generations_reach_zero_margin_first() -> None:
 # --- fundamental value ------------------------------------------------------------------------------
 
 
-def annuity(margin: float, months: int, rate: float = 0.10) -> float:
-    q = (1 + rate) ** (-1 / 12)
-    return margin * q * (1 - q**months) / (1 - q)
+def hand_fundamental(w: MarketWorld, g: int, months_left: int, rate: float = 0.10) -> float:
+    """Margins along the median rent path (the rent converging to the scheduled anchor, no shocks),
+    kept when positive, over the remaining life, discounted monthly at 10 %/yr."""
+    phi = 0.5 ** (1 / 9)
+    _, _, perf, kw, _ = GENS[g]
+    rent, value = w.rent_per_perf_hour, 0.0
+    for k in range(1, months_left + 1):
+        rent = math.exp((1 - phi) * math.log(hand_anchor(w.month + k)) + phi * math.log(rent))
+        margin = rent * perf * HOURS * UTIL - kw * OPEX_PER_KW
+        value += max(margin, 0.0) * (1 + rate) ** (-k / 12)
+    return value
 
 
 def test_fundamental_value_is_discounted_margin_over_remaining_life() -> None:
-    w = world({"world.rent.deflation_per_year": 0.0})
-    margin = 1489.2 - 237.216
+    w = world(ANCHOR)
     # H100 launched 2022-09 with a 7-year life: 56 months left in 2025-01, 44 a year later
-    assert w.fundamental_value()[H100] == pytest.approx(annuity(margin, 56), rel=1e-10)
+    assert w.fundamental_value()[H100] == pytest.approx(hand_fundamental(w, H100, 56), rel=1e-10)
     values = [w.fundamental_value()[H100]]
     for _ in range(12):
         w.advance()
         values.append(w.fundamental_value()[H100])
-    assert values[-1] == pytest.approx(annuity(margin, 44), rel=1e-10)
-    assert all(b < a for a, b in zip(values, values[1:], strict=False))  # falls with age
+    assert values[-1] == pytest.approx(hand_fundamental(w, H100, 44), rel=1e-10)
+    assert all(b < a for a, b in zip(values, values[1:], strict=False))  # falls with age and rent
     for _ in range(28 - 12):  # the A100 (2020-05) reaches the end of its physical life in 2027-05
         w.advance()
     assert w.fundamental_value()[0] == 0.0 and w.fundamental_value()[H100] > 0
 
 
-def test_fundamental_value_falls_with_deflation() -> None:
+def test_a_buyers_value_falls_with_the_deflation_it_extrapolates() -> None:
     w = world()
-    values = [w.present_value(d, 0.10) for d in (0.0, 0.2, 0.4, 0.6)]
+    values = [w.present_value(w.extrapolated_rent_path(d), 0.10) for d in (0.0, 0.2, 0.4, 0.6)]
     live = w.margin_per_gpu() > 0
     for slower, faster in zip(values, values[1:], strict=False):
         assert np.all(faster[live] < slower[live])
@@ -171,24 +266,59 @@ def test_fundamental_value_falls_with_deflation() -> None:
 
 def btc_returns(overrides: dict, n: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
     """n monthly BTC log returns and the compute-demand shocks drawn in the same months."""
-    w = world({"world.rent.noise_persistence": 0.0, "world.rent.noise_volatility": 0.05, **overrides}, seed)
+    w = world({"world.rent.shock_volatility": 0.05, **overrides}, seed)
     ret, shock = np.empty(n), np.empty(n)
     for i in range(n):
         w.advance()
-        ret[i], shock[i] = w.btc_last_return, w.demand_shock
+        ret[i], shock[i] = w.btc_last_return, w.compute_shock
     return ret, shock
 
 
 def test_btc_log_returns_have_the_configured_moments() -> None:
-    """Jump-diffusion: mean (mu - sigma^2/2)/12 + lambda/12 x jump mean; variance sigma^2/12 +
-    lambda/12 x (jump mean^2 + jump s.d.^2), with the baseline's mu 0.15, sigma 0.5, lambda 1,
-    jumps N(-0.15, 0.10)."""
+    """Jump-diffusion with compensated jumps: mean (log(1 + mu) - lambda k - sigma^2/2)/12 + lambda/12 x
+    jump mean with k = E[e^J - 1]; variance sigma^2/12 + lambda/12 x (jump mean^2 + jump s.d.^2), with mu
+    0.15, sigma 0.5, lambda 1, jumps N(-0.15, 0.10)."""
     n = 12_000
     ret, _ = btc_returns({}, n)
-    mean = (0.15 - 0.5 * 0.25) / 12 + (1 / 12) * -0.15
+    k = math.exp(-0.15 + 0.5 * 0.10**2) - 1
+    mean = (math.log(1.15) - k - 0.5 * 0.25) / 12 + (1 / 12) * -0.15
     sd = math.sqrt(0.25 / 12 + (1 / 12) * (0.15**2 + 0.10**2))
     assert ret.mean() == pytest.approx(mean, abs=4 * sd / math.sqrt(n))
     assert ret.std() == pytest.approx(sd, rel=0.03)
+
+
+def test_btc_jumps_do_not_move_its_expected_return() -> None:
+    """The drift is the expected return whatever the jumps: E[S_(t+1)/S_t] = 1.15^(1/12) with frequent
+    large negative jumps as without them (uncompensated, the jumps would cut it by ~20 %/yr)."""
+    n = 40_000
+    for jumps in (
+        {"world.btc.jumps_per_year": 0.0},
+        {"world.btc.jumps_per_year": 4.0, "world.btc.jump_mean": -0.2},
+    ):
+        ret, _ = btc_returns({**jumps, "world.btc.volatility_per_year": 0.2}, n)
+        gross = np.exp(ret)
+        assert gross.mean() == pytest.approx(1.15 ** (1 / 12), abs=4 * gross.std() / math.sqrt(n))
+
+
+def test_hashrate_grows_when_mining_pays_and_shrinks_when_it_does_not() -> None:
+    """log growth per year = g + eta x log(hashprice / marginal cost), marginal cost = J/TH x 24 x
+    USD/kWh per PH/s per day; here g = 0, eta = 2, a 30 J/TH rig at 5 c/kWh: $36/PH/day."""
+    flat = {
+        "world.btc.drift_per_year": 0.0,
+        "world.btc.volatility_per_year": 0.0,
+        "world.btc.jumps_per_year": 0.0,
+        "world.btc.hashrate_growth_per_year": 0.0,
+        "world.btc.hashrate_profit_elasticity": 2.0,
+        "world.btc.marginal_rig_j_per_th": 30.0,
+        "world.btc.miner_power_price_per_kwh": 0.05,
+    }
+    for price in (95_000.0, 40_000.0):
+        w = world({**flat, "world.btc.initial_price": price})
+        hashprice, hashrate = w.hashprice(), w.network_hashrate_eh
+        w.advance()
+        expected = hashrate * math.exp(2.0 * math.log(hashprice / 36.0) / 12)
+        assert w.network_hashrate_eh == pytest.approx(expected, rel=1e-12)
+        assert (w.network_hashrate_eh > hashrate) == (hashprice > 36.0)
 
 
 def test_btc_jumps_fatten_the_tails() -> None:
@@ -219,6 +349,7 @@ def test_hashprice_halves_at_a_halving() -> None:
         "world.btc.volatility_per_year": 0.0,
         "world.btc.jumps_per_year": 0.0,
         "world.btc.hashrate_growth_per_year": 0.0,
+        "world.btc.hashrate_profit_elasticity": 0.0,
         "world.btc.fees_btc_per_block": 0.0,
         "world.btc.halvings": ["2025-04"],
     }
@@ -809,7 +940,9 @@ def test_an_over_collateralised_default_does_not_raise_the_lenders_equity() -> N
 
 
 def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest() -> None:
-    model, v = estate([{"creditor": "bank", "principal": 0.9, "ltv_max": 5.0}], cash=0.0)
+    # a claim of 1.5 V: buyers, who extrapolate today's rent, may pay above the fundamental value V, and
+    # the sale must stay within the claim for all of it to count as recovery
+    model, v = estate([{"creditor": "bank", "principal": 1.5, "ltv_max": 5.0}], cash=0.0)
     total = model.ledger.total_gpus().copy()
     report = model.default_agent(0)
     led, loans = model.ledger, model.ledger.loans
@@ -819,7 +952,7 @@ def test_default_sells_repossessed_gpus_credits_recoveries_and_carries_the_rest(
     bought = led.gpus[model.buyer_index].sum()
     assert bought == pytest.approx(sold)
     assert led.lots.units.sum() == pytest.approx(1000 - sold)  # unsold stock stays with the bank
-    assert loans.recovered[0] == pytest.approx(report.forced_value) and loans.recovered[0] <= 0.9 * v
+    assert loans.recovered[0] == pytest.approx(report.forced_value) and loans.recovered[0] <= 1.5 * v
     assert led.cash[1] == pytest.approx(report.forced_value)
     np.testing.assert_allclose(led.total_gpus(), total)
     model.step()  # next month more of the carried stock is offered

@@ -18,12 +18,13 @@ REFERENCES = {
     "baseline_seed1_36m": {"scenario": "baseline", "seed": 1, "months": 36},
     "baseline_seed7_36m": {"scenario": "baseline", "seed": 7, "months": 36},
     "fire_sale_demo": {"scenario": "fire_sale_demo", "seed": None, "months": None},
-    # steep rent deflation: lenders fail and the Eisenberg-Noe clearing pays their interbank creditors
-    "lender_failures_seed1_36m": {
+    # steep price-performance gains and volatile rents: 12 lenders fail and the Eisenberg-Noe clearing
+    # pays their interbank creditors
+    "lender_failures_seed2_36m": {
         "scenario": "baseline",
-        "seed": 1,
+        "seed": 2,
         "months": 36,
-        "params": {"rent_deflation": 0.6},
+        "params": {"rent_deflation": 0.8, "rent_volatility": 0.15},
     },
 }
 STEP_COLUMNS = (
