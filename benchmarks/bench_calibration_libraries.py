@@ -94,7 +94,9 @@ def run_pyabc(seed: int = 1) -> dict:
 
     def model(par):
         rng = np.random.default_rng(np.random.randint(2**63))
-        return dict(zip(STAT_NAMES, stats(simulate(par["kappa"], par["sigma"], par["level"], rng)), strict=True))
+        return dict(
+            zip(STAT_NAMES, stats(simulate(par["kappa"], par["sigma"], par["level"], rng)), strict=True)
+        )
 
     def distance(x, x0):
         return float(sum(((x[k] - x0[k]) / sd[i]) ** 2 for i, k in enumerate(STAT_NAMES)))
@@ -119,7 +121,9 @@ def run_pyabc(seed: int = 1) -> dict:
         frame, w = history.get_distribution()
         sims = int(history.total_nr_simulations)
         gens = history.max_t + 1
-    return summarise("pyabc 0.13.0 (ABCSMC, median epsilon)", frame[NAMES].to_numpy(), w, wall, sims, rounds=gens)
+    return summarise(
+        "pyabc 0.13.0 (ABCSMC, median epsilon)", frame[NAMES].to_numpy(), w, wall, sims, rounds=gens
+    )
 
 
 def run_blackit(seed: int = 1) -> dict:
@@ -182,7 +186,9 @@ def run_elfi(seed: int = 1) -> dict:
 
     def sim(kappa, sigma, level, batch_size=1, random_state=None):
         rng = np.random.default_rng(random_state.randint(2**31) if random_state is not None else None)
-        kappa, sigma, level = (np.broadcast_to(np.asarray(v, float), (batch_size,)) for v in (kappa, sigma, level))
+        kappa, sigma, level = (
+            np.broadcast_to(np.asarray(v, float), (batch_size,)) for v in (kappa, sigma, level)
+        )
         return np.stack([simulate(kappa[i], sigma[i], level[i], rng) for i in range(batch_size)])
 
     def summary(x):

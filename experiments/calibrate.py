@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyabc
+from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from experiments.calibration_statistics import STATISTICS, series_of
@@ -97,8 +99,6 @@ class PriorSpec(_Finite):
         return self
 
     def rv(self) -> Any:
-        import pyabc
-
         if self.prior == "uniform":
             return pyabc.RV("uniform", self.low, self.high - self.low)
         if self.prior == "loguniform":
@@ -130,7 +130,9 @@ class TargetSpec(_Finite):
     @model_validator(mode="after")
     def _valid(self) -> TargetSpec:
         if self.statistic not in STATISTICS:
-            raise ValueError(f"unknown statistic '{self.statistic}' (allowed: {', '.join(sorted(STATISTICS))})")
+            raise ValueError(
+                f"unknown statistic '{self.statistic}' (allowed: {', '.join(sorted(STATISTICS))})"
+            )
         if self.observed_from is not None:
             raise ValueError("observed_from is not supported yet: give observed = NUMBER")
         if self.observed is None:
@@ -356,73 +358,80 @@ def predict_batch(problem: Problem, seed: int, items: list[tuple[int, dict[str, 
     return out
 
 
-def _sampler_class() -> type:
-    from pyabc.sampler import Sampler
+class ResumableQuantileEpsilon(pyabc.QuantileEpsilon):
+    """pyabc's quantile epsilon, which on a resumed run (t > 0) starts from the weighted quantile of
+    the last stored generation, as an uninterrupted run does (pyabc's own falls back to the initial
+    epsilon, infinity here, whenever no calibration sample is asked for)."""
 
-    class SlotSampler(Sampler):
-        """Evaluates numbered slots in fixed-size batches on a ``concurrent.futures`` executor and
-        accepts them in slot order until ``n`` are accepted: the same particles whatever the executor,
-        the number of workers or the batch size. Slots evaluated past the n-th acceptance are dropped
-        (and not counted), so the simulation count is deterministic too."""
+    def initialize(self, t, get_weighted_distances, get_all_records, max_nr_populations, acceptor_config):
+        if t > 0:
+            self._update(t, get_weighted_distances())
+            return
+        super().initialize(t, get_weighted_distances, get_all_records, max_nr_populations, acceptor_config)
 
-        def __init__(self, executor, seed, workers, replicates, report=None):
-            super().__init__()
-            self.executor, self.seed, self.workers = executor, seed, max(1, workers)
-            self.replicates, self.report = replicates, report
 
-        def __getstate__(self):
-            d = dict(self.__dict__)
-            d.pop("executor", None)
-            return d
+class SlotSampler(Sampler):
+    """Evaluates numbered slots in fixed-size batches on a ``concurrent.futures`` executor and
+    accepts them in slot order until ``n`` are accepted: the same particles whatever the executor,
+    the number of workers or the batch size. Slots evaluated past the n-th acceptance are dropped
+    (and not counted), so the simulation count is deterministic too."""
 
-        def sample_until_n_accepted(
-            self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None
-        ):
-            import concurrent.futures as cf
+    def __init__(self, executor, seed, workers, replicates, report=None):
+        super().__init__()
+        self.executor, self.seed, self.workers = executor, seed, max(1, workers)
+        self.replicates, self.report = replicates, report
 
-            import cloudpickle
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d.pop("executor", None)
+        return d
 
-            start = time.perf_counter()
-            payload = cloudpickle.dumps(simulate_one)
-            batch = max(1, min(64, math.ceil(n / (2 * self.workers))))
-            window = max(2 * self.workers, 2)
-            limit = math.inf if not math.isfinite(max_eval) else math.ceil(max_eval)
-            sample = self._create_empty_sample()
-            pending: dict[int, cf.Future] = {}
-            next_batch = done_batch = accepted = evaluated = 0
-            finished = False
-            try:
-                while not finished:
-                    while len(pending) < window and next_batch * batch < limit:
-                        first = next_batch * batch
-                        count = int(min(batch, limit - first))
-                        pending[next_batch] = self.executor.submit(
-                            run_slots, payload, self.seed, t, first, count, self.replicates
-                        )
-                        next_batch += 1
-                    if done_batch not in pending:
-                        break  # the evaluation budget is spent
-                    for j, particle in pending.pop(done_batch).result():
-                        sample.append(particle)
-                        evaluated = j + 1
-                        if particle.accepted:
-                            accepted += 1
-                            if accepted == n:
-                                finished = True
-                                break
-                    done_batch += 1
-            finally:
-                for future in pending.values():
-                    future.cancel()
-            self.nr_evaluations_ = evaluated
-            if accepted < n:
-                sample.ok = False
-            if self.report is not None:
-                eps = ana_vars.eps(t) if ana_vars is not None and t >= 0 else math.nan
-                self.report(t, eps, accepted, evaluated, time.perf_counter() - start)
-            return sample
+    def sample_until_n_accepted(
+        self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None
+    ):
+        import concurrent.futures as cf
 
-    return SlotSampler
+        import cloudpickle
+
+        start = time.perf_counter()
+        payload = cloudpickle.dumps(simulate_one)
+        batch = max(1, min(64, math.ceil(n / (2 * self.workers))))
+        window = max(2 * self.workers, 2)
+        limit = math.inf if not math.isfinite(max_eval) else math.ceil(max_eval)
+        sample = self._create_empty_sample()
+        pending: dict[int, cf.Future] = {}
+        next_batch = done_batch = accepted = evaluated = 0
+        finished = False
+        try:
+            while not finished:
+                while len(pending) < window and next_batch * batch < limit:
+                    first = next_batch * batch
+                    count = int(min(batch, limit - first))
+                    pending[next_batch] = self.executor.submit(
+                        run_slots, payload, self.seed, t, first, count, self.replicates
+                    )
+                    next_batch += 1
+                if done_batch not in pending:
+                    break  # the evaluation budget is spent
+                for j, particle in pending.pop(done_batch).result():
+                    sample.append(particle)
+                    evaluated = j + 1
+                    if particle.accepted:
+                        accepted += 1
+                        if accepted == n:
+                            finished = True
+                            break
+                done_batch += 1
+        finally:
+            for future in pending.values():
+                future.cancel()
+        self.nr_evaluations_ = evaluated
+        if accepted < n:
+            sample.ok = False
+        if self.report is not None:
+            eps = ana_vars.eps(t) if ana_vars is not None and t >= 0 else math.nan
+            self.report(t, eps, accepted, evaluated, time.perf_counter() - start)
+        return sample
 
 
 # --- resolving a file into a runnable problem ----------------------------------------------------------
@@ -632,8 +641,6 @@ def run_calibration(
     figures: bool = True,
 ) -> Outcome:
     """Run (or resume) a calibration into ``out`` and write its outputs; the entry point behind the CLI."""
-    import pyabc
-
     from experiments.sweep import make_executor
 
     for name in ("ABC", "pyabc", "Sampler", "History", "Epsilon", "Distance", "Acceptor"):
@@ -653,14 +660,14 @@ def run_calibration(
     start = time.perf_counter()
     report = _Progress(inf.max_generations, progress)
     with make_executor(executor, workers, scheduler) as ex:
-        sampler = _sampler_class()(ex, cal.seed, workers, inf.replicates_per_particle, report)
+        sampler = SlotSampler(ex, cal.seed, workers, inf.replicates_per_particle, report)
         abc = pyabc.ABCSMC(
             problem,
             prior,
             distance,
             population_size=inf.population_size,
             sampler=sampler,
-            eps=pyabc.QuantileEpsilon(initial_epsilon=np.inf, alpha=inf.epsilon_quantile, weighted=True),
+            eps=ResumableQuantileEpsilon(initial_epsilon=np.inf, alpha=inf.epsilon_quantile, weighted=True),
         )
         done = 0
         if db.exists():
@@ -703,7 +710,9 @@ def _posterior(history: Any, resolved: Resolved) -> Any:
     rows = []
     for i, particle in enumerate(population.particles):
         row = {"generation": int(t), "particle": i}
-        row.update({path: float(particle.parameter[n]) for n, path in zip(problem.names, problem.paths, strict=True)})
+        row.update(
+            {path: float(particle.parameter[n]) for n, path in zip(problem.names, problem.paths, strict=True)}
+        )
         row.update(weight=float(particle.weight), distance=float(particle.distance))
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -726,7 +735,9 @@ def _predictive(posterior: Any, resolved: Resolved, executor: Any, workers: int)
         (j, {path: float(posterior.iloc[k][path]) for path in problem.paths}) for j, k in enumerate(picks)
     ]
     size = max(1, math.ceil(draws / (2 * max(1, workers))))
-    futures = [executor.submit(predict_batch, problem, cal.seed, items[i : i + size]) for i in range(0, draws, size)]
+    futures = [
+        executor.submit(predict_batch, problem, cal.seed, items[i : i + size]) for i in range(0, draws, size)
+    ]
     results = sorted((j, stats) for f in futures for j, stats in f.result())
     rows = [{"draw": j, "particle": int(picks[j]), **stats} for j, stats in results]
     return pd.DataFrame(rows)
@@ -742,8 +753,12 @@ def calibrate_parser() -> argparse.ArgumentParser:
         prog="run.py calibrate",
         description="Calibrate a simulator to targets with ABC-SMC (pyabc); rerun the same command to resume.",
     )
-    parser.add_argument("calibration", type=Path, help="calibration file (TOML), see docs/calibration-command.md")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/calibration/NAME)")
+    parser.add_argument(
+        "calibration", type=Path, help="calibration file (TOML), see docs/calibration-command.md"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/calibration/NAME)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the calibration stored in --out")
     parser.add_argument("--quick", action="store_true", help="a smoke run: <= 50 particles, <= 3 generations")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
@@ -783,7 +798,10 @@ def main(argv: list[str]) -> int:
             figures=not args.no_figures,
         )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished generations are kept in {out / HISTORY}; rerun to resume", file=sys.stderr)
+        print(
+            f"\ninterrupted: finished generations are kept in {out / HISTORY}; rerun to resume",
+            file=sys.stderr,
+        )
         return 130
     print(
         f"{outcome.generations} generations, {outcome.simulations} simulations in {outcome.seconds:.1f}s"
@@ -792,6 +810,8 @@ def main(argv: list[str]) -> int:
     from experiments.calibration_report import format_parameters
 
     print(format_parameters(out))
-    print(f"wrote {out}/ (posterior.parquet, generations.parquet, parameters.csv, fit.csv, figures/, manifest.json)")
+    print(
+        f"wrote {out}/ (posterior.parquet, generations.parquet, parameters.csv, fit.csv, figures/, manifest.json)"
+    )
     print(f"posterior digest {outcome.manifest['outputs']['posterior.parquet']}")
     return 0

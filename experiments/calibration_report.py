@@ -106,7 +106,14 @@ def _figures(resolved: Resolved, posterior: pd.DataFrame, fit: pd.DataFrame, fol
         dist = spec.rv().distribution
         lo, hi = dist.ppf(0.001), dist.ppf(0.999)
         grid = np.linspace(lo, hi, 200)
-        ax.hist(posterior[spec.path], bins=30, weights=posterior["weight"], density=True, alpha=0.6, label="posterior")
+        ax.hist(
+            posterior[spec.path],
+            bins=30,
+            weights=posterior["weight"],
+            density=True,
+            alpha=0.6,
+            label="posterior",
+        )
         ax.plot(grid, dist.pdf(grid), color="k", lw=1, label="prior")
         ax.set_title(spec.path, fontsize=9)
         ax.legend(fontsize=7)
@@ -181,7 +188,14 @@ def write_outputs(
         calibration_file=resolved.source,
         calibration_text=resolved.text,
         scenario=resolved.scenario,
-        deterministic_outputs=[POSTERIOR, PARAMETERS, "parameters.parquet", FIT, "fit.parquet", "predictive.parquet"],
+        deterministic_outputs=[
+            POSTERIOR,
+            PARAMETERS,
+            "parameters.parquet",
+            FIT,
+            "fit.parquet",
+            "predictive.parquet",
+        ],
     )
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
@@ -189,7 +203,9 @@ def write_outputs(
 
 def format_parameters(out: Path) -> str:
     table = pd.read_csv(Path(out) / PARAMETERS)
-    lines = ["parameter                              posterior median [90 % interval]   prior 90 %        identified"]
+    lines = [
+        "parameter                              posterior median [90 % interval]   prior 90 %        identified"
+    ]
     for row in table.itertuples():
         lines.append(
             f"{row.parameter:38s} {row.posterior_median:10.4g} [{row.posterior_q05:.4g}, {row.posterior_q95:.4g}]"
