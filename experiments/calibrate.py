@@ -671,9 +671,12 @@ def run_calibration(
         )
         done = 0
         if db.exists():
-            history = pyabc.History(url)
-            history.id = 1
-            done = history.n_populations if history.get_all_populations().shape[0] else 0
+            try:
+                history = pyabc.History(url)
+                history.id = 1
+                done = history.n_populations if history.get_all_populations().shape[0] else 0
+            except Exception:  # a database left unfinished by a kill during its creation
+                done = 0
             if done > 0:
                 abc.load(url, 1)
         if done == 0:
