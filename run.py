@@ -1,4 +1,4 @@
-"""The command line: run | sweep | experiment | replay | viz | validate.
+"""The command line: run | sweep | experiment | replay | viz | validate | calibrate.
 
 ``python run.py`` runs the baseline scenario with its fixed seed, prints a summary and writes tables,
 figures and a manifest to ``results/``. ``python run.py COMMAND --help`` explains each command.
@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "experiment": "experiments.named:main",
     "validate": "experiments.validation:main",
     "viz": "experiments.viz:main",
+    "calibrate": "experiments.calibrate:main",  # likelihood-free calibration (ABC-SMC, pyabc)
 }
 USAGE_ERROR = 2
 

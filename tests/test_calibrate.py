@@ -1,0 +1,213 @@
+"""``run.py calibrate``: recovery of known parameters, byte-identical posteriors across executors and
+after a real kill + resume, clear errors for bad files, and an end-to-end run through the model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import run
+from experiments.calibrate import load_calibration, run_calibration
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "experiments" / "calibrations" / "synthetic_ar1.toml"
+TRUE = {"kappa": 0.15, "sigma": 0.08, "level": 0.5}
+
+
+def _small(tmp_path: Path, name: str, population: int, generations: int, draws: int = 20) -> Path:
+    """The example file with a smaller budget."""
+    text = EXAMPLE.read_text()
+    text = text.replace("population_size = 200", f"population_size = {population}")
+    text = text.replace("max_generations = 8", f"max_generations = {generations}")
+    text = text.replace("predictive_draws = 100", f"predictive_draws = {draws}")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_synthetic_recovers_known_parameters(tmp_path):
+    resolved = load_calibration(EXAMPLE)
+    out = tmp_path / "example"
+    outcome = run_calibration(resolved, out, "serial", 1, figures=True)
+    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
+    for name, true in TRUE.items():
+        row = table.loc[name]
+        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+        assert row.width_vs_prior < 1.0, (name, row.to_dict())  # narrower than the prior
+    assert table.loc["sigma"].width_vs_prior < 0.5
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert list(posterior.columns) == [
+        "generation",
+        "particle",
+        "kappa",
+        "sigma",
+        "level",
+        "weight",
+        "distance",
+    ]
+    assert len(posterior) == 200 and (posterior.generation == outcome.generations - 1).all()
+    assert abs(posterior.weight.sum() - 1) < 1e-12
+    gens = pd.read_parquet(out / "generations.parquet")
+    assert list(gens.generation) == list(range(outcome.generations))
+    assert gens.epsilon.is_monotonic_decreasing
+    fit = pd.read_csv(out / "fit.csv")
+    assert set(fit.target) == {"mean", "sd", "acf1", "drawdown"} and fit.observed_in_band.all()
+    for name in ("figures/posterior.png", "figures/fit.png", "manifest.json", "fit.parquet", "history.db"):
+        assert (out / name).is_file(), name
+
+
+def test_same_posterior_bytes_serial_processes_dask(tmp_path):
+    path = _small(tmp_path, "det", population=60, generations=3)
+    resolved = load_calibration(path)
+    digests = {}
+    for kind, workers in (("serial", 1), ("processes", 2), ("dask", 2)):
+        out = tmp_path / kind
+        run_calibration(resolved, out, kind, workers, figures=False)
+        digests[kind] = ((out / "posterior.parquet").read_bytes(), (out / "fit.csv").read_bytes())
+    assert digests["processes"] == digests["serial"]
+    assert digests["dask"] == digests["serial"]
+
+
+def _stored_generations(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
+            return con.execute("select count(*) from populations where t >= 0").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_resume_after_kill_gives_the_same_posterior(tmp_path):
+    path = _small(tmp_path, "resume", population=150, generations=6)
+    command = [sys.executable, "run.py", "calibrate", str(path), "--no-figures", "--no-progress"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, "--out", str(killed)], cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _stored_generations(killed / "history.db") < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the calibration ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = _stored_generations(killed / "history.db")
+    assert 2 <= stored < 6
+    assert not (killed / "posterior.parquet").exists()
+    resumed = subprocess.run(
+        [*command, "--out", str(killed), "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed after generation {stored}" in resumed.stdout
+    whole = tmp_path / "whole"
+    run_calibration(load_calibration(path), whole, "serial", 1, figures=False)
+    assert (killed / "posterior.parquet").read_bytes() == (whole / "posterior.parquet").read_bytes()
+    assert (killed / "fit.csv").read_bytes() == (whole / "fit.csv").read_bytes()
+    # a finished calibration run again changes nothing
+    again = subprocess.run(
+        [*command, "--out", str(killed)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert (killed / "posterior.parquet").read_bytes() == (whole / "posterior.parquet").read_bytes()
+
+
+MODEL_FILE = """
+name = "tiny_model"
+seed = 3
+simulator = "model"
+scenario = "baseline"
+months = 6
+[inference]
+population_size = 10
+max_generations = 2
+predictive_draws = 10
+[[parameters]]
+path = "world.rent.noise_volatility"
+prior = "uniform"
+low = 0.01
+high = 0.3
+[[targets]]
+name = "rent_mean"
+statistic = "series_mean"
+args = { series = "rent_index", first = "2025-02", last = "2025-07" }
+observed = 0.95
+sd = 0.05
+source = "made up for the test"
+"""
+
+
+BAD = [
+    ("unknown key", ("seed = 3", "seed = 3\ncolour = 'red'"), "colour: unknown field"),
+    ("low >= high", ("low = 0.01\nhigh = 0.3", "low = 0.3\nhigh = 0.3"), "parameters.0: empty prior range"),
+    ("unknown prior", ('prior = "uniform"', 'prior = "cauchy"'), "parameters.0.prior"),
+    ("unknown statistic", ('statistic = "series_mean"', 'statistic = "series_median"'), "unknown statistic"),
+    ("sd <= 0", ("sd = 0.05", "sd = 0"), "targets.0.sd"),
+    ("non-finite", ("observed = 0.95", "observed = nan"), "targets.0.observed: must be a finite number"),
+    ("infinite bound", ("high = 0.3", "high = inf"), "parameters.0.high: must be a finite number"),
+    ("unknown path", ("world.rent.noise_volatility", "world.rent.noise_volatilty"), "parameters.0.path"),
+    ("bad series", ('series = "rent_index"', 'series = "rent_idx"'), "unknown series ['rent_idx']"),
+    ("month outside", ('last = "2025-07"', 'last = "2026-07"'), "outside the simulated months"),
+    ("prior outside", ("high = 0.3", "high = 3.0"), "the scenario rejects world.rent.noise_volatility = 3.0"),
+    ("bad simulator", ('simulator = "model"', 'simulator = "abm"'), "simulator"),
+    ("no observed", ("observed = 0.95", ""), "give observed = NUMBER"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_files_give_one_clear_message(tmp_path, capsys, case):
+    _, (old, new), expected = case
+    assert old in MODEL_FILE
+    path = tmp_path / "bad.toml"
+    path.write_text(MODEL_FILE.replace(old, new, 1))
+    code = run.main(["calibrate", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_synthetic_parameter(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(EXAMPLE.read_text().replace('path = "kappa"', 'path = "speed"'))
+    assert run.main(["calibrate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "parameters.0.path: unknown synthetic_ar1 parameter 'speed'" in err and "Traceback" not in err
+
+
+def test_tiny_model_calibration_end_to_end(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(MODEL_FILE)
+    out = tmp_path / "out"
+    code = run.main(["calibrate", str(path), "--out", str(out), "--executor", "serial", "--no-progress"])
+    assert code == 0
+    for name in (
+        "posterior.parquet",
+        "generations.parquet",
+        "parameters.csv",
+        "fit.csv",
+        "fit.parquet",
+        "figures/posterior.png",
+        "figures/fit.png",
+        "manifest.json",
+    ):
+        assert (out / name).is_file(), name
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert len(posterior) == 10 and posterior["world.rent.noise_volatility"].between(0.01, 0.3).all()
+    assert len(pd.read_parquet(out / "generations.parquet")) == 2
+    fit = pd.read_csv(out / "fit.csv")
+    assert fit.loc[0, "draws"] == 10 and fit.loc[0, "source"] == "made up for the test"
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "calibration" and manifest["seed"] == 3
+    assert set(manifest["outputs"]) >= {"posterior.parquet", "fit.csv", "figures/fit.png"}
+    assert manifest["versions"]["pyabc"] and manifest["code_revision"]["commit"]
+    assert tomllib.loads(manifest["calibration_text"])["name"] == "tiny_model"
