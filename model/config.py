@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "experiments" / "scenarios"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SCENARIO_DIR = PROJECT_DIR / "experiments" / "scenarios"
 
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a month, YYYY-MM")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -414,6 +415,30 @@ class Shock(Strict):
         return self
 
 
+SeriesName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="a series in data/observed")]
+
+
+class History(Strict):
+    """History mode: observed monthly series drive the world from the start month up to ``until``; the
+    processes then continue from the last observed state (a conditional simulation). The series
+    replace the start values and the ``path`` lists of the processes they drive (``model.history``)."""
+
+    until: Month | Literal["latest"] = Field(
+        description="last observed month that drives the world, or 'latest': the last month every driven "
+        "series covers without a gap"
+    )
+    btc: SeriesName | None = Field(default="btc_close_usd", description="BTC price series (USD)")
+    base_rate: SeriesName | None = Field(default="base_rate", description="base-rate series (fraction/yr)")
+    rent: SeriesName | None = Field(
+        default=None, description="rent series per H100 hour (USD); sparse series cannot drive"
+    )
+    hashprice: SeriesName | None = Field(default=None, description="hashprice series (USD/PH/day)")
+    folder: str = Field(
+        default="data/observed",
+        description="the observed-data folder (a path relative to the project or absolute)",
+    )
+
+
 class Scenario(Strict):
     """Everything a run needs. ``network`` is either generated or explicit."""
 
@@ -430,6 +455,7 @@ class Scenario(Strict):
     cascade: CascadeRules
     policy: Policy = Policy()
     shocks: list[Shock] = Field(default_factory=list)
+    history: History | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -568,9 +594,16 @@ def load_scenario(
         if value is not None:
             data[key] = value
     try:
-        return Scenario.model_validate(data)
+        scenario_model = Scenario.model_validate(data)
+        if scenario_model.history is None:
+            return scenario_model
+        from model.history import with_observed_paths  # reads data/observed only when asked
+
+        return Scenario.model_validate(with_observed_paths(data, scenario_model))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(f"invalid scenario {source}: {exc}") from None
 
