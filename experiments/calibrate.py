@@ -116,6 +116,48 @@ class PriorSpec(_Finite):
         return [self.low, self.high] if self.low is not None else [self.mean]
 
 
+class ObservedFrom(Strict):
+    """An observed series to compute a target's value from, with the target's own statistic and args
+    (the statistic's ``series`` names the model's column; this names the data's)."""
+
+    series: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="a series in data/observed/series.csv")
+    folder: str = Field(default="data/observed", description="observed-data folder (relative to the project)")
+
+
+def observed_value(target: TargetSpec) -> float:
+    """The target's statistic applied to the observed series: its months (a window's first..last, or
+    the months a statistic reads) must all be in the data, without gaps."""
+    from model.config import PROJECT_DIR, month_index
+    from model.observed import load_observed, month_from_index
+
+    source = target.observed_from
+    args = target.parsed_args()
+    data = load_observed(PROJECT_DIR / source.folder)
+    if source.series not in data.series_names:
+        raise ConfigError(
+            f"observed_from.series: no series '{source.series}' (known: {', '.join(data.series_names)})"
+        )
+    first, last = getattr(args, "first", None), getattr(args, "last", None)
+    if first or last:
+        first = first or data.first_month(source.series)
+        last = last or data.last_month(source.series)
+        months = [month_from_index(i) for i in range(month_index(first), month_index(last) + 1)]
+        values = data.monthly_path(source.series, first, last)
+    else:
+        months = args.months()
+        if not months:
+            raise ConfigError(
+                f"observed_from: statistic {target.statistic} reads no month; give first/last or a month"
+            )
+        values = [data.monthly_path(source.series, m, m)[0] for m in months]
+    columns = series_of(args)
+    steps = [{"date": m, **{c: float(v) for c in columns}} for m, v in zip(months, values, strict=True)]
+    value = STATISTICS[target.statistic].fn(steps, args)
+    if not math.isfinite(value):
+        raise ConfigError(f"observed_from: {target.statistic} of {source.series} is not a finite number")
+    return float(value)
+
+
 class TargetSpec(_Finite):
     """One observed quantity: a statistic of a run, its observed value and the sd that scales it."""
 
@@ -123,9 +165,16 @@ class TargetSpec(_Finite):
     statistic: str = Field(description="a registered statistic (see docs/calibration-command.md)")
     args: dict[str, Any] = Field(default_factory=dict)
     observed: float | None = None
-    observed_from: dict[str, Any] | None = Field(default=None, description="reserved: observed data")
+    observed_from: ObservedFrom | None = Field(
+        default=None,
+        description="take the observed value from data/observed: the same statistic of that series",
+    )
     sd: float = Field(gt=0.0, description="standard error / tolerance of the target (> 0)")
     source: str = ""
+    role: Literal["fit", "check"] = Field(
+        default="fit",
+        description="fit: in the distance; check: out of sample, only compared with the posterior predictive",
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> TargetSpec:
@@ -133,10 +182,8 @@ class TargetSpec(_Finite):
             raise ValueError(
                 f"unknown statistic '{self.statistic}' (allowed: {', '.join(sorted(STATISTICS))})"
             )
-        if self.observed_from is not None:
-            raise ValueError("observed_from is not supported yet: give observed = NUMBER")
-        if self.observed is None:
-            raise ValueError("give observed = NUMBER")
+        if (self.observed is None) == (self.observed_from is None):
+            raise ValueError("give exactly one of observed = NUMBER or observed_from = { series = ... }")
         try:
             STATISTICS[self.statistic].args.model_validate(self.args)
         except ValidationError as exc:
@@ -472,7 +519,19 @@ def _check_targets(cal: Calibration, known: list[str], dates: list[str]) -> None
 
 
 def resolve(cal: Calibration, text: str, source: str) -> Resolved:
-    """Check parameter paths, series and months against the simulator; build the problem."""
+    """Check parameter paths, series and months against the simulator; fill observed values taken from
+    data (``observed_from``); build the problem."""
+    filled = []
+    for i, target in enumerate(cal.targets):
+        if target.observed_from is not None:
+            try:
+                target = target.model_copy(update={"observed": observed_value(target)})
+            except ConfigError as exc:
+                raise ConfigError(f"invalid calibration file {source}:\n  targets.{i}.{exc}") from None
+        filled.append(target)
+    cal = cal.model_copy(update={"targets": filled})
+    if not any(t.role == "fit" for t in cal.targets):
+        raise ConfigError(f"invalid calibration file {source}:\n  targets: no target with role = 'fit'")
     names = tuple(f"p{i}" for i in range(len(cal.parameters)))
     paths = tuple(p.path for p in cal.parameters)
     scenario = None
@@ -511,7 +570,7 @@ def _model_simulator(cal: Calibration, source: str) -> tuple[ModelSimulator, dic
         if not _path_exists(scenario, spec.path):
             raise ConfigError(
                 f"invalid calibration file {source}:\n  parameters.{i}.path: '{spec.path}' is not a "
-                "parameter of the scenario (a dotted path to a value, e.g. world.rent.noise_volatility; "
+                "parameter of the scenario (a dotted path to a value, e.g. world.rent.shock_volatility; "
                 "see docs/calibration.md)"
             )
         for value in spec.test_values():  # the prior's ends must be values the scenario accepts
@@ -655,7 +714,7 @@ def run_calibration(
     prior = pyabc.Distribution(
         **{name: spec.rv() for name, spec in zip(problem.names, cal.parameters, strict=True)}
     )
-    distance = ScaledDistance(tuple((t.name, t.sd) for t in cal.targets))
+    distance = ScaledDistance(tuple((t.name, t.sd) for t in cal.targets if t.role == "fit"))
     observed = {t.name: float(t.observed) for t in cal.targets}
     start = time.perf_counter()
     report = _Progress(inf.max_generations, progress)

@@ -79,6 +79,7 @@ def fit_table(resolved: Resolved, predictive: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "target": target.name,
+                "role": target.role,
                 "statistic": target.statistic,
                 "observed": float(target.observed),
                 "sd": float(target.sd),

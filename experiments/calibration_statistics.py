@@ -130,6 +130,20 @@ def series_mean(steps: Steps, a: Window) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
+@statistic("series_max", Window)
+def series_max(steps: Steps, a: Window) -> float:
+    """Largest value of a series over first..last."""
+    x = _values(steps, a.series, a.first, a.last)
+    return float(x.max()) if x.size else math.nan
+
+
+@statistic("series_min", Window)
+def series_min(steps: Steps, a: Window) -> float:
+    """Smallest value of a series over first..last."""
+    x = _values(steps, a.series, a.first, a.last)
+    return float(x.min()) if x.size else math.nan
+
+
 @statistic("series_sd", Window)
 def series_sd(steps: Steps, a: Window) -> float:
     """Sample standard deviation of a series over first..last."""

@@ -129,7 +129,7 @@ population_size = 10
 max_generations = 2
 predictive_draws = 10
 [[parameters]]
-path = "world.rent.noise_volatility"
+path = "world.rent.shock_volatility"
 prior = "uniform"
 low = 0.01
 high = 0.3
@@ -151,12 +151,17 @@ BAD = [
     ("sd <= 0", ("sd = 0.05", "sd = 0"), "targets.0.sd"),
     ("non-finite", ("observed = 0.95", "observed = nan"), "targets.0.observed: must be a finite number"),
     ("infinite bound", ("high = 0.3", "high = inf"), "parameters.0.high: must be a finite number"),
-    ("unknown path", ("world.rent.noise_volatility", "world.rent.noise_volatilty"), "parameters.0.path"),
+    ("unknown path", ("world.rent.shock_volatility", "world.rent.noise_volatilty"), "parameters.0.path"),
     ("bad series", ('series = "rent_index"', 'series = "rent_idx"'), "unknown series ['rent_idx']"),
     ("month outside", ('last = "2025-07"', 'last = "2026-07"'), "outside the simulated months"),
-    ("prior outside", ("high = 0.3", "high = 3.0"), "the scenario rejects world.rent.noise_volatility = 3.0"),
+    ("prior outside", ("high = 0.3", "high = 3.0"), "the scenario rejects world.rent.shock_volatility = 3.0"),
     ("bad simulator", ('simulator = "model"', 'simulator = "abm"'), "simulator"),
-    ("no observed", ("observed = 0.95", ""), "give observed = NUMBER"),
+    ("no observed", ("observed = 0.95", ""), "give exactly one of observed = NUMBER or observed_from"),
+    (
+        "unknown observed series",
+        ("observed = 0.95", 'observed_from = { series = "no_such_series" }'),
+        "observed_from.series: no series 'no_such_series'",
+    ),
 ]
 
 
@@ -200,7 +205,7 @@ def test_tiny_model_calibration_end_to_end(tmp_path):
     ):
         assert (out / name).is_file(), name
     posterior = pd.read_parquet(out / "posterior.parquet")
-    assert len(posterior) == 10 and posterior["world.rent.noise_volatility"].between(0.01, 0.3).all()
+    assert len(posterior) == 10 and posterior["world.rent.shock_volatility"].between(0.01, 0.3).all()
     assert len(pd.read_parquet(out / "generations.parquet")) == 2
     fit = pd.read_csv(out / "fit.csv")
     assert fit.loc[0, "draws"] == 10 and fit.loc[0, "source"] == "made up for the test"
@@ -211,3 +216,30 @@ def test_tiny_model_calibration_end_to_end(tmp_path):
     assert set(manifest["outputs"]) >= {"posterior.parquet", "fit.csv", "figures/fit.png"}
     assert manifest["versions"]["pyabc"] and manifest["code_revision"]["commit"]
     assert tomllib.loads(manifest["calibration_text"])["name"] == "tiny_model"
+
+
+def test_observed_from_takes_the_targets_statistic_of_the_observed_series() -> None:
+    """A target's observed value can come from data/observed: the same statistic, on the data's series."""
+    from experiments.calibrate import parse_calibration, resolve
+    from model.observed import load_observed
+
+    text = (
+        MODEL_FILE.replace('scenario = "baseline"', 'scenario = "history_2023_2026"')
+        .replace("months = 6", "months = 12")
+        .replace(
+            'args = { series = "rent_index", first = "2025-02", last = "2025-07" }\nobserved = 0.95',
+            'args = { series = "btc_price", first = "2023-02", last = "2023-07" }\n'
+            'observed_from = { series = "btc_close_usd" }',
+        )
+    )
+    text += '\n[[targets]]\nname = "btc_dec"\nstatistic = "series_value_at"\n'
+    text += (
+        'args = { series = "btc_price", month = "2023-12" }\nobserved_from = { series = "btc_close_usd" }\n'
+    )
+    text += 'sd = 1000.0\nrole = "check"\n'
+    resolved = resolve(parse_calibration(text), text, "(test)")
+    btc = load_observed().get("btc_close_usd")
+    mean, dec = (t.observed for t in resolved.calibration.targets)
+    assert mean == pytest.approx(btc["2023-02":"2023-07"].mean(), rel=1e-12)
+    assert dec == btc["2023-12"]
+    assert [t.role for t in resolved.calibration.targets] == ["fit", "check"]
