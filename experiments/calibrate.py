@@ -41,7 +41,7 @@ from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from experiments.calibration_statistics import STATISTICS, series_of
-from model.config import ConfigError, Strict
+from model.config import ConfigError, Month, Strict
 
 SIMULATORS = ("synthetic_ar1", "model")
 PRIORS = ("uniform", "loguniform", "normal", "truncnormal")
@@ -122,6 +122,8 @@ class ObservedFrom(Strict):
 
     series: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="a series in data/observed/series.csv")
     folder: str = Field(default="data/observed", description="observed-data folder (relative to the project)")
+    first: Month | None = Field(default=None, description="the data's window, if not the target's own")
+    last: Month | None = Field(default=None, description="the data's window, if not the target's own")
 
 
 def observed_value(target: TargetSpec) -> float:
@@ -132,6 +134,10 @@ def observed_value(target: TargetSpec) -> float:
 
     source = target.observed_from
     args = target.parsed_args()
+    if source.first or source.last:  # a window of the data other than the simulated one
+        if not hasattr(args, "first"):
+            raise ConfigError(f"observed_from: first/last need a windowed statistic, not {target.statistic}")
+        args = args.model_copy(update={"first": source.first or args.first, "last": source.last or args.last})
     data = load_observed(PROJECT_DIR / source.folder)
     if source.series not in data.series_names:
         raise ConfigError(
