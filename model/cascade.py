@@ -162,7 +162,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     if not alive.any():
         return _nobody_to_test(state, test_dscr)
     price = state.collateral_price()
-    collateral = led.gpus @ price
+    collateral = led.gpus @ price + state.contract_value()
     gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
     gpu_debt = np.bincount(
         loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents

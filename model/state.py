@@ -45,6 +45,28 @@ class MarketState:
         haircut = np.clip(self.scenario.policy.haircut_per_year_of_age * age_years, 0.0, 1.0)
         return price * (1.0 - haircut)
 
+    def contract_value(self) -> np.ndarray:
+        """What each fleet's contracts in force add to its collateral: the contracted rent above today's
+        spot rent for the contract's remaining months, discounted at the valuation rate (a contract
+        below spot adds nothing; the GPUs themselves are valued at the collateral price). Lenders such
+        as CoreWeave's DDTL take the contracts first and the GPUs second (docs/calibration.md)."""
+        from agents.neocloud import NeoCloud
+        from model.network import contract_revenue_per_gpu
+
+        led, world = self.ledger, self.world
+        contracted = NeoCloud.contract_in_force(
+            world.month, led.contract_end, led.tenant_alive, led.contract_share
+        )
+        if not contracted.any():
+            return np.zeros(led.n_agents)
+        premium = np.maximum(
+            contract_revenue_per_gpu(world, led.contract_rent) - world.revenue_per_gpu()[None, :], 0.0
+        )
+        months_left = np.maximum(led.contract_end - world.month, 0)
+        monthly = (1.0 + self.scenario.world.valuation_discount_rate) ** (1.0 / 12.0) - 1.0
+        annuity = (1.0 - (1.0 + monthly) ** (-months_left)) / monthly
+        return contracted * annuity * (led.gpus * premium).sum(axis=1)
+
     def mark_price(self) -> np.ndarray:
         return self._fundamental * self.marks.ratio
 

@@ -18,7 +18,7 @@ REFERENCES = {
     "baseline_seed1_36m": {"scenario": "baseline", "seed": 1, "months": 36},
     "baseline_seed7_36m": {"scenario": "baseline", "seed": 7, "months": 36},
     "fire_sale_demo": {"scenario": "fire_sale_demo", "seed": None, "months": None},
-    # steep price-performance gains and volatile rents: 12 lenders fail and the Eisenberg-Noe clearing
+    # steep price-performance gains and volatile rents: a lender fails and the Eisenberg-Noe clearing
     # pays their interbank creditors
     "lender_failures_seed2_36m": {
         "scenario": "baseline",
