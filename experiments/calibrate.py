@@ -40,7 +40,7 @@ import pyabc
 from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from experiments.calibration_statistics import STATISTICS, series_of
+from experiments.calibration_statistics import STATISTICS, Steps, series_of
 from model.config import ConfigError, Month, Strict
 
 SIMULATORS = ("synthetic_ar1", "model")
@@ -297,6 +297,8 @@ class ModelSimulator:
     fixed: dict[str, Any]
 
     def steps(self, params: dict[str, float], seed: int) -> list[dict[str, Any]]:
+        from experiments.runner import _flatten
+        from model.metrics import run_summary
         from model.model import GPUCreditModel
 
         with warnings.catch_warnings():
@@ -305,7 +307,7 @@ class ModelSimulator:
                 self.scenario, seed=seed, months=self.months, overrides={**self.fixed, **params}
             )
             model.run()
-        return model.metrics.steps
+        return Steps(model.metrics.steps, _flatten(run_summary(model)))
 
 
 # --- the problem pyabc sees -------------------------------------------------------------------------
@@ -508,10 +510,20 @@ class Resolved:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _check_targets(cal: Calibration, known: list[str], dates: list[str]) -> None:
+def _check_targets(
+    cal: Calibration, known: list[str], dates: list[str], summary: list[str] | None = None
+) -> None:
     problems = []
     for i, target in enumerate(cal.targets):
         args = target.parsed_args()
+        metrics = getattr(args, "metrics", [])
+        if metrics and summary is None:
+            problems.append(f"  targets.{i}: {target.statistic} needs simulator = 'model' (a run summary)")
+        elif metrics and any(m not in summary for m in metrics):
+            bad = [m for m in metrics if m not in summary]
+            problems.append(
+                f"  targets.{i}.args: unknown summary metric(s) {bad} (allowed: {sorted(summary)})"
+            )
         unknown = [s for s in series_of(args) if s not in known]
         if unknown:
             problems.append(f"  targets.{i}.args: unknown series {unknown} (allowed: {sorted(known)})")
@@ -592,10 +604,10 @@ def _model_simulator(cal: Calibration, source: str) -> tuple[ModelSimulator, dic
         fixed_scenario = load_scenario(scenario, dict(cal.fixed), months=cal.months)
     except ConfigError as exc:
         raise ConfigError(f"calibration field 'fixed': {exc}") from None
-    _, series = known_metrics(canonical_dict(fixed_scenario))
+    summary, series = known_metrics(canonical_dict(fixed_scenario))
     start = month_index(fixed_scenario.world.start)
     dates = [_month_name(start + m) for m in range(fixed_scenario.months + 1)]
-    _check_targets(cal, series, dates)
+    _check_targets(cal, series, dates, summary)
     return ModelSimulator(scenario, cal.months, dict(cal.fixed)), scenario
 
 

@@ -19,7 +19,17 @@ from pydantic import Field, model_validator
 
 from model.config import Month, Strict
 
-Steps = list[dict[str, Any]]
+
+class Steps(list):
+    """A run's monthly records (a list of dicts), with its end-of-run summary (``model.metrics.run_summary``,
+    flattened as in sweeps: ``credit_miner_term_loan_recovered``, ``price_peak_to_trough_ASIC``, ...) for
+    the statistics that read it; empty for simulators without one."""
+
+    summary: dict[str, float]
+
+    def __init__(self, rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> None:
+        super().__init__(rows)
+        self.summary = summary or {}
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,37 @@ class DefaultsBy(Strict):
 
     def months(self) -> list[str]:
         return [self.month] if self.month else []
+
+
+class SummaryValue(Strict):
+    metric: str = Field(description="a run-summary metric, e.g. price_peak_to_trough_ASIC")
+
+    @property
+    def series(self) -> list[str]:
+        return []
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric]
+
+    def months(self) -> list[str]:
+        return []
+
+
+class SummaryRatio(Strict):
+    numerator: str = Field(description="a run-summary metric, e.g. credit_miner_term_loan_recovered")
+    denominator: str = Field(description="a run-summary metric, e.g. credit_miner_term_loan_written_off")
+
+    @property
+    def series(self) -> list[str]:
+        return []
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.numerator, self.denominator]
+
+    def months(self) -> list[str]:
+        return []
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -212,3 +253,20 @@ def series_of(args: Strict) -> list[str]:
     """The monthly columns a statistic's arguments read."""
     series = args.series
     return list(series) if isinstance(series, list) else [series]
+
+
+@statistic("summary_value", SummaryValue)
+def summary_value(steps: Steps, a: SummaryValue) -> float:
+    """A metric of the run's summary (e.g. the price's peak-to-trough fall of a generation)."""
+    value = getattr(steps, "summary", {}).get(a.metric)
+    return float(value) if value is not None else math.nan
+
+
+@statistic("summary_ratio", SummaryRatio)
+def summary_ratio(steps: Steps, a: SummaryRatio) -> float:
+    """numerator / denominator of the run's summary (e.g. recovered / written-off principal); NaN if 0."""
+    summary = getattr(steps, "summary", {})
+    top, bottom = summary.get(a.numerator), summary.get(a.denominator)
+    if top is None or not bottom:
+        return math.nan
+    return float(top) / float(bottom)

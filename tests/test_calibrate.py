@@ -3,6 +3,7 @@ after a real kill + resume, clear errors for bad files, and an end-to-end run th
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 
 import run
 from experiments.calibrate import load_calibration, run_calibration
+from model.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "experiments" / "calibrations" / "synthetic_ar1.toml"
@@ -243,3 +245,28 @@ def test_observed_from_takes_the_targets_statistic_of_the_observed_series() -> N
     assert mean == pytest.approx(btc["2023-02":"2023-07"].mean(), rel=1e-12)
     assert dec == btc["2023-12"]
     assert [t.role for t in resolved.calibration.targets] == ["fit", "check"]
+
+
+def test_summary_statistics_read_the_runs_summary_and_need_the_model() -> None:
+    """summary_value and summary_ratio read a run's flattened summary; a name the summary lacks, or a
+    simulator without one, is one clear message."""
+    from experiments.calibrate import parse_calibration, resolve
+    from experiments.calibration_statistics import STATISTICS, Steps
+
+    steps = Steps([{"date": "2025-01"}], {"recovered": 30.0, "written_off": 120.0, "fall": -0.8})
+    ratio = STATISTICS["summary_ratio"]
+    assert ratio.fn(steps, ratio.args(numerator="recovered", denominator="written_off")) == 0.25
+    value = STATISTICS["summary_value"]
+    assert value.fn(steps, value.args(metric="fall")) == -0.8
+    assert math.isnan(
+        ratio.fn(
+            Steps([], {"recovered": 1.0, "written_off": 0.0}),
+            ratio.args(numerator="recovered", denominator="written_off"),
+        )
+    )
+    bad = MODEL_FILE.replace(
+        'statistic = "series_mean"\nargs = { series = "rent_index", first = "2025-02", last = "2025-07" }',
+        'statistic = "summary_value"\nargs = { metric = "no_such_metric" }',
+    )
+    with pytest.raises(ConfigError, match="unknown summary metric"):
+        resolve(parse_calibration(bad), bad, "(test)")
