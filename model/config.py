@@ -130,6 +130,12 @@ class BTCProcess(Strict):
     marginal_rig_j_per_th: Positive = Field(
         default=30.0, le=500.0, description="efficiency of the network's marginal rigs, J/TH"
     )
+    efficient_rig_j_per_th: Positive = Field(
+        default=15.0,
+        le=500.0,
+        description="efficiency of the network's best rigs, J/TH: below their power cost every rig is off, so "
+        "hashprice cannot fall below it (the hashrate falls at once instead)",
+    )
     miner_power_price_per_kwh: Positive = Field(
         default=0.05, le=1.0, description="power price of the marginal miner, USD/kWh"
     )

@@ -11,7 +11,8 @@ Each process is written out with its equation in ``docs/ODD.md`` section 7.1 (Su
   lowers the anchor, not today's rent: the rent then converges to it as the new supply arrives.
 - BTC is a jump-diffusion whose jumps are compensated, so ``drift_per_year`` is the expected return.
 - Network hashrate grows with mining profitability: rigs are switched on when hashprice exceeds the
-  marginal rig's power cost and off when it does not.
+  marginal rig's power cost and off when it does not; below the best rigs' power cost every rig is
+  off, so hashprice cannot fall below it.
 - A two-state regime (normal / stress) makes shocks larger and raises the correlation between BTC and
   compute demand ("correlation convergence"); it imposes no fixed declines.
 - History mode: observed paths (``path`` lists) replace the random processes while they last; the
@@ -127,6 +128,9 @@ class MarketWorld:
             hashprice_before / self.mining_break_even()
         )
         self.network_hashrate_eh *= float(np.exp(growth / 12.0))
+        floor = self.mining_break_even(btc.efficient_rig_j_per_th)
+        if self.hashprice() < floor:  # below the best rigs' power cost every rig is switched off
+            self.network_hashrate_eh *= self.hashprice() / floor
         if self.month <= len(
             btc.hashprice_path
         ):  # history mode: the hashrate that gives the observed hashprice
@@ -259,11 +263,12 @@ class MarketWorld:
         today's deviation decaying), discounted at the valuation rate."""
         return self.present_value(self.expected_rent_path(), self.config.valuation_discount_rate)
 
-    def mining_break_even(self) -> float:
-        """Power cost of the network's marginal rigs per PH/s per day (USD): hashprice below it switches
-        rigs off. A rig of e J/TH draws e kW per PH/s."""
+    def mining_break_even(self, j_per_th: float | None = None) -> float:
+        """Power cost per PH/s per day (USD) of rigs of ``j_per_th`` (default: the network's marginal
+        rigs), below which they are switched off. A rig of e J/TH draws e kW per PH/s."""
         btc = self.config.btc
-        return btc.marginal_rig_j_per_th * 24.0 * btc.miner_power_price_per_kwh
+        efficiency = btc.marginal_rig_j_per_th if j_per_th is None else j_per_th
+        return efficiency * 24.0 * btc.miner_power_price_per_kwh
 
     def hashprice(self) -> float:
         """Mining revenue per PH/s per day (USD), with halvings of the block subsidy."""

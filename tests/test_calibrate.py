@@ -138,7 +138,7 @@ high = 0.3
 [[targets]]
 name = "rent_mean"
 statistic = "series_mean"
-args = { series = "rent_index", first = "2025-02", last = "2025-07" }
+args = { series = "rent_index", first = "2026-08", last = "2027-01" }
 observed = 0.95
 sd = 0.05
 source = "made up for the test"
@@ -155,7 +155,7 @@ BAD = [
     ("infinite bound", ("high = 0.3", "high = inf"), "parameters.0.high: must be a finite number"),
     ("unknown path", ("world.rent.shock_volatility", "world.rent.noise_volatilty"), "parameters.0.path"),
     ("bad series", ('series = "rent_index"', 'series = "rent_idx"'), "unknown series ['rent_idx']"),
-    ("month outside", ('last = "2025-07"', 'last = "2026-07"'), "outside the simulated months"),
+    ("month outside", ('last = "2027-01"', 'last = "2028-01"'), "outside the simulated months"),
     ("prior outside", ("high = 0.3", "high = 3.0"), "the scenario rejects world.rent.shock_volatility = 3.0"),
     ("bad simulator", ('simulator = "model"', 'simulator = "abm"'), "simulator"),
     ("no observed", ("observed = 0.95", ""), "give exactly one of observed = NUMBER or observed_from"),
@@ -229,7 +229,7 @@ def test_observed_from_takes_the_targets_statistic_of_the_observed_series() -> N
         MODEL_FILE.replace('scenario = "baseline"', 'scenario = "history_2023_2026"')
         .replace("months = 6", "months = 12")
         .replace(
-            'args = { series = "rent_index", first = "2025-02", last = "2025-07" }\nobserved = 0.95',
+            'args = { series = "rent_index", first = "2026-08", last = "2027-01" }\nobserved = 0.95',
             'args = { series = "btc_price", first = "2023-02", last = "2023-07" }\n'
             'observed_from = { series = "btc_close_usd" }',
         )
@@ -265,7 +265,7 @@ def test_summary_statistics_read_the_runs_summary_and_need_the_model() -> None:
         )
     )
     bad = MODEL_FILE.replace(
-        'statistic = "series_mean"\nargs = { series = "rent_index", first = "2025-02", last = "2025-07" }',
+        'statistic = "series_mean"\nargs = { series = "rent_index", first = "2026-08", last = "2027-01" }',
         'statistic = "summary_value"\nargs = { metric = "no_such_metric" }',
     )
     with pytest.raises(ConfigError, match="unknown summary metric"):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scenario_builders import CALM_WORLD, explicit_market
+from scenario_builders import CALM_WORLD, baseline_world_data, explicit_market
 from scipy.stats import kurtosis, norm
 
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
@@ -71,7 +71,7 @@ PINNED = {
 
 
 def world(overrides: dict | None = None, seed: int = 7) -> MarketWorld:
-    scenario = load_scenario("baseline", {**CALM_WORLD, **PINNED, **(overrides or {})})
+    scenario = load_scenario(baseline_world_data(), {**CALM_WORLD, **PINNED, **(overrides or {})})
     return MarketWorld(scenario.world, np.random.default_rng(seed))
 
 
