@@ -22,7 +22,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
-from scipy.sparse.linalg import MatrixRankWarning, bicgstab, spsolve
 
 SHORTFALL_RTOL = 1e-9
 """A payment short of what is owed by less than this fraction of it is rounding, not a default."""
@@ -302,6 +301,8 @@ def _solve(system: sp.csc_array, rhs: np.ndarray) -> np.ndarray | None:
     dominant by columns, so for large sets BiCGSTAB reaches a 1e-13 relative residual in a few dozen
     sparse matvecs; if it stalls (almost no leakage out of the set) the exact solve takes over.
     """
+    from scipy.sparse.linalg import MatrixRankWarning, bicgstab, spsolve  # on first use: keeps imports fast
+
     if rhs.size > _DIRECT_SOLVE_MAX:
         x, info = bicgstab(system, rhs, rtol=1e-13, atol=0.0)
         if info == 0:

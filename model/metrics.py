@@ -133,6 +133,7 @@ class MetricsRecorder:
                 row[f"abs_loss_{name}"] += hit
         row["new_defaults"] = int(new.sum())
         row["defaults_total"] = int(led.defaulted.sum())
+        margin = world.margin_per_gpu()
         gens = [
             {
                 "month": int(world.month),
@@ -141,7 +142,7 @@ class MetricsRecorder:
                 "fundamental_value": float(fundamental[g]),
                 "secondary_price": float(mark[g]),
                 "price_to_fundamental": float(state.marks.ratio[g]),
-                "margin_per_gpu_month": float(world.margin_per_gpu()[g]),
+                "margin_per_gpu_month": float(margin[g]),
                 "unsold_units": float(inventory[g]),
                 "gpus_in_fleets": float(led.gpus[live_b, g].sum()),
             }
