@@ -380,13 +380,14 @@ def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], floa
 
 RESULTS_HEAD = """# Results of the named experiments
 
-Each section below answers one of the experiments of issue 6 with the model as it stands: the question,
+Each section below answers one of the nine named experiments with the model as it stands: the question,
 the design, the key figure, the finding (two sentences drawn from the measured numbers of the run shown),
 and the command that reproduces it with the digest of each sweep's manifest. The figures in
 `docs/img/experiments/` are from the **{size}-size** runs actually made for this page ({n} experiments,
 {total:.0f} run-seconds in all, run on a shared two-core machine with two workers); {other}
-The model's own limits are in `docs/calibration.md` (sections 18-19) and `docs/ODD.md`.
-Regenerate this page with `{regenerate}`.
+The baseline is the calibrated forward scenario (`docs/calibration.md` section 20); which findings of
+the uncalibrated world moved, reversed or went is in section 20.7 there. The model's own limits are in
+`docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`.
 
 """
 
