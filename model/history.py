@@ -75,5 +75,6 @@ def with_observed_paths(raw: dict[str, Any], scenario: Scenario) -> dict[str, An
         values = data.monthly_path(name, start, until)  # raises, naming the gap, if a month is missing
         if start_key is not None:
             node[start_key] = float(values[0])
-        node[path_key] = [float(v) for v in values[1:]] if until != start else []
+        if until != start:  # a history of the start month alone sets the start state, not the paths
+            node[path_key] = [float(v) for v in values[1:]]
     return out

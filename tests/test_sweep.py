@@ -130,15 +130,16 @@ def test_serial_processes_dask_identical(serial_sweep, tmp_path):
 # --- resume --------------------------------------------------------------------------------------
 
 
-RESUME_REPLICATES = 8
+RESUME_REPLICATES = 16
 RESUME_RUNS = 4 * RESUME_REPLICATES  # the tiny design's 2 x 2 points
 RESUME = (
     TINY.replace('name = "tiny"', 'name = "resume"')
-    .replace("months = 12", "months = 24")
+    .replace("months = 12", "months = 60")
     .replace("replicates = 2", f"replicates = {RESUME_REPLICATES}")
 )
 """Long enough that the sweep is still running when a signal follows its second saved run, even on a
-busy machine (with 12 runs, a test process starved of CPU once saw the sweep finish first)."""
+busy machine (with 12 runs, a test process starved of CPU once saw the sweep finish first; after the
+session-7 speed work 32 runs of 24 months also finished first)."""
 
 
 def _count(folder: Path) -> int:
@@ -260,10 +261,10 @@ name = "failing"
 scenario = "baseline"
 master_seed = 3
 replicates = 2
-max_run_seconds = 1.0
+max_run_seconds = 0.4
 [design]
 kind = "grid"
-[parameters.months]             # 600 months cannot finish within 1 s; 3 months can
+[parameters.months]             # 600 months cannot finish within 0.4 s (~1.7 s); 3 months can (~0.02 s)
 values = [3, 600]
 [outputs]
 metrics = ["share_failed", "defaults_total"]
@@ -288,10 +289,10 @@ def test_failed_run_is_recorded_and_the_rest_complete(tmp_path, capsys):
     assert code == 1
     printed = capsys.readouterr().out
     assert "4 runs: 2 ok, 2 failed" in printed
-    assert "FAILED p00001-r00: RunTimeout: run exceeded max_run_seconds=1" in printed
+    assert "FAILED p00001-r00: RunTimeout: run exceeded max_run_seconds=0.4" in printed
     runs = pd.read_parquet(tmp_path / "out" / RESULTS).set_index("run_id")
     assert list(runs["status"]) == ["ok", "ok", "failed", "failed"]
-    assert runs.loc["p00001-r01", "error"] == "RunTimeout: run exceeded max_run_seconds=1"
+    assert runs.loc["p00001-r01", "error"] == "RunTimeout: run exceeded max_run_seconds=0.4"
     assert runs.loc["p00000-r00", "share_failed"] >= 0 and np.isnan(runs.loc["p00001-r00", "share_failed"])
     record = json.loads((tmp_path / "out" / "runs" / "p00001-r00.json").read_text())
     assert "RunTimeout" in record["traceback"]
