@@ -176,6 +176,9 @@ def _start(code: Path, exp: Path, out: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # a parent that ignores SIGINT (some test runners) would pass SIG_IGN on, and Python then
+        # installs no KeyboardInterrupt handler: restore the default so Ctrl-C reaches the sweep
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
