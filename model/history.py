@@ -9,6 +9,8 @@ its replay all see the same numbers: the resolved config records every observed 
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from model.config import PROJECT_DIR, ConfigError, Scenario, month_index
@@ -21,6 +23,22 @@ DRIVEN = {
     "rent": (("world", "rent"), "h100_rent_per_hour", "path"),
     "hashprice": (("world", "btc"), None, "hashprice_path"),  # sets the hashrate from month 1 on
 }
+
+
+def observed_data(folder: str) -> ObservedData:
+    """The validated data folder, read once per process while its files are unchanged: every model built
+    from a history scenario (a calibration builds thousands) resolves its paths again."""
+    path = PROJECT_DIR / folder
+    stamps = tuple(
+        (name, (path / name).stat().st_mtime_ns if (path / name).is_file() else None)
+        for name in ("series.csv", "sources.csv", "monthly.csv")
+    )
+    return _read_observed(str(path), stamps)
+
+
+@lru_cache(maxsize=4)
+def _read_observed(path: str, stamps: tuple) -> ObservedData:
+    return load_observed(Path(path))
 
 
 def last_complete_month(data: ObservedData, series: list[str], start: str) -> str:
@@ -45,7 +63,7 @@ def observed_until(scenario: Scenario, data: ObservedData | None = None) -> str:
     history = scenario.history
     if history.until != "latest":
         return history.until
-    data = data or load_observed(PROJECT_DIR / history.folder)
+    data = data or observed_data(history.folder)
     driven = [getattr(history, field) for field in DRIVEN if getattr(history, field)]
     return last_complete_month(data, driven, scenario.world.start)
 
@@ -53,7 +71,7 @@ def observed_until(scenario: Scenario, data: ObservedData | None = None) -> str:
 def with_observed_paths(raw: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The raw scenario with the driven processes' start values and paths taken from the data."""
     history = scenario.history
-    data = load_observed(PROJECT_DIR / history.folder)
+    data = observed_data(history.folder)
     start = scenario.world.start
     for field in DRIVEN:
         name = getattr(history, field)
