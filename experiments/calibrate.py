@@ -804,13 +804,14 @@ def _predictive(posterior: Any, resolved: Resolved, executor: Any, workers: int)
     """Statistics of ``predictive_draws`` runs at parameters drawn from the posterior (by weight)."""
     import pandas as pd
 
+    from experiments.posterior import draw_rows
+
     cal, problem = resolved.calibration, resolved.problem
     draws = cal.inference.predictive_draws
     if draws == 0:
         return pd.DataFrame(columns=["draw", *[t.name for t in cal.targets]])
-    rng = np.random.default_rng(np.random.SeedSequence(cal.seed, spawn_key=(PREDICTIVE_KEY,)))
-    w = posterior["weight"].to_numpy()
-    picks = rng.choice(len(posterior), size=draws, p=w / w.sum())
+    seed = np.random.SeedSequence(cal.seed, spawn_key=(PREDICTIVE_KEY,))
+    picks = draw_rows(posterior["weight"].to_numpy(), draws, seed)
     items = [
         (j, {path: float(posterior.iloc[k][path]) for path in problem.paths}) for j, k in enumerate(picks)
     ]

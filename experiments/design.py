@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from model.config import ConfigError, canonical_dict, load_scenario, resolve_scenario_path
 
+ROOT = Path(__file__).resolve().parent.parent
+POSTERIOR_KEY = 0x9057  # mixed with the master seed: the posterior draws' own stream
 DesignKind = Literal["grid", "lhs", "sobol", "morris"]
 Scalar = float | int | bool | str
 
@@ -97,6 +99,26 @@ class OutputSpec(_Strict):
     sensitivity: list[str] = Field(default_factory=list, description="metrics for Sobol/Morris indices")
 
 
+class PosteriorSpec(_Strict):
+    """Parameter uncertainty inside the intervals: replicate ``r`` runs at posterior draw ``r mod
+    draws`` (drawn by weight from the master seed), so every design point sees the same draws with the
+    same seeds. Precedence: a draw's values < ``fixed`` < the design point's parameters."""
+
+    file: str = Field(
+        description="a calibration's posterior.parquet: relative to the experiment file, else the project root"
+    )
+    draws: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="distinct draws, cycled over replicates (default: replicates)",
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="posterior columns not applied (e.g. the calibration's start state, not the scenario's)",
+    )
+
+
 class Experiment(_Strict):
     """A sweep: base scenario, parameters, design, replicates, master seed, outputs."""
 
@@ -111,6 +133,7 @@ class Experiment(_Strict):
     design: DesignSpec
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
     outputs: OutputSpec = OutputSpec()
+    posterior: PosteriorSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
@@ -126,6 +149,11 @@ class Experiment(_Strict):
                     )
         if self.design.kind == "morris" and len(self.parameters) < 1:
             raise ValueError("morris needs at least one parameter")
+        if self.posterior is not None and (self.posterior.draws or 0) > self.replicates:
+            raise ValueError(
+                f"posterior.draws ({self.posterior.draws}) exceeds replicates ({self.replicates}): "
+                "each replicate runs at one draw"
+            )
         return self
 
 
@@ -140,6 +168,7 @@ class RunSpec:
     params: dict[str, Any]
     overrides: dict[str, Any]
     months: int
+    draw: int | None = None  # index into Plan.posterior_draws
 
 
 @dataclass
@@ -152,6 +181,9 @@ class Plan:
     runs: list[RunSpec]
     months: int
     fingerprint: str = field(default="")
+    posterior_draws: list[dict[str, float]] = field(default_factory=list)
+    posterior_file: str = ""
+    posterior_sha256: str = ""
 
     @property
     def parameter_names(self) -> list[str]:
@@ -327,23 +359,81 @@ def _cast(value: Any, kind: str) -> Any:
     return int(round(value)) if kind == "int" else float(value)
 
 
-def build_plan(experiment: Experiment, scenario: dict[str, Any], max_errors: int = 5) -> Plan:
-    """Every run of the sweep; each design point's scenario is validated here, before anything runs."""
+def posterior_path(experiment: Experiment, experiment_path: str | Path | None) -> Path:
+    """Where ``posterior.file`` points: absolute, next to the experiment file, else under the project root."""
+    given = Path(experiment.posterior.file)
+    if given.is_absolute():
+        return given
+    if experiment_path is not None:
+        candidate = Path(experiment_path).resolve().parent / given
+        if candidate.is_file():
+            return candidate
+    return ROOT / given
+
+
+def posterior_draws(
+    experiment: Experiment, scenario: dict[str, Any], experiment_path: str | Path | None
+) -> tuple[list[dict[str, float]], Path]:
+    """The experiment's posterior draws (validated against the scenario) and the file they came from."""
+    from experiments.posterior import draw_parameters, parameter_columns, read_posterior
+
+    spec = experiment.posterior
+    path = posterior_path(experiment, experiment_path)
+    frame = read_posterior(path)
+    columns = parameter_columns(frame)
+    problems = [
+        f"  posterior.exclude: '{name}' is not a column of {path.name} (columns: {columns})"
+        for name in spec.exclude
+        if name not in columns
+    ]
+    problems += [
+        f"  posterior.file: column '{name}' is not a scenario parameter (a dotted path such as "
+        "world.rent.shock_volatility)"
+        for name in columns
+        if name not in spec.exclude and not _path_exists(scenario, name)
+    ]
+    if problems:
+        raise ConfigError("invalid experiment:\n" + "\n".join(problems))
+    seed = np.random.SeedSequence([experiment.master_seed, POSTERIOR_KEY])
+    return draw_parameters(frame, spec.draws or experiment.replicates, seed, spec.exclude), path
+
+
+def build_plan(
+    experiment: Experiment,
+    scenario: dict[str, Any],
+    max_errors: int = 5,
+    experiment_path: str | Path | None = None,
+) -> Plan:
+    """Every run of the sweep; each design point's scenario (and each posterior draw's) is validated
+    here, before anything runs."""
     _check_names(experiment, scenario)
     base = copy.deepcopy(scenario)
     fixed = resolve_overrides(base, dict(experiment.fixed))
     points = design_points(experiment)
     months = experiment.months or int(scenario["months"])
     seeds = replicate_seeds(experiment.master_seed, experiment.replicates)
+    draws: list[dict[str, float]] = []
+    posterior_file = None
+    if experiment.posterior is not None:
+        draws, posterior_file = posterior_draws(experiment, base, experiment_path)
     runs: list[RunSpec] = []
     errors: list[str] = []
+    for d, draw in enumerate(draws):
+        try:
+            load_scenario(base, {**draw, **fixed}, seed=seeds[0], months=months)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"experiment '{experiment.name}': posterior draw {d} gives an invalid scenario: {exc}"
+            ) from None
     width = max(5, len(str(len(points) - 1)))
     rwidth = max(2, len(str(experiment.replicates - 1)))
     for p, params in enumerate(points):
         try:
             overrides = {**fixed, **resolve_overrides(base, params)}
             run_months = int(overrides.pop("months", months))  # months may be a swept parameter
-            load_scenario(base, overrides, seed=seeds[0], months=run_months)
+            load_scenario(
+                base, {**(draws[0] if draws else {}), **overrides}, seed=seeds[0], months=run_months
+            )
         except ConfigError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             errors.append(f"design point {p} ({shown}) gives an invalid scenario: {exc}")
@@ -352,14 +442,33 @@ def build_plan(experiment: Experiment, scenario: dict[str, Any], max_errors: int
             continue
         for r, seed in enumerate(seeds):
             run_id = f"p{p:0{width}d}-r{r:0{rwidth}d}"
-            runs.append(RunSpec(run_id, p, r, seed, params, overrides, run_months))
+            if draws:
+                d = r % len(draws)
+                runs.append(RunSpec(run_id, p, r, seed, params, {**draws[d], **overrides}, run_months, d))
+            else:
+                runs.append(RunSpec(run_id, p, r, seed, params, overrides, run_months))
     if errors:
         more = "" if len(errors) < max_errors else f"\n(stopped after {max_errors} invalid points)"
         raise ConfigError(f"experiment '{experiment.name}':\n" + "\n".join(errors) + more)
-    return Plan(experiment, base, points, runs, months)
+    plan = Plan(experiment, base, points, runs, months, posterior_draws=draws)
+    if posterior_file is not None:
+        from model.manifest import file_digest
+
+        plan.posterior_file = _shown_path(posterior_file)
+        plan.posterior_sha256 = file_digest(posterior_file)
+    return plan
 
 
-def plan_digest(experiment: Experiment, scenario: dict[str, Any]) -> str:
-    """Identifies a sweep's inputs: the validated experiment and the base scenario's full config."""
+def _shown_path(path: Path) -> str:
+    """A path as recorded: relative to the project root when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
+
+
+def plan_digest(experiment: Experiment, scenario: dict[str, Any], posterior_sha256: str = "") -> str:
+    """Identifies a sweep's inputs: the validated experiment, the base scenario's full config and the
+    content of the posterior file it draws from (if any)."""
     payload = {"experiment": experiment.model_dump(mode="json"), "scenario": scenario}
+    if posterior_sha256:
+        payload["posterior_sha256"] = posterior_sha256
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -213,7 +213,7 @@ def prepare(
     """Plan the sweep, check its outputs, and bind it to ``out`` (refusing a folder of another sweep)."""
     from experiments.runner import fingerprint, known_metrics
 
-    plan = build_plan(experiment, scenario)
+    plan = build_plan(experiment, scenario, experiment_path=experiment_path or None)
     metric_names, step_names = known_metrics(plan.scenario)
     outputs = experiment.outputs
     metrics = None if outputs.metrics == "all" else list(outputs.metrics)
@@ -238,7 +238,7 @@ def prepare(
         sweep.series_columns = step_names
     elif outputs.timeseries:
         sweep.series_columns = ["month", *[c for c in outputs.timeseries if c != "month"]]
-    sweep.key = plan_digest(experiment, scenario)
+    sweep.key = plan_digest(experiment, scenario, plan.posterior_sha256)
     if sweep.out.exists() and not sweep.out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
     return sweep
@@ -400,6 +400,8 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     for spec in sweep.plan.runs:
         rec = sweep.done[spec.run_id]
         row = {"run_id": spec.run_id, "point": spec.point, "replicate": spec.replicate, "seed": spec.seed}
+        if spec.draw is not None:
+            row["draw"] = spec.draw
         row.update({n: spec.params[n] for n in names})
         row.update(status=rec["status"], error=rec["error"])
         row.update({m: rec["summary"].get(m) for m in metric_cols})
@@ -410,7 +412,8 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
             ts.insert(0, "point", spec.point)
             ts.insert(0, "run_id", spec.run_id)
             series.append(ts)
-    columns = [*ID_COLUMNS, *names, "status", "error", *metric_cols]
+    ids = [*ID_COLUMNS, "draw"] if sweep.plan.posterior_draws else ID_COLUMNS
+    columns = [*ids, *names, "status", "error", *metric_cols]
     runs = pd.DataFrame.from_records(rows, columns=columns)
     runs["seed"] = runs["seed"].astype("uint64")
     runs["error"] = runs["error"].astype("string")
@@ -452,6 +455,7 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
             "ok": int((runs["status"] == "ok").sum()),
             "failed": int((runs["status"] != "ok").sum()),
         },
+        **({"posterior": posterior_record(sweep.plan)} if sweep.plan.posterior_draws else {}),
         "code_fingerprint": sweep.plan.fingerprint,
         **env,
         "command": command,
@@ -460,6 +464,15 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
     }
     atomic_write_json(sweep.out / MANIFEST, manifest)
     return manifest
+
+
+def posterior_record(plan: Plan) -> dict[str, Any]:
+    """What a sweep over posterior draws records: the file, its digest and the draws themselves."""
+    return {
+        "file": plan.posterior_file,
+        "sha256": plan.posterior_sha256,
+        "draws": plan.posterior_draws,
+    }
 
 
 def write_analysis(sweep: Sweep, figures: bool = True) -> list[Path]:
@@ -712,6 +725,12 @@ def replay_sweep(
             f"now {now_rev.get('commit')} (dirty={now_rev.get('dirty')})"
         )
     experiment = parse_experiment(manifest["experiment_text"], f"{manifest_path} (experiment_text)")
+    recorded_posterior = manifest.get("posterior")
+    if experiment.posterior is not None and recorded_posterior:
+        # the file as the sweep resolved it (its experiment file's folder is not known here)
+        experiment = experiment.model_copy(
+            update={"posterior": experiment.posterior.model_copy(update={"file": recorded_posterior["file"]})}
+        )
     tmp = None
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="replay-")
@@ -720,6 +739,11 @@ def replay_sweep(
         sweep = prepare(experiment, manifest["experiment_text"], manifest["config"], out, "replay")
         if sweep.plan.fingerprint != manifest.get("code_fingerprint"):
             notes.append("the model's code or numeric packages differ from the sweep's (code fingerprint)")
+        if recorded_posterior and sweep.plan.posterior_sha256 != recorded_posterior["sha256"]:
+            problems.append(
+                f"posterior file {recorded_posterior['file']}: its content differs from the sweep's "
+                f"(recorded {recorded_posterior['sha256'][:12]}, now {sweep.plan.posterior_sha256[:12]})"
+            )
         if only:
             unknown = sorted(set(only) - {r.run_id for r in sweep.plan.runs})
             if unknown:

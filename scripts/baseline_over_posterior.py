@@ -22,21 +22,22 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments.posterior import draw_parameters, read_posterior  # noqa: E402
 from model.ledger import Kind  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 
 SEED = 20261204
+START_STATE = ("world.rent.h100_rent_per_hour", "world.btc.network_hashrate_eh")  # Jan 2023, not Jul 2026
 
 
 def posterior_draws(folder: Path, draws: int) -> list[dict[str, float]]:
-    posterior = pd.read_parquet(folder / "posterior.parquet")
-    paths = [c for c in posterior.columns if c not in ("generation", "particle", "weight", "distance")]
-    rng = np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(0,)))
-    w = posterior["weight"].to_numpy()
-    picks = rng.choice(len(posterior), size=draws, p=w / w.sum())
     # the starting state comes from the baseline's own data: only the processes' parameters carry over
-    keep = [p for p in paths if p not in ("world.rent.h100_rent_per_hour", "world.btc.network_hashrate_eh")]
-    return [{p: float(posterior.iloc[k][p]) for p in keep} for k in picks]
+    return draw_parameters(
+        read_posterior(folder / "posterior.parquet", "calibration folder"),
+        draws,
+        np.random.SeedSequence(SEED, spawn_key=(0,)),
+        exclude=START_STATE,
+    )
 
 
 def run(params: dict[str, float], seed: int) -> dict[str, float]:
