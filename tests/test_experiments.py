@@ -221,3 +221,20 @@ def test_full_size_files_validate_and_match_the_reduced_ones(name):
     (full, full_plan), (reduced, reduced_plan) = plans["full"], plans["reduced"]
     assert set(full.parameters) == set(reduced.parameters) and full.fixed == reduced.fixed
     assert len(full_plan.runs) >= len(reduced_plan.runs)
+
+
+def test_findings_say_no_change_in_words():
+    """A generated finding never reads "from 1.1 to 1.1"; overlapping intervals are flagged."""
+    from experiments.named import check_finding
+    from experiments.named.analyses import change, pct
+
+    row = lambda m, lo, hi: {"x": m, "x_low": lo, "x_high": hi}  # noqa: E731
+    assert change(row(0.011, 0.0, 0.02), row(0.0112, 0.0, 0.03), "x", pct) == "stays at 1 %"
+    assert change(row(0.1, 0.05, 0.15), row(0.4, 0.3, 0.5), "x", pct) == "goes from 10 % to 40 %"
+    assert "no clear change" in change(row(0.1, 0.0, 0.3), row(0.2, 0.1, 0.4), "x", pct)
+    assert change({"x": 1.1}, {"x": 2.0}, "x", lambda v: f"{v:.1f}") == "goes from 1.1 to 2.0"
+    for bad in ("defaults from 1.1 to 1.1 and", "from 3 % to 3 %", "from $0.37B vs $0.37B"):
+        with pytest.raises(RuntimeError, match="a change that is none"):
+            check_finding("x", bad)
+    for fine in ("from 3 % to 30 %", "from 1.1 to 1.15", "from 0.85 to 0.95"):
+        check_finding("x", fine)

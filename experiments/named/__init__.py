@@ -249,9 +249,20 @@ def run_named(
     with _executor(workers, executor) as ex:
         sweeps = [run_file(named, s, size, out, ex, workers, resize, progress) for s in named.files]
     report: Report = getattr(analyses, named.analysis)(sweeps, out)
+    check_finding(named.name, report.finding)
     seconds = time.perf_counter() - start
     write_report(named, report, sweeps, out, size, seconds)
     return report, sweeps, seconds
+
+
+SAME_NUMBER_TWICE = re.compile(r"\bfrom (\$?[-+]?\d[\d.,]*(?: ?%|x|B| bp)?) (?:to|vs) \1(?![\d.])")
+
+
+def check_finding(name: str, finding: str) -> None:
+    """A generated finding must not contradict its own numbers: "from 1.1 to 1.1" is a sentence the
+    generator should have worded as no change (``analyses.change``)."""
+    if bad := SAME_NUMBER_TWICE.search(finding):
+        raise RuntimeError(f"experiment {name}: the finding says '{bad.group(0)}' (a change that is none)")
 
 
 class _executor:

@@ -11,6 +11,7 @@ bootstrap over runs. Market figures compared in experiments 6 and 8 are quoted f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,19 @@ def pct(x: float) -> str:
 
 def interval(t: pd.Series | dict, m: str) -> str:
     return f"{pct(t[m])} [{pct(t[f'{m}_low'])}, {pct(t[f'{m}_high'])}]"
+
+
+def change(before: pd.Series | dict, after: pd.Series | dict, m: str, shown: Callable[[float], str]) -> str:
+    """A verb phrase for the move of metric ``m`` between two rows of a ``ci_table`` that says what the
+    numbers say: "stays at A" when both print the same, "goes from A to B" otherwise, flagged as no
+    clear change when the two 95 % intervals overlap."""
+    a, b = shown(before[m]), shown(after[m])
+    if a == b:
+        return f"stays at {a}"
+    overlap = f"{m}_low" in before and max(before[f"{m}_low"], after[f"{m}_low"]) <= min(
+        before[f"{m}_high"], after[f"{m}_high"]
+    )
+    return f"goes from {a} to {b}" + (" (the 95 % intervals overlap: no clear change)" if overlap else "")
 
 
 def lender_loss(runs: pd.DataFrame) -> pd.Series:
@@ -165,13 +179,13 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
 
     lo, hi = table.iloc[0], table.iloc[-1]
     finding = (
-        f"Raising rent deflation from {pct(lo['rent_deflation'])} to {pct(hi['rent_deflation'])} a year "
-        f"moves the mean borrower default rate within {months} months from "
-        f"{interval(lo, 'borrower_default_rate')} to {interval(hi, 'borrower_default_rate')} and the share "
-        f"of borrowers that breach their DSCR covenant from {pct(lo['dscr_breach_probability'])} to "
-        f"{pct(hi['dscr_breach_probability'])}. Lender losses go from {pct(lo['systemic_loss'])} to "
-        f"{pct(hi['systemic_loss'])} of lenders' starting equity, and the median first default comes in "
-        f"month {lo['median_time_to_first_default']:.0f} vs {hi['median_time_to_first_default']:.0f}."
+        f"From {pct(lo['rent_deflation'])} to {pct(hi['rent_deflation'])} rent deflation a year, the mean "
+        f"borrower default rate within {months} months "
+        f"{change(lo, hi, 'borrower_default_rate', pct)} ({interval(lo, 'borrower_default_rate')} vs "
+        f"{interval(hi, 'borrower_default_rate')}) and the share of borrowers that breach their DSCR "
+        f"covenant {change(lo, hi, 'dscr_breach_probability', pct)}. Lender losses as a share of lenders' "
+        f"starting equity {change(lo, hi, 'systemic_loss', pct)}, and the median first default comes in "
+        f"{_month(lo['median_time_to_first_default'])} vs {_month(hi['median_time_to_first_default'])}."
     )
     body = _table_md(
         table,
@@ -179,6 +193,10 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         ["systemic_loss", "lender_loss_busd", "median_time_to_first_default"],
     )
     return Report(key, [key, *files], finding, body, {"table": table})
+
+
+def _month(value: float) -> str:
+    return f"month {value:.0f}" if np.isfinite(value) else "no month (most runs have no default)"
 
 
 def _table_md(table: pd.DataFrame, first: list[str], more: list[str]) -> str:
@@ -409,16 +427,15 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
 
     ltv = float(pts["book_ltv_before_shock"].mean()) if len(pts) else math.nan
     r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 4)
+    one, two = (lambda v: f"{v:.1f}"), (lambda v: f"{v:.2f}")
     finding = (
         f"With every buyer able to host dense racks ({c_hi:g} kW), going from {d_lo:g}x to {d_hi:g}x today's "
-        f"buyer depth changes mean defaults within {s.sweep.plan.months} months from "
-        f"{at(d_lo, c_hi)['defaults_total']:.1f} to "
-        f"{at(d_hi, c_hi)['defaults_total']:.1f} and the secondary price trough from "
-        f"{at(d_lo, c_hi)['price_to_fundamental_trough']:.2f} to {at(d_hi, c_hi)['price_to_fundamental_trough']:.2f} "
-        f"of fundamental value (air-cooled buyers only, {c_lo:g} kW: {at(d_lo, c_lo)['defaults_total']:.1f} and "
-        f"{at(d_hi, c_lo)['defaults_total']:.1f} defaults). Book LTV before the shock averaged {ltv:.2f}, a "
-        f"cushion that promises full recovery, yet lenders got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of "
-        f"the principal written off."
+        f"buyer depth, mean defaults within {s.sweep.plan.months} months "
+        f"{change(at(d_lo, c_hi), at(d_hi, c_hi), 'defaults_total', one)} and the secondary price trough "
+        f"(share of fundamental value) {change(at(d_lo, c_hi), at(d_hi, c_hi), 'price_to_fundamental_trough', two)} "
+        f"(air-cooled buyers only, {c_lo:g} kW: defaults {change(at(d_lo, c_lo), at(d_hi, c_lo), 'defaults_total', one)}). "
+        f"Book LTV before the shock averaged {ltv:.2f}, a cushion that promises full recovery, and lenders "
+        f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the principal written off."
     )
     body = (
         "Recovery pools all borrower loans: cash recovered plus repossessed GPUs still held at the mark, "
@@ -467,16 +484,21 @@ def concentration(sweeps: list[SweepResult], out: Path) -> Report:
     key = save_figure(fig, out / "concentration.png")
 
     by_banks = runs.groupby(banks)["not_contained"].mean()
-    corner_lo = table[(table[ib] == table[ib].min()) & (table[conc] == table[conc].min())]
-    corner_hi = table[(table[ib] == table[ib].max()) & (table[conc] == table[conc].max())]
+    corners = [  # no interbank lending and equal shares; the most interbank lending and concentration
+        {
+            m: table.loc[(table[ib] == pick(table[ib])) & (table[conc] == pick(table[conc])), m].mean()
+            for m in ("not_contained", "systemic_loss")
+        }
+        for pick in (min, max)
+    ]
     finding = (
         f"After a forced default of the largest miner in a calm world, the share of runs where the failure "
         f"is not contained (5 % or more of the agents fail within {s.sweep.plan.months} months) is "
         + ", ".join(f"{pct(v)} with banks' capital at {k:g}" for k, v in by_banks.items())
-        + f" over the grid. It goes from {pct(corner_lo['not_contained'].mean())} with no interbank lending "
-        f"and equal market shares to {pct(corner_hi['not_contained'].mean())} at interbank share "
-        f"{table[ib].max():g} and concentration {table[conc].max():g}, with mean systemic loss "
-        f"{pct(corner_lo['systemic_loss'].mean())} vs {pct(corner_hi['systemic_loss'].mean())} of lender equity."
+        + f" over the grid. From no interbank lending and equal market shares to interbank share "
+        f"{table[ib].max():g} and concentration {table[conc].max():g}, that share "
+        f"{change(corners[0], corners[1], 'not_contained', pct)} and mean systemic loss "
+        f"{change(corners[0], corners[1], 'systemic_loss', pct)} of lender equity."
     )
     body = (
         "Calm world: no stress regime and no BTC-backed loans, so the forced default is the only trigger; credit funds hold 5 % capital (assumption, baseline 35 %) "
@@ -908,9 +930,15 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
     trough = num(runs["price_peak_to_trough_ASIC"])
     r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 8)
     in_band = lambda v, band: band[0] <= v <= band[1]  # noqa: E731
+    deepest, shallowest = pct(-trough.min()), pct(-trough.max())
+    spread = (
+        f"{shallowest} to {deepest} over the design points"
+        if deepest != shallowest
+        else "the same at every design point"
+    )
     finding = (
         f"Driven by the 2021-22 BTC path, the model's rig price falls {pct(-trough.mean())} peak to trough "
-        f"(range {pct(-trough.max())} to {pct(-trough.min())} over the design points) against 85-88 % in "
+        f"({spread}) against 85-88 % in "
         f"2022, and lenders recover {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of defaulted principal against "
         f"~20-50 % ({'inside' if in_band(r, HISTORY_2022['recovery']) else 'outside'} the historical range). "
         f"{pct(runs['miner_default_rate'].mean())} of the scenario's miners default, the first in month "
