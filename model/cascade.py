@@ -25,7 +25,7 @@ import numpy as np
 
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, INSTRUMENTS, Cause
+from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
@@ -94,9 +94,9 @@ def _cascade_loop(
     led = state.ledger
     report = CascadeReport()
     pending = initial
-    # DSCR is tested on last month's flows once a month: in the first round of the month's first cascade
-    # (a shock between steps runs another cascade in the same month)
-    test_dscr = state.dscr_tested_month != state.world.month
+    # DSCR is tested at most once a month, in the first round of the month's first cascade (a shock
+    # between steps runs another cascade in the same month), and only at its test dates
+    test_dscr = state.dscr_tested_month != state.world.month and dscr_test_date(state)
     state.dscr_tested_month = state.world.month
     for round_ in range(rules.max_rounds):
         report.rounds = round_ + 1
@@ -180,12 +180,13 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     if test_dscr:
         total_debt = led.debt()
         dscr_min = _per_borrower(state, loans.active, loans.dscr_min, "max")
-        service = led.debt_service_due
-        short = alive & (dscr_min > 0) & (service > 0) & (led.operating_cash_flow < dscr_min * service)
-        led.dscr_breach_months = np.where(short, led.dscr_breach_months + 1, 0)
-        dscr_breach = short & (led.dscr_breach_months > state.scenario.cascade.cure_grace_months)
+        cash_flow, service = trailing_flows(state)
+        short = alive & (dscr_min > 0) & (service > 0) & (cash_flow < dscr_min * service)
+        rules = state.scenario.cascade
+        led.dscr_breach_months = np.where(short, led.dscr_breach_months + rules.dscr_test_every_months, 0)
+        dscr_breach = short & (led.dscr_breach_months > rules.cure_grace_months)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cut = 1.0 - np.clip(led.operating_cash_flow / (dscr_min * service), 0.0, 1.0)
+            cut = 1.0 - np.clip(cash_flow / (dscr_min * service), 0.0, 1.0)
         need_dscr = np.where(dscr_breach, cut * total_debt, 0.0)
 
     # BTC margin calls (miners): top up with cash, or the lender seizes the BTC and the miner defaults
@@ -264,6 +265,23 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
         ).astype(np.int64),
     )
     return failures, cure_offers
+
+
+def dscr_test_date(state: MarketState) -> bool:
+    """Whether this month ends a DSCR test period: its calendar month (1-12) is a multiple of
+    ``cascade.dscr_test_every_months`` (1: every month; 3: March, June, September, December)."""
+    calendar_month = (state.world.start_index + state.world.month) % 12 + 1
+    return calendar_month % state.scenario.cascade.dscr_test_every_months == 0
+
+
+def trailing_flows(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
+    """Operating cash flow and debt service summed over the last ``cascade.dscr_trailing_months``
+    months (months before the run count as nothing on both sides)."""
+    led, months = state.ledger, state.scenario.cascade.dscr_trailing_months
+    if months == 1:
+        return led.operating_cash_flow, led.debt_service_due
+    rows = (state.world.month - np.arange(months)) % FLOW_WINDOW
+    return led.cash_flow_history[rows].sum(axis=0), led.service_history[rows].sum(axis=0)
 
 
 def _nobody_to_test(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:

@@ -377,6 +377,15 @@ class CascadeRules(Strict):
     scrap_value_share: Fraction = Field(description="hurried sellers' floor, share of fundamental")
     mark_recovery_half_life_months: Positive = Field(le=120.0)
     cure_grace_months: int = Field(default=0, ge=0, le=24, description="months a DSCR breach may last")
+    dscr_test_every_months: Literal[1, 3, 6, 12] = Field(
+        default=1, description="DSCR tested at calendar month-ends divisible by this (3: quarter ends)"
+    )
+    dscr_trailing_months: int = Field(
+        default=1,
+        ge=1,
+        le=12,
+        description="months of cash flow and debt service in the tested DSCR (12: TTM)",
+    )
     markets_open_in_stress: bool = Field(default=False, description="can borrowers raise equity in stress")
     interbank_recovery: Literal["clearing", "zero"] = Field(
         default="clearing",

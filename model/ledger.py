@@ -19,6 +19,8 @@ from functools import cache
 
 import numpy as np
 
+FLOW_WINDOW = 12  # months of cash flow and debt service kept for trailing DSCR tests
+
 
 class Kind(IntEnum):
     MINER = 0
@@ -90,9 +92,11 @@ class Ledger:
         self.tenant_alive = np.ones(n, dtype=bool)
         # hosting: a neo-cloud's host miner (-1: hosted by a third party) and the fee it pays
         self.host = np.full(n, -1, dtype=np.int64)
-        # last month's flows, for DSCR
+        # last month's flows, and the last FLOW_WINDOW months' (row = month mod FLOW_WINDOW), for DSCR
         self.operating_cash_flow = np.zeros(n)
         self.debt_service_due = np.zeros(n)
+        self.cash_flow_history = np.zeros((FLOW_WINDOW, n))
+        self.service_history = np.zeros((FLOW_WINDOW, n))
         self.dscr_breach_months = np.zeros(n, dtype=np.int64)
         # defaults: month, round, cause and parent make the cause tree
         self.defaulted = np.zeros(n, dtype=bool)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import Lender, Miner, NeoCloud
-from model.ledger import Cause, Kind
+from model.ledger import FLOW_WINDOW, Cause, Kind
 from model.network import contract_revenue_per_gpu, monthly_debt_service
 from model.secondary import largest_by_group
 from model.state import MarketState
@@ -170,6 +170,8 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
 
     led.operating_cash_flow = ocf
     led.debt_service_due = service
+    led.cash_flow_history[world.month % FLOW_WINDOW] = ocf
+    led.service_history[world.month % FLOW_WINDOW] = service
     fails = np.flatnonzero(failed)
     parent = np.full(fails.size, -1, dtype=np.int64)
     refused = cause[fails] == Cause.ROLLOVER_REFUSED

@@ -50,6 +50,8 @@ PINNED = {
         for name, launch, perf, kw, rack in GENS
     ],
     "world.valuation_discount_rate": 0.10,
+    "cascade.dscr_test_every_months": 1,  # hand calculations test DSCR on last month's flows
+    "cascade.dscr_trailing_months": 1,
     "world.base_rate": 0.043,
     "world.rent.h100_rent_per_hour": 2.40,
     "world.rent.utilisation": UTIL,
@@ -428,13 +430,13 @@ def test_ltv_breach_that_cannot_be_cured_defaults() -> None:
     assert list(failures.cause) == [Cause.COVENANT_LTV] and list(failures.parent) == [-1]
 
 
-def dscr_model(cash: float, grace: int = 0) -> tuple[GPUCreditModel, float]:
+def dscr_model(cash: float, grace: int = 0, **rules: int) -> tuple[GPUCreditModel, float]:
     v = fleet_value()
     debt = 0.1 * v
     model = one_borrower(
         {"principal": debt, "dscr_min": 1.25},
         cash=cash,
-        overrides={"cascade.cure_grace_months": grace},
+        overrides={"cascade.cure_grace_months": grace, **{f"cascade.{k}": v for k, v in rules.items()}},
     )
     model.ledger.operating_cash_flow[0] = 100_000.0  # last month: coverage 1.0 against a 1.25 covenant
     model.ledger.debt_service_due[0] = 100_000.0
@@ -499,6 +501,50 @@ def test_dscr_is_tested_once_a_month_however_many_cascades_run() -> None:
     assert led.dscr_breach_months[0] == 1 and not led.defaulted[0]
     graced.state.world.month += 1  # next month, same flows (as if the month had passed unchanged)
     graced.resolve_now()
+    assert led.defaulted[0] and led.default_cause[0] == Cause.COVENANT_DSCR
+
+
+def test_trailing_dscr_sees_a_bad_month_against_a_good_year() -> None:
+    """TTM DSCR (credit agreements test four quarters' cash flow against their debt service): eleven
+    months at coverage 2.0 and one at 0.5 give (11 x 2 + 0.5) / 12 = 1.875 >= 1.25, no breach; tested on
+    the last month alone the same borrower breaches."""
+    ttm, _ = dscr_model(cash=0.0, dscr_trailing_months=12)
+    led = ttm.ledger
+    month = ttm.state.world.month
+    led.service_history[:] = 1e5
+    led.cash_flow_history[:] = 2e5
+    led.cash_flow_history[month % 12] = 0.5e5
+    led.operating_cash_flow[0], led.debt_service_due[0] = 0.5e5, 1e5
+    assert covenant_round(ttm.state, test_dscr=True)[0].agents.size == 0
+    assert not ttm.state.in_breach[0]
+    led.cash_flow_history[:] = 1.2e5  # a whole year at 1.2 < 1.25: breach, and no cash to cure
+    assert list(covenant_round(ttm.state, test_dscr=True)[0].agents) == [0]
+    last_month, _ = dscr_model(cash=0.0)
+    last_month.ledger.operating_cash_flow[0] = 0.5e5
+    assert list(covenant_round(last_month.state, test_dscr=True)[0].agents) == [0]
+
+
+def test_quarterly_dscr_is_tested_at_quarter_ends_only() -> None:
+    """With tests every 3 months, a world started in January 2025 tests DSCR in March, June,
+    September and December (model months 2, 5, 8, 11); a breach that lasts one quarter counts as 3
+    months of grace."""
+    from model.cascade import dscr_test_date
+
+    model, _ = dscr_model(cash=0.0, grace=3, dscr_test_every_months=3)
+    tested = []
+    for month in range(12):
+        model.state.world.month = month
+        tested.append(dscr_test_date(model.state))
+    assert [m for m, t in enumerate(tested) if t] == [2, 5, 8, 11]
+    led = model.ledger
+    model.state.world.month = 0
+    model.resolve_now()  # January: no test
+    assert led.dscr_breach_months[0] == 0 and not led.defaulted[0]
+    model.state.world.month = 2
+    model.resolve_now()  # March: first failed test, within 3 months' grace
+    assert led.dscr_breach_months[0] == 3 and not led.defaulted[0]
+    model.state.world.month = 5
+    model.resolve_now()  # June: second failed test, grace used up
     assert led.defaulted[0] and led.default_cause[0] == Cause.COVENANT_DSCR
 
 
