@@ -23,35 +23,48 @@ class HardwareBuyer(BalanceSheetAgent):
 
     @staticmethod
     def monthly_book(
-        buyers: list[HardwareBuyer], world: MarketWorld, stress: bool, policy: Policy
+        buyers: list[HardwareBuyer], world: MarketWorld, stress: bool, policy: Policy, fundamental: np.ndarray
     ) -> BuyerBook:
-        """Every buyer's demand parameters for this month (decided once, before any sale)."""
+        """Every buyer's demand parameters for this month (decided once, before any sale), given this
+        month's fundamental value per GPU. Buyers that share a valuation (deflation view and hurdle
+        rate) share one present value, and all of them are worked out together."""
         gens = world.generations
-        fundamental = world.fundamental_value()
-        valuation, dispersion, eligible, budget, capacity = [], [], [], [], []
-        cache: dict[tuple[float, float], np.ndarray] = {}
-        for buyer in buyers:
-            spec = buyer.spec
-            if spec is None:  # buyer of last resort: a fixed bid for any generation, any volume
-                valuation.append(policy.buyer_of_last_resort_price * fundamental)
-                dispersion.append(0.01)
-                eligible.append(np.ones(len(gens), dtype=bool))
-                budget.append(policy.buyer_of_last_resort_budget)
-                capacity.append(UNLIMITED_GPUS)  # finite: inf x a zero budget share would be NaN
-                continue
-            deflation = min(spec.expected_deflation + (spec.stress_deflation_add if stress else 0.0), 0.99)
-            key = (deflation, spec.hurdle_rate)
-            if key not in cache:
-                cache[key] = world.present_value(world.extrapolated_rent_path(deflation), spec.hurdle_rate)
-            valuation.append(cache[key])
-            dispersion.append(spec.valuation_dispersion)
-            eligible.append((gens.rack_kw <= spec.max_rack_kw) & world.launched)
-            budget.append(spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0))
-            capacity.append(spec.capacity_gpus_per_month)
+        specs = [buyer.spec for buyer in buyers]
+        last_resort = np.array([spec is None for spec in specs], dtype=bool)
+        regular = [spec for spec in specs if spec is not None]
+        keys = [
+            (
+                min(spec.expected_deflation + (spec.stress_deflation_add if stress else 0.0), 0.99),
+                spec.hurdle_rate,
+            )
+            for spec in regular
+        ]
+        distinct = list(dict.fromkeys(keys))
+        row_of = {key: row for row, key in enumerate(distinct)}
+        valuation = np.empty((len(buyers), len(gens)))
+        if distinct:
+            paths = np.array([world.extrapolated_rent_path(deflation) for deflation, _ in distinct])
+            values = world.present_values(paths, [hurdle for _, hurdle in distinct])
+            valuation[~last_resort] = values[[row_of[key] for key in keys]]
+        # the buyer of last resort: a fixed bid for any generation, any volume
+        valuation[last_resort] = policy.buyer_of_last_resort_price * fundamental
+        max_rack_kw = np.array([spec.max_rack_kw for spec in regular], dtype=float)
+        eligible = np.ones((len(buyers), len(gens)), dtype=bool)
+        eligible[~last_resort] = (gens.rack_kw[None, :] <= max_rack_kw[:, None]) & world.launched[None, :]
+
+        def each(regular_value, last_resort_value) -> np.ndarray:
+            return np.array(
+                [last_resort_value if spec is None else regular_value(spec) for spec in specs], dtype=float
+            )
+
         return BuyerBook(
-            valuation=np.array(valuation).reshape(len(buyers), len(gens)),
-            dispersion=np.array(dispersion),
-            eligible=np.array(eligible).reshape(len(buyers), len(gens)),
-            budget=np.array(budget, dtype=float),
-            capacity=np.array(capacity, dtype=float),
+            valuation=valuation,
+            dispersion=each(lambda spec: spec.valuation_dispersion, 0.01),
+            eligible=eligible,
+            budget=each(
+                lambda spec: spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0),
+                policy.buyer_of_last_resort_budget,
+            ),
+            # finite: inf x a zero budget share would be NaN
+            capacity=each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS),
         )

@@ -49,6 +49,7 @@ class CascadeReport:
 _EMPTY_INT = np.zeros(0, np.int64)
 _EMPTY_CAUSE = np.zeros(0, np.int8)
 _EMPTY_FLOAT = np.zeros(0)
+_NO_OFFERS = Offers(_EMPTY_INT, _EMPTY_FLOAT, _EMPTY_FLOAT, _EMPTY_INT, _EMPTY_INT, _EMPTY_INT)
 
 
 @dataclass
@@ -209,6 +210,8 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     state.in_breach |= breached | called
     need = np.maximum(need_ltv, need_dscr)
     idx = np.flatnonzero(breached)
+    if idx.size == 0:  # nobody to cure (most rounds): only margin failures
+        return _margin_failures(state, margin_fail), _NO_OFFERS
     equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
     plan = Borrower.plan_cure(
         need[idx],
@@ -284,6 +287,23 @@ def trailing_flows(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
     return led.cash_flow_history[rows].sum(axis=0), led.service_history[rows].sum(axis=0)
 
 
+def _margin_failures(state: MarketState, margin_fail: np.ndarray) -> Failures:
+    """The end of ``test_and_cure`` when no borrower is to cure: the same effects on the ledger as the
+    cure with nothing to do (adding the zero equity raised turns a cash balance of -0.0 into 0.0),
+    then the BTC of failed margin calls is seized."""
+    led = state.ledger
+    led.cash += 0.0
+    led.cash_in += 0.0
+    margin = np.flatnonzero(margin_fail)
+    seize_btc(state, margin)
+    led.invalidate()
+    return Failures(
+        margin,
+        np.full(margin.size, Cause.MARGIN_CALL, dtype=np.int8),
+        np.full(margin.size, -1, dtype=np.int64),
+    )
+
+
 def _nobody_to_test(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """``test_and_cure`` with no live borrower: nobody breaches, cures or sells. Only its effects on
     the ledger remain: the DSCR breach counters restart, and adding the (zero) equity raised turns a
@@ -294,7 +314,7 @@ def _nobody_to_test(state: MarketState, test_dscr: bool) -> tuple[Failures, Offe
         led.dscr_breach_months = np.zeros(led.n_agents, dtype=np.int64)
     led.cash += 0.0
     led.cash_in += 0.0
-    return Failures.none(), Offers(_EMPTY_INT, _EMPTY_FLOAT, _EMPTY_FLOAT, _EMPTY_INT, _EMPTY_INT, _EMPTY_INT)
+    return Failures.none(), _NO_OFFERS
 
 
 def price_parent(state: MarketState, borrowers: np.ndarray) -> np.ndarray:

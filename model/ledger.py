@@ -284,6 +284,7 @@ class Lots:
         self.units = np.asarray(units, dtype=np.float64)
         self.loan = np.asarray(loan, dtype=np.int64)
         self.source = np.asarray(source, dtype=np.int64)  # the defaulted borrower they came from
+        self._by_loan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see ``by_loan``
 
     @classmethod
     def empty(cls) -> Lots:
@@ -304,6 +305,14 @@ class Lots:
             return
         for name in ("holder", "generation", "units", "loan", "source"):
             setattr(self, name, getattr(self, name)[keep])
+
+    def by_loan(self) -> tuple[np.ndarray, np.ndarray]:
+        """The loans the lots came from (ascending) and each lot's position among them, as
+        ``np.unique(loan, return_inverse=True)``; worked out again only when the lots' loans change
+        (``append`` and ``drop_empty`` replace the array; nothing writes into it). Shared: do not modify."""
+        if self._by_loan is None or self._by_loan[0] is not self.loan:
+            self._by_loan = (self.loan, *np.unique(self.loan, return_inverse=True))
+        return self._by_loan[1], self._by_loan[2]
 
     def __len__(self) -> int:
         return self.units.size

@@ -112,18 +112,19 @@ class MetricsRecorder:
             "fleet_value_index": _ratio(float(self._fleet0 @ fundamental), self._fleet0_value),
             "gpu_principal_unpaid_share": _ratio(self._gpu_principal0 - repaid, self._gpu_principal0),
         }
+        new_by_kind = np.bincount(led.kind[new], minlength=len(Kind)).tolist()
+        defaults_by_kind = np.bincount(led.kind[led.defaulted], minlength=len(Kind)).tolist()
         for kind in (*BORROWER_KINDS, *LENDER_KINDS):
             name = KIND_NAMES[kind]
-            of_kind = led.kind == kind
-            row[f"new_defaults_{name}"] = int((new & of_kind).sum())
-            row[f"defaults_{name}"] = int((led.defaulted & of_kind).sum())
+            row[f"new_defaults_{name}"] = new_by_kind[kind]
+            row[f"defaults_{name}"] = defaults_by_kind[kind]
         losses = lender_losses(model)
         for kind in LENDER_KINDS:
             name = KIND_NAMES[kind]
-            of_kind = led.kind == kind
+            of_kind = led.of_kind(kind)
             row[f"lender_equity_{name}"] = float(equity[of_kind].sum())
             row[f"lender_loss_{name}"] = float(losses[of_kind].sum())
-        trusts = led.kind == Kind.ABS_TRUST
+        trusts = led.of_kind(Kind.ABS_TRUST)
         noteholder_loss = np.maximum(-equity[trusts], 0.0)  # once the trust's own equity is gone
         notes = led.external_liabilities[trusts] + led.debt()[trusts]
         for tranche in model.config.abs_tranches:
@@ -133,20 +134,33 @@ class MetricsRecorder:
                 row[f"abs_loss_{name}"] += hit
         row["new_defaults"] = int(new.sum())
         row["defaults_total"] = int(led.defaulted.sum())
-        margin = world.margin_per_gpu()
+        # the live fleets' units by generation: each generation's units in a contiguous row, summed as
+        # numpy sums one column (pairwise), not down the columns of the [agents, G] array (one by one)
+        in_fleets = np.ascontiguousarray(led.gpus[live_b].T).sum(axis=1)
+        columns = zip(
+            world.generations.names,
+            world.launched.tolist(),
+            fundamental.tolist(),
+            mark.tolist(),
+            state.marks.ratio.tolist(),
+            world.margin_per_gpu().tolist(),
+            inventory.astype(float).tolist(),  # bincount of no lots gives integers
+            in_fleets.tolist(),
+            strict=True,
+        )
         gens = [
             {
                 "month": int(world.month),
                 "generation": name,
-                "launched": bool(world.launched[g]),
-                "fundamental_value": float(fundamental[g]),
-                "secondary_price": float(mark[g]),
-                "price_to_fundamental": float(state.marks.ratio[g]),
-                "margin_per_gpu_month": float(margin[g]),
-                "unsold_units": float(inventory[g]),
-                "gpus_in_fleets": float(led.gpus[live_b, g].sum()),
+                "launched": launched,
+                "fundamental_value": value,
+                "secondary_price": price,
+                "price_to_fundamental": ratio,
+                "margin_per_gpu_month": margin,
+                "unsold_units": unsold,
+                "gpus_in_fleets": units,
             }
-            for g, name in enumerate(world.generations.names)
+            for name, launched, value, price, ratio, margin, unsold, units in columns
         ]
         if shock and self.steps:
             merged = self.steps[-1]

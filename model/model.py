@@ -21,7 +21,7 @@ from model.ledger import Cause, Kind
 from model.metrics import MetricsRecorder
 from model.network import build_market
 from model.operations import earn, pay_debt_service, pay_out_surplus, pay_redemptions, retire_end_of_life
-from model.secondary import Marks
+from model.secondary import BuyerBook, Marks
 from model.state import MarketState
 from model.world import MarketWorld
 
@@ -180,8 +180,13 @@ class GPUCreditModel(mesa.Model):
         state.world.advance()
         state.refresh_fundamental()
         state.marks.heal()
-        self.buyer_book = HardwareBuyer.monthly_book(
-            self.buyers, state.world, state.world.stress, self.config.policy
+        self.buyer_book = self.monthly_buyer_book()
+
+    def monthly_buyer_book(self) -> BuyerBook:
+        """The buyers' demand this month (rows in the order of ``self.buyers``)."""
+        state = self.state
+        return HardwareBuyer.monthly_book(
+            self.buyers, state.world, state.world.stress, self.config.policy, state.fundamental()
         )
 
     def operate(self) -> Failures:
@@ -241,9 +246,7 @@ class GPUCreditModel(mesa.Model):
         if self.ledger.defaulted[index]:
             return CascadeReport()
         if not hasattr(self, "buyer_book"):
-            self.buyer_book = HardwareBuyer.monthly_book(
-                self.buyers, self.state.world, self.state.world.stress, self.config.policy
-            )
+            self.buyer_book = self.monthly_buyer_book()
         shock = Failures(np.array([index]), np.array([Cause.SHOCK], dtype=np.int8), np.array([-1]))
         with self.ledger.caching():
             report = self.resolve_defaults(shock)
@@ -280,9 +283,7 @@ class GPUCreditModel(mesa.Model):
     def resolve_now(self) -> CascadeReport:
         """Re-test covenants and run the cascade now, with no forced default."""
         if not hasattr(self, "buyer_book"):
-            self.buyer_book = HardwareBuyer.monthly_book(
-                self.buyers, self.state.world, self.state.world.stress, self.config.policy
-            )
+            self.buyer_book = self.monthly_buyer_book()
         with self.ledger.caching():
             report = self.resolve_defaults(Failures.none())
             self.last_cascade = report

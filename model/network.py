@@ -118,10 +118,10 @@ def monthly_debt_service(principal, spread, tenor, age, amortisation, base_rate)
             rate > 0, principal * rate / (1.0 - (1.0 + rate) ** (-remaining)), principal / remaining
         )
     annuity = annuity_payment - interest
-    amort = np.select(
-        [amortisation == AMORTISATIONS.index("linear"), amortisation == AMORTISATIONS.index("annuity")],
-        [linear, annuity],
-        default=0.0,
+    amort = np.where(
+        amortisation == AMORTISATIONS.index("linear"),
+        linear,
+        np.where(amortisation == AMORTISATIONS.index("annuity"), annuity, 0.0),
     )
     return interest + np.minimum(amort, principal)
 

@@ -346,15 +346,13 @@ class Marks:
         self.ratio = np.ones(n_generations)
         self.decay = 0.5 ** (1.0 / half_life_months)
 
-    def after_clearing(self, clearing: Clearing, fundamental: np.ndarray) -> np.ndarray:
-        """Re-mark generations that traded; returns the mask of generations whose mark changed."""
+    def after_clearing(self, clearing: Clearing, fundamental: np.ndarray) -> None:
+        """Re-mark generations that traded."""
         traded = clearing.sold > 0
         ratio = np.divide(
             np.nan_to_num(clearing.price), fundamental, out=np.ones_like(fundamental), where=fundamental > 0
         )
-        changed = traded & ~np.isclose(ratio, self.ratio)
         self.ratio = np.where(traded, np.minimum(ratio, 1.0), self.ratio)
-        return changed
 
     def heal(self) -> None:
         self.ratio = 1.0 - (1.0 - self.ratio) * self.decay

@@ -101,7 +101,7 @@ class MarketState:
         7.5), so stock worth more is not the lender's. Only the lots' loans are visited, not the book."""
         led = self.ledger
         loans, lots = led.loans, led.lots
-        loan, lot_of = np.unique(lots.loan, return_inverse=True)
+        loan, lot_of = lots.by_loan()
         held = np.bincount(
             lot_of, weights=lots.units * self.mark_price()[lots.generation], minlength=loan.size
         )

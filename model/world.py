@@ -78,6 +78,7 @@ class MarketWorld:
         self._persistence = 0.5 ** (1.0 / rent.deviation_half_life_months)
         self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
         self.rent_per_perf_hour = rent.h100_rent_per_hour
+        self._powers: dict[tuple, np.ndarray] = {}  # fixed discount and deflation factors, by rate
 
     # --- processes ---
 
@@ -195,15 +196,16 @@ class MarketWorld:
 
     def expected_rent_path(self, months: int = MAX_LIFE_MONTHS) -> np.ndarray:
         """Median rent per H100-eq hour for the next ``months`` months: today's log rent converging
-        towards the scheduled anchor at the process's persistence (no shocks)."""
+        towards the scheduled anchor at the process's persistence (no shocks). The recursion runs in
+        Python floats (the same IEEE doubles and operations as numpy scalars, without their overhead)."""
         phi = self._persistence
-        log_anchor = np.log(self._anchor_path[self.month + 1 : self.month + months + 1])
-        log_rent = np.empty(months)
+        pull = 1.0 - phi
         level = float(np.log(self.rent_per_perf_hour))
-        for m in range(months):
-            level = (1.0 - phi) * log_anchor[m] + phi * level
-            log_rent[m] = level
-        return np.exp(log_rent)
+        log_rent = []
+        for log_anchor in np.log(self._anchor_path[self.month + 1 : self.month + months + 1]).tolist():
+            level = pull * log_anchor + phi * level
+            log_rent.append(level)
+        return np.exp(np.array(log_rent))
 
     # --- derived quantities ---
 
@@ -246,17 +248,32 @@ class MarketWorld:
         life ends where the expected margin reaches zero, earlier for generations with poor
         performance per watt.
         """
-        months = np.arange(1, rent_path.size + 1)
-        margins = np.maximum(self.revenue_per_gpu(rent_path[:, None]) - self._opex_per_gpu, 0.0)
-        alive = months[:, None] <= self.remaining_life()[None, :]
-        discount = (1.0 + discount_rate) ** (-months / 12.0)
-        return (margins * alive * discount[:, None]).sum(axis=0)
+        return self.present_values(rent_path[None, :], [discount_rate])[0]
+
+    def present_values(self, rent_paths: np.ndarray, discount_rates: list[float]) -> np.ndarray:
+        """``present_value`` of several rent paths (rows of ``rent_paths``, each with its discount rate)
+        at once, as [paths, generations]. Each row equals ``present_value``'s bit for bit: the same
+        operations on the same numbers, and numpy sums each row's months one after another."""
+        months = rent_paths.shape[1]
+        margins = np.maximum(self.revenue_per_gpu(rent_paths[:, :, None]) - self._opex_per_gpu, 0.0)
+        alive = np.arange(1, months + 1)[:, None] <= self.remaining_life()[None, :]
+        discount = np.array([self._discount_factors(rate, months) for rate in discount_rates])
+        return (margins * alive * discount[:, :, None]).sum(axis=1)
+
+    def _discount_factors(self, annual_rate: float, months: int) -> np.ndarray:
+        """``(1 + annual_rate) ** -(m / 12)`` for m = 1 .. ``months``, worked out once per rate."""
+        key = (annual_rate, months)
+        if key not in self._powers:
+            self._powers[key] = (1.0 + annual_rate) ** (-np.arange(1, months + 1) / 12.0)
+        return self._powers[key]
 
     def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
         """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who
         extrapolate a deflation rate instead of knowing the process."""
-        months = np.arange(1, MAX_LIFE_MONTHS + 1)
-        return self.rent_per_perf_hour * (1.0 - deflation_per_year) ** (months / 12.0)
+        key = ("deflation", deflation_per_year)
+        if key not in self._powers:
+            self._powers[key] = (1.0 - deflation_per_year) ** (np.arange(1, MAX_LIFE_MONTHS + 1) / 12.0)
+        return self.rent_per_perf_hour * self._powers[key]
 
     def fundamental_value(self) -> np.ndarray:
         """The reference value per GPU: margins along the process's median rent path (the anchor with

@@ -712,7 +712,9 @@ def test_facility_limit_excludes_buyers_below_the_rack_density(max_rack_kw, gb20
     )
     data["buyers"] = [data["buyers"][0]]
     model = GPUCreditModel(data, seed=1)
-    bb = HardwareBuyer.monthly_book(model.buyers, model.state.world, False, model.config.policy)
+    bb = HardwareBuyer.monthly_book(
+        model.buyers, model.state.world, False, model.config.policy, model.state.fundamental()
+    )
     gb200 = model.state.world.generations.index("GB200")
     result = clear(offers([100.0, 100.0], [0.0, 0.0], generation=[H100, gb200]), bb, len(GENS))
     assert result.sold[H100] > 0
