@@ -630,6 +630,29 @@ def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.n
     return kept
 
 
+def _age_installations(
+    led, buyer_index: np.ndarray, offers: Offers, filled: np.ndarray, bought: np.ndarray
+) -> None:
+    """Buyers' installed units of a generation end their life at the units-weighted mean end of life of
+    what they hold and what they buy (a sold unit keeps the age of the fleet it came from)."""
+    if not bought.any():
+        return
+    sold_end = led.end_of_life[offers.source, offers.generation]
+    n_gen = led.n_generations
+    sold = np.bincount(offers.generation, weights=filled, minlength=n_gen)
+    mean_sold = np.divide(
+        np.bincount(offers.generation, weights=filled * sold_end, minlength=n_gen),
+        sold,
+        out=np.zeros(n_gen),
+        where=sold > 0,
+    )
+    held = led.gpus[buyer_index]
+    end = led.end_of_life[buyer_index]
+    total = held + bought
+    weighted = np.where(held > 0, held * np.where(held > 0, end, 0.0), 0.0) + bought * mean_sold[None, :]
+    led.end_of_life[buyer_index] = np.where(bought > 0, weighted / np.where(total > 0, total, 1.0), end)
+
+
 def sell(
     state: MarketState, offers: Offers, book: BuyerBook, buyer_index: np.ndarray, report: CascadeReport
 ) -> bool:
@@ -662,6 +685,7 @@ def sell(
     loans = led.loans
     _prepay(state, cure_cash, loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU))
     # buyers install what they bought and spend their budgets
+    _age_installations(led, buyer_index, offers, result.filled, result.bought)
     led.gpus[buyer_index] += result.bought
     book.budget -= result.bought @ price
     book.capacity -= result.bought.sum(axis=1)

@@ -34,8 +34,27 @@ class MarketState:
         return self._fundamental
 
     def refresh_fundamental(self) -> None:
-        """Recompute the fundamental value per GPU (once a month, and after a launch shock)."""
+        """Recompute the fundamental value per GPU (once a month, and after a launch shock), of a unit
+        with the mean remaining life of the generation's units in the market."""
+        self.world.generations.reference_end = self.mean_end_of_life()
         self._fundamental = self.world.fundamental_value()
+
+    def mean_end_of_life(self) -> np.ndarray:
+        """Units-weighted mean end of physical life of each generation's units in the market (fleets,
+        buyers' installations, repossessed lots); for a generation nobody holds, the reference so far.
+        One price per generation is a simplification: vintages of a generation trade alike."""
+        led, gens = self.ledger, self.world.generations
+        held = led.gpus > 0
+        units = led.gpus.sum(axis=0)
+        weighted = np.where(held, led.gpus * np.where(held, led.end_of_life, 0.0), 0.0).sum(axis=0)
+        lots = led.lots
+        if len(lots):
+            units = units + np.bincount(lots.generation, weights=lots.units, minlength=led.n_generations)
+            lot_end = led.end_of_life[lots.source, lots.generation]
+            weighted = weighted + np.bincount(
+                lots.generation, weights=lots.units * lot_end, minlength=led.n_generations
+            )
+        return np.divide(weighted, units, out=gens.reference_end.copy(), where=units > 0)
 
     def collateral_price(self) -> np.ndarray:
         """The price at which collateral is valued: the secondary mark, or with the price channel off,

@@ -43,6 +43,10 @@ class GenerationTable:
         self.new_price = np.array([g.new_price for g in gens])
         self.launch = np.array([month_index(g.launch) - month_index(world.start) for g in gens])
         self.life_months = np.array([round(12 * g.physical_life_years) for g in gens])
+        # the end of life of the units the market values (``remaining_life``); the market's state
+        # sets it to its units' mean (``MarketState.refresh_fundamental``); until then, and for a
+        # generation nobody holds, the units bought at launch
+        self.reference_end = (self.launch + self.life_months).astype(float)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -156,6 +160,7 @@ class MarketWorld:
         if pending.size == 0:
             return None
         g = int(pending[0])
+        self.generations.reference_end[g] += self.month - self.generations.launch[g]
         self.generations.launch[g] = self.month
         self._launched[g] = True
         self._anchor_path = self._anchor_schedule(self._anchor_path.size)
@@ -235,8 +240,10 @@ class MarketWorld:
         return self.revenue_per_gpu() - self._opex_per_gpu
 
     def remaining_life(self) -> np.ndarray:
+        """Months of physical life left, by generation, of the units the market values (the mean of
+        the units in the market: each unit's life counts from its purchase)."""
         g = self.generations
-        return np.clip(g.launch + g.life_months - self.month, 0, MAX_LIFE_MONTHS)
+        return np.clip(np.round(g.reference_end - self.month), 0, MAX_LIFE_MONTHS)
 
     def present_value(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
         """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,

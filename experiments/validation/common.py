@@ -36,7 +36,6 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "validation"
 
 # Lenders that only sell once they have failed, and then everything at any price (no scrap floor).
 PASSIVE_LENDER = {
-    "min_capital_ratio": 0.0,
     "rollover_capital_ratio": 0.0,
     "patient_sale_share": 0.0,
     "hurried_sale_share": 1.0,
