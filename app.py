@@ -104,7 +104,7 @@ def slider_specs(scenario: str = DEFAULT_SCENARIO) -> dict[str, dict[str, Any]]:
         "ltv_covenant": {
             "type": "SliderFloat",
             "label": "LTV covenant (max LTV at the mark)",
-            "value": miners.ltv_max,
+            "value": 1.5 if miners.ltv_max is None else miners.ltv_max,  # none: the slider's loosest
             "min": 0.5,
             "max": 1.5,
             "step": 0.05,
@@ -567,7 +567,7 @@ def parameter_line(model: LiveModel) -> str:
     return (
         f"new-GPU price decline {cfg.world.rent.new_price_decline_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
         f"stress correlation {cfg.world.btc.correlation_stress:.2f} · buyer depth x{model.buyer_budget_scale:.1f} · "
-        f"LTV covenant {cfg.generated.miners.ltv_max:.2f} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
+        f"LTV covenant {'none' if cfg.generated.miners.ltv_max is None else f'{cfg.generated.miners.ltv_max:.2f}'} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
     )
 
 
