@@ -537,15 +537,6 @@ class Scenario(Strict):
                         f"world.start ({self.world.start}), got purchases up to {cls.purchase_spread_months} "
                         f"months after {cls.purchase_month}"
                     )
-                launches = {g.name: g.launch for g in self.world.generations}
-                unlaunched = sorted(
-                    n for n, share in mix.items() if share > 0 and month_index(launches[n]) > first
-                )
-                if unlaunched:
-                    raise ValueError(
-                        f"generated.{kind}.purchase_month: {cls.purchase_month} is before the launch of "
-                        f"{unlaunched} in its generation_mix (a fleet cannot be bought before its launch)"
-                    )
             missing = {"bank", "credit_fund", "abs_trust", "bond_investors"} - set(self.lenders)
             if missing:
                 raise ValueError(f"lenders: behaviour missing for {sorted(missing)}")

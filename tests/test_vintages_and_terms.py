@@ -48,13 +48,10 @@ def test_each_fleet_is_scrapped_at_its_own_purchase_plus_life() -> None:
     assert model.state.fundamental()[H100] > 0
 
 
-def test_a_fleet_cannot_be_bought_after_the_start_or_before_its_generation_launched() -> None:
+def test_a_fleet_cannot_be_bought_after_the_start() -> None:
     data = baseline_world_data()  # starts 2025-01
     with pytest.raises(ConfigError, match="generated.neoclouds.purchase_month"):
         load_scenario(with_overrides(data, {"generated.neoclouds.purchase_spread_months": 1}))
-    data = baseline_world_data()
-    with pytest.raises(ConfigError, match=r"generated.miners.purchase_month: 2024-01 is before the launch"):
-        load_scenario(with_overrides(data, {"generated.miners.purchase_month": "2024-01"}))
 
 
 def test_generated_borrowers_differ_in_purchase_tenor_and_contract_end() -> None:
