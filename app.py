@@ -236,7 +236,7 @@ def node_assets(model: GPUCreditModel) -> np.ndarray:
     """Assets per ledger agent at today's marks: lenders' balance sheets; borrowers' GPUs, BTC and cash;
     buyers' monthly budget scale is not an asset, so buyers get a fixed size."""
     state, led = model.state, model.ledger
-    borrower = led.gpus @ state.mark_price() + led.btc * state.world.btc_price + np.maximum(led.cash, 0.0)
+    borrower = state.value_at_mark() + led.btc * state.world.btc_price + np.maximum(led.cash, 0.0)
     assets = np.where(state.lender_mask(), state.lender_assets(), borrower)
     assets = np.where(led.kind == Kind.BUYER, np.nan, assets)
     return np.nan_to_num(np.maximum(assets, 0.0), nan=0.0)

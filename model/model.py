@@ -263,7 +263,7 @@ class GPUCreditModel(mesa.Model):
         idx = np.flatnonzero((led.kind == kind) & ~led.defaulted)
         if idx.size == 0:
             return None
-        size = led.gpus[idx] @ self.state.mark_price() + led.btc[idx] * self.state.world.btc_price
+        size = self.state.value_at_mark(idx) + led.btc[idx] * self.state.world.btc_price
         return int(idx[np.argmax(size)])
 
     def default_largest_miner(self) -> CascadeReport:

@@ -253,11 +253,19 @@ class MarketWorld:
         life ends where the expected margin reaches zero, earlier for generations with poor
         performance per watt.
         """
+        life = np.minimum(self.remaining_life(), rent_path.size).astype(np.int64)
+        return self.values_by_life(rent_path, discount_rate)[life, np.arange(len(self.generations))]
+
+    def values_by_life(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
+        """Row L: the value of one GPU of each generation with L months of physical life left (L = 0 ..
+        the path's length), as in ``present_value``; units of one generation bought in different months
+        differ only in their remaining life."""
         months = np.arange(1, rent_path.size + 1)
         margins = np.maximum(self.revenue_per_gpu(rent_path[:, None]) - self._opex_per_gpu, 0.0)
-        alive = months[:, None] <= self.remaining_life()[None, :]
         discount = (1.0 + discount_rate) ** (-months / 12.0)
-        return (margins * alive * discount[:, None]).sum(axis=0)
+        table = np.zeros((rent_path.size + 1, len(self.generations)))
+        np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
+        return table
 
     def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
         """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who

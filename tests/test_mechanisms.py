@@ -385,7 +385,7 @@ def one_borrower(
 def fleet_value() -> float:
     """1,000 H100 at the opening collateral price (fundamental x mark 1, no haircut)."""
     probe = one_borrower({"principal": 1.0})
-    return 1000 * float(probe.state.collateral_price()[H100])
+    return float(probe.state.collateral_value()[0])
 
 
 def test_ltv_covenant_just_inside_is_not_breached() -> None:

@@ -9,6 +9,7 @@ import pytest
 from scenario_builders import baseline_world_data, explicit_market, with_overrides
 from test_mechanisms import H100, PINNED, one_borrower
 
+from model.cascade import book_value
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
 from model.config import ConfigError, load_scenario
 from model.ledger import INSTRUMENTS, Kind
@@ -46,6 +47,21 @@ def test_each_fleet_is_scrapped_at_its_own_purchase_plus_life() -> None:
     # the generation is now valued on the units left in the market: 22 months of life, not none
     assert model.state.world.remaining_life()[H100] == 30 - 8
     assert model.state.fundamental()[H100] > 0
+
+
+def test_a_younger_fleet_is_worth_more_as_collateral_and_on_the_books() -> None:
+    """At the start the fleet bought at launch has 8 months of life left, the other 30: each is valued
+    over its own life, and depreciated on the books from its own purchase (6 years straight-line)."""
+    model = two_fleets(months=12)
+    state = model.state
+    table = state.world.values_by_life(state.world.expected_rent_path(), 0.10)
+    assert state.unit_values()[0, H100] == pytest.approx(table[8, H100], rel=1e-12)
+    assert state.unit_values()[1, H100] == pytest.approx(table[30, H100], rel=1e-12)
+    collateral = state.collateral_value()
+    assert collateral[:2] == pytest.approx([100 * table[8, H100], 100 * table[30, H100]], rel=1e-12)
+    assert collateral[1] > collateral[0] > 0
+    books = book_value(state, np.array([0, 1]))
+    assert books == pytest.approx([100 * 30_000 * (1 - 28 / 72), 100 * 30_000 * (1 - 6 / 72)], rel=1e-12)
 
 
 def test_a_fleet_cannot_be_bought_after_the_start() -> None:
@@ -99,7 +115,7 @@ def test_bonds_mature_at_drawn_terms_not_all_at_one_month() -> None:
 def test_a_loan_without_an_ltv_covenant_is_never_in_ltv_breach() -> None:
     """Collateral at a tenth of the debt: far past what the old sentinel (LTV 5) allowed."""
     probe = one_borrower({"principal": 1.0})
-    value = 1000 * float(probe.state.collateral_price()[H100])
+    value = float(probe.state.collateral_value()[0])
     model = one_borrower({"principal": 10 * value})
     assert np.isinf(model.ledger.loans.ltv_max[0])
     failures, offers = covenant_round(model.state, test_dscr=False)
