@@ -104,7 +104,7 @@ def slider_specs(scenario: str = DEFAULT_SCENARIO) -> dict[str, dict[str, Any]]:
         "ltv_covenant": {
             "type": "SliderFloat",
             "label": "LTV covenant (max LTV at the mark)",
-            "value": miners.ltv_max,
+            "value": 1.5 if miners.ltv_max is None else miners.ltv_max,  # none: the slider's loosest
             "min": 0.5,
             "max": 1.5,
             "step": 0.05,
@@ -236,7 +236,7 @@ def node_assets(model: GPUCreditModel) -> np.ndarray:
     """Assets per ledger agent at today's marks: lenders' balance sheets; borrowers' GPUs, BTC and cash;
     buyers' monthly budget scale is not an asset, so buyers get a fixed size."""
     state, led = model.state, model.ledger
-    borrower = led.gpus @ state.mark_price() + led.btc * state.world.btc_price + np.maximum(led.cash, 0.0)
+    borrower = state.value_at_mark() + led.btc * state.world.btc_price + np.maximum(led.cash, 0.0)
     assets = np.where(state.lender_mask(), state.lender_assets(), borrower)
     assets = np.where(led.kind == Kind.BUYER, np.nan, assets)
     return np.nan_to_num(np.maximum(assets, 0.0), nan=0.0)
@@ -567,7 +567,7 @@ def parameter_line(model: LiveModel) -> str:
     return (
         f"new-GPU price decline {cfg.world.rent.new_price_decline_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
         f"stress correlation {cfg.world.btc.correlation_stress:.2f} · buyer depth x{model.buyer_budget_scale:.1f} · "
-        f"LTV covenant {cfg.generated.miners.ltv_max:.2f} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
+        f"LTV covenant {'none' if cfg.generated.miners.ltv_max is None else f'{cfg.generated.miners.ltv_max:.2f}'} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
     )
 
 

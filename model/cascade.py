@@ -162,8 +162,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     alive = borrowers & ~led.defaulted
     if not alive.any():
         return _nobody_to_test(state, test_dscr)
-    price = state.collateral_price()
-    collateral = led.gpus @ price + state.contract_value()
+    collateral = state.collateral_value() + state.contract_value()
     gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
     gpu_debt = np.bincount(
         loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents
@@ -321,7 +320,8 @@ def price_parent(state: MarketState, borrowers: np.ndarray) -> np.ndarray:
     """The default whose fire sale depressed the borrower's collateral most (-1 if none did)."""
     if borrowers.size == 0:
         return np.zeros(0, dtype=np.int64)
-    lost = state.ledger.gpus[borrowers] * (state.fundamental() * (1.0 - state.marks.ratio))[None, :]
+    held = state.ledger.gpus[borrowers] * state.unit_values()[borrowers]
+    lost = held * (1.0 - state.marks.ratio)[None, :]
     lost = np.where(state.last_driver[None, :] >= 0, lost, 0.0)
     worst = lost.argmax(axis=1)
     return np.where(lost.max(axis=1) > 0, state.last_driver[worst], -1)
@@ -460,7 +460,7 @@ def _repossess_fleets(
     loans = led.loans
     n = led.n_agents
     debtor = loans.debtor[sel]
-    fleet_value = led.gpus @ state.mark_price()
+    fleet_value = state.value_at_mark()
     secured = loans.collateral[sel] == GPU
     allocated = np.zeros(sel.size)
     remaining = fleet_value.copy()
@@ -485,13 +485,14 @@ def _repossess_fleets(
 
 def book_value(state: MarketState, agents: np.ndarray | None = None) -> np.ndarray:
     """GPU fleets (of ``agents``, default all) at book value: cost depreciated straight-line over six
-    years from launch (the accounting life CoreWeave and most hyperscalers use; see
+    years from their purchase (the accounting life CoreWeave and most hyperscalers use; see
     docs/calibration.md)."""
-    world = state.world
-    age = np.maximum(world.month - world.generations.launch, 0)
-    per_gpu = world.generations.new_price * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
-    gpus = state.ledger.gpus
-    return (gpus if agents is None else gpus[agents]) @ per_gpu
+    led, world = state.ledger, state.world
+    rows = slice(None) if agents is None else agents
+    purchase = led.end_of_life[rows] - world.generations.life_months[None, :]
+    age = np.maximum(world.month - purchase, 0.0)
+    per_gpu = world.generations.new_price[None, :] * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
+    return (led.gpus[rows] * per_gpu).sum(axis=1)
 
 
 def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray) -> np.ndarray:
@@ -668,6 +669,29 @@ def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.n
     return kept
 
 
+def _age_installations(
+    led, buyer_index: np.ndarray, offers: Offers, filled: np.ndarray, bought: np.ndarray
+) -> None:
+    """Buyers' installed units of a generation end their life at the units-weighted mean end of life of
+    what they hold and what they buy (a sold unit keeps the age of the fleet it came from)."""
+    if not bought.any():
+        return
+    sold_end = led.end_of_life[offers.source, offers.generation]
+    n_gen = led.n_generations
+    sold = np.bincount(offers.generation, weights=filled, minlength=n_gen)
+    mean_sold = np.divide(
+        np.bincount(offers.generation, weights=filled * sold_end, minlength=n_gen),
+        sold,
+        out=np.zeros(n_gen),
+        where=sold > 0,
+    )
+    held = led.gpus[buyer_index]
+    end = led.end_of_life[buyer_index]
+    total = held + bought
+    weighted = np.where(held > 0, held * np.where(held > 0, end, 0.0), 0.0) + bought * mean_sold[None, :]
+    led.end_of_life[buyer_index] = np.where(bought > 0, weighted / np.where(total > 0, total, 1.0), end)
+
+
 def sell(
     state: MarketState, offers: Offers, book: BuyerBook, buyer_index: np.ndarray, report: CascadeReport
 ) -> bool:
@@ -700,6 +724,7 @@ def sell(
     loans = led.loans
     _prepay(state, cure_cash, loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU))
     # buyers install what they bought and spend their budgets
+    _age_installations(led, buyer_index, offers, result.filled, result.bought)
     led.gpus[buyer_index] += result.bought
     book.budget -= result.bought @ price
     book.capacity -= result.bought.sum(axis=1)

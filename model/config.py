@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = PROJECT_DIR / "experiments" / "scenarios"
@@ -22,6 +22,25 @@ Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
+
+
+def _no_covenant(value: Any) -> Any:
+    """TOML has no null: a covenant that is absent is written ``"none"`` (or the key is left out)."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    return value
+
+
+LTVCovenant = Annotated[
+    Annotated[float, Field(gt=0.0, le=5.0)] | None,
+    BeforeValidator(_no_covenant),
+    Field(description='maximum LTV at the secondary mark; "none" (or no key) = no covenant'),
+]
+MarginCall = Annotated[
+    Annotated[float, Field(gt=0.0, le=2.0)] | None,
+    BeforeValidator(_no_covenant),
+    Field(description='loan / BTC value that triggers a margin call; "none" (or no key) = no call'),
+]
 
 
 class ConfigError(ValueError):
@@ -204,10 +223,10 @@ Collateral = Literal["gpu", "btc", "none"]
 class LenderBehaviour(Strict):
     """How each lender type behaves (bank, credit fund, ABS trust, bond investors)."""
 
-    min_capital_ratio: Fraction = Field(
-        description="equity/assets below which it is in regulatory breach (reported: health, share in breach)"
+    rollover_capital_ratio: Fraction = Field(
+        description="equity/assets below which it is stressed: refuses rollovers, sells in a hurry, and is "
+        "flagged in breach"
     )
-    rollover_capital_ratio: Fraction = Field(description="equity/assets below which it refuses rollovers")
     patient_sale_share: Fraction = Field(description="share of repossessed stock offered per round when calm")
     hurried_sale_share: Fraction = Field(description="share offered per round when stressed")
     patient_reserve: Fraction = Field(description="lowest price accepted when calm, share of fundamental")
@@ -244,25 +263,49 @@ class BorrowerClass(Strict):
     fleet_gpus_median: Positive
     fleet_gpus_sigma: NonNegative = Field(le=3.0, description="s.d. of log fleet size")
     generation_mix: dict[str, Fraction] = Field(description="share of the fleet by generation name")
-    purchase_month: Month = Field(description="when the fleet was bought and financed")
+    purchase_month: Month = Field(description="when the first fleets were bought and financed")
+    purchase_spread_months: int = Field(
+        default=0,
+        ge=0,
+        le=240,
+        description="each borrower bought and financed its fleet in a month drawn uniformly from "
+        "purchase_month to purchase_month + this; its GPUs age, and its loans run, from that month",
+    )
     loan_to_cost: float = Field(gt=0.0, le=1.0, description="debt / purchase cost at origination")
-    loan_tenor_months: int = Field(ge=1, le=360)
+    loan_tenor_months: int = Field(ge=1, le=360, description="shortest tenor of term and asset-backed loans")
+    loan_tenor_spread_months: int = Field(
+        default=0, ge=0, le=240, description="each loan's tenor is drawn from loan_tenor_months + 0..this"
+    )
+    bond_tenor_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=360,
+        description="shortest tenor of bonds (high yield, convertibles) at issue; none: loan_tenor_months",
+    )
+    bond_tenor_spread_months: int = Field(
+        default=0, ge=0, le=240, description="each bond's tenor is drawn from bond_tenor_months + 0..this"
+    )
     amortisation: Amortisation
     spread: float = Field(ge=0.0, le=0.5, description="annual spread over the base rate")
     dscr_min: NonNegative = Field(le=5.0, description="minimum debt-service coverage covenant; 0 = none")
-    ltv_max: float = Field(gt=0.0, le=5.0, description="maximum LTV covenant at the secondary mark")
+    ltv_max: LTVCovenant = None
     cash_months: NonNegative = Field(le=120.0, description="cash buffer in months of debt service")
     equity_capacity: Fraction = Field(description="new equity it can raise while markets are open, of debt")
     contract_share: Fraction = Field(description="share of the fleet under take-or-pay contracts")
     contract_premium: float = Field(ge=0.0, le=3.0, description="contract rent over spot at signing")
-    contract_months: int = Field(ge=0, le=240)
+    contract_months: int = Field(ge=0, le=240, description="shortest contract, months from purchase")
+    contract_spread_months: int = Field(
+        default=0, ge=0, le=240, description="each contract's length is contract_months + 0..this"
+    )
     subinvestment_grade_tenants: Fraction = Field(description="share of contracts with sub-IG tenants")
     # miners only
     hashrate_ph_median: NonNegative = Field(default=0.0, description="mining hashrate, PH/s")
     mining_efficiency_j_per_th: Positive = Field(default=20.0, le=200.0)
     btc_treasury_months: NonNegative = Field(default=0.0, description="BTC held, months of mining revenue")
     btc_loan_to_value: Fraction = Field(default=0.0, description="BTC-backed margin loan / BTC value")
-    btc_margin_call_ltv: float = Field(default=0.85, gt=0.0, le=2.0)
+    btc_margin_call_ltv: float = Field(
+        default=0.85, gt=0.0, le=2.0, description="loan / BTC value that triggers a margin call"
+    )
     hosting_share: Fraction = Field(default=0.0, description="share of miners that host a neo-cloud")
 
 
@@ -305,6 +348,11 @@ class AgentSpec(Strict):
     type: Literal["miner", "neocloud", "bank", "credit_fund", "abs_trust", "bond_investors"]
     cash: NonNegative = 0.0
     fleet: dict[str, NonNegative] = Field(default_factory=dict, description="GPUs by generation name")
+    purchase_month: Month | None = Field(
+        default=None,
+        description="when the fleet was bought (its GPUs age from then; never before a generation's "
+        "launch); none: each generation at its launch",
+    )
     btc: NonNegative = 0.0
     hashrate_ph: NonNegative = 0.0
     mining_efficiency_j_per_th: Positive = 20.0
@@ -329,8 +377,8 @@ class LoanSpec(Strict):
     instrument: Instrument = "term_loan"
     collateral: Collateral = "gpu"
     dscr_min: NonNegative = Field(default=0.0, le=5.0)
-    ltv_max: float = Field(default=5.0, gt=0.0, le=5.0)
-    margin_call_ltv: float = Field(default=2.0, gt=0.0, le=2.0)
+    ltv_max: LTVCovenant = None
+    margin_call_ltv: MarginCall = None
 
 
 class HostingSpec(Strict):
@@ -488,6 +536,15 @@ class Scenario(Strict):
                 if abs(sum(mix.values()) - 1.0) > 1e-6:
                     raise ValueError(
                         f"generated.{kind}.generation_mix: shares must sum to 1, got {sum(mix.values())}"
+                    )
+                cls = getattr(self.generated, kind)
+                first = month_index(cls.purchase_month)
+                last = first + cls.purchase_spread_months
+                if last > month_index(self.world.start):
+                    raise ValueError(
+                        f"generated.{kind}.purchase_month + purchase_spread_months: fleets are bought by "
+                        f"world.start ({self.world.start}), got purchases up to {cls.purchase_spread_months} "
+                        f"months after {cls.purchase_month}"
                     )
             missing = {"bank", "credit_fund", "abs_trust", "bond_investors"} - set(self.lenders)
             if missing:

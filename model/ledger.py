@@ -76,6 +76,9 @@ class Ledger:
         self.kind = np.zeros(n, dtype=np.int8)
         self.cash = np.zeros(n)
         self.gpus = np.zeros((n, g))  # operated fleets (borrowers) and installed units (buyers)
+        # month (from the start) the holder's units of each generation reach the end of their physical
+        # life, counted from their purchase; repossessed lots keep their source borrower's
+        self.end_of_life = np.full((n, g), np.inf)
         self.btc = np.zeros(n)
         self.hashrate_ph = np.zeros(n)
         self.mining_efficiency = np.zeros(n)  # J/TH

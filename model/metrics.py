@@ -78,7 +78,7 @@ class MetricsRecorder:
         assets = state.lender_assets()
         live_b = state.borrower_mask() & ~led.defaulted
         gpu_debt = led.debt("gpu")
-        collateral = led.gpus @ state.collateral_price()
+        collateral = state.collateral_value()
         service = led.debt_service_due
         dscr = np.divide(
             led.operating_cash_flow, service, out=np.full(service.size, np.nan), where=service > 0
@@ -230,7 +230,7 @@ def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
     loans = led.loans
     held = np.bincount(
         led.lots.loan,
-        weights=led.lots.units * model.state.mark_price()[led.lots.generation],
+        weights=model.state.lot_values_at_mark(),
         minlength=len(loans),
     )
     back = np.minimum(loans.recovered + held, loans.written_off)

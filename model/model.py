@@ -178,6 +178,7 @@ class GPUCreditModel(mesa.Model):
     def move_markets(self) -> None:
         state = self.state
         state.world.advance()
+        retire_end_of_life(state)  # before valuing: the fundamental value is of the units left
         state.refresh_fundamental()
         state.marks.heal()
         self.buyer_book = self.monthly_buyer_book()
@@ -190,7 +191,6 @@ class GPUCreditModel(mesa.Model):
         )
 
     def operate(self) -> Failures:
-        retire_end_of_life(self.state)
         ocf = earn(self.state)
         pay_redemptions(self.state)
         failed = pay_debt_service(self.state, ocf)
@@ -204,9 +204,15 @@ class GPUCreditModel(mesa.Model):
         state.in_breach[:] = False
         with self.ledger.caching():
             report = run_cascade(state, self.buyer_book, self.buyer_index, initial)
-            below_minimum = state.capital_ratio() < state.lender_params["min_capital_ratio"]
-            # regulatory breach
-            state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & below_minimum
+            # lenders below their rollover capital ratio (or redeeming) are flagged, as they now act
+            stressed = Lender.stressed(
+                self.ledger.kind,
+                state.capital_ratio(),
+                self.ledger.defaulted,
+                state.redeeming,
+                state.lender_params,
+            )
+            state.in_breach |= state.lender_mask() & ~self.ledger.defaulted & stressed
         return report
 
     def scheduled_shocks(self) -> Failures:
@@ -260,7 +266,7 @@ class GPUCreditModel(mesa.Model):
         idx = np.flatnonzero((led.kind == kind) & ~led.defaulted)
         if idx.size == 0:
             return None
-        size = led.gpus[idx] @ self.state.mark_price() + led.btc[idx] * self.state.world.btc_price
+        size = self.state.value_at_mark(idx) + led.btc[idx] * self.state.world.btc_price
         return int(idx[np.argmax(size)])
 
     def default_largest_miner(self) -> CascadeReport:

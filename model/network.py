@@ -43,6 +43,7 @@ LENDER_INSTRUMENT = {
     Kind.BOND_INVESTORS: "high_yield",
 }
 INTERBANK_TENOR_MONTHS = 12
+NO_LIMIT = np.inf  # a covenant or margin call that is absent: no finite LTV breaches it
 
 
 @dataclass
@@ -220,6 +221,11 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         ledger.cash[i] = a.cash
         for gname, units in a.fleet.items():
             ledger.gpus[i, gens.index(gname)] = units
+        if a.purchase_month is None:  # bought at each generation's launch
+            ledger.end_of_life[i] = gens.launch + gens.life_months
+        else:
+            bought = month_index(a.purchase_month) - month_index(scenario.world.start)
+            ledger.end_of_life[i] = end_of_life(world, np.array([bought]))[0]
         ledger.btc[i] = a.btc
         ledger.hashrate_ph[i] = a.hashrate_ph
         ledger.mining_efficiency[i] = a.mining_efficiency_j_per_th
@@ -246,8 +252,8 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         instrument=[INSTRUMENTS.index(x.instrument) for x in loans],
         collateral=[COLLATERALS.index(x.collateral) for x in loans],
         dscr_min=[x.dscr_min for x in loans],
-        ltv_max=[x.ltv_max for x in loans],
-        margin_call_ltv=[x.margin_call_ltv for x in loans],
+        ltv_max=[NO_LIMIT if x.ltv_max is None else x.ltv_max for x in loans],
+        margin_call_ltv=[NO_LIMIT if x.margin_call_ltv is None else x.margin_call_ltv for x in loans],
         written_off=np.zeros(len(loans)),
         recovered=np.zeros(len(loans)),
         repaid=np.zeros(len(loans)),
@@ -343,6 +349,15 @@ def _sorted_edges(edges: list[tuple[int, int]], n_l: int) -> np.ndarray:
     return np.stack([codes // n_l, codes % n_l], axis=1)
 
 
+def _spread_draw(spread: np.ndarray | int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Whole months drawn uniformly from 0..spread (per row); no draw at all when every spread is 0, so
+    a scenario without spreads keeps its random stream."""
+    spread = np.broadcast_to(np.asarray(spread, dtype=np.int64), (size,))
+    if not spread.any():
+        return np.zeros(size, dtype=np.int64)
+    return np.floor(rng.random(size) * (spread + 1)).astype(np.int64)
+
+
 def _borrowers(
     cls: BorrowerClass, kind: Kind, scenario: Scenario, world: MarketWorld, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -355,21 +370,35 @@ def _borrowers(
     units = np.round(fleet[:, None] * mix[None, :])
     cost = units @ gens.new_price
     ltc = min(cls.loan_to_cost, scenario.policy.ltv_cap)
-    age = month_index(world.config.start) - month_index(cls.purchase_month)
+    # each borrower bought (and financed) its fleet in its own month; months before the start are < 0
+    purchase = month_index(cls.purchase_month) - month_index(world.config.start)
+    purchase = purchase + _spread_draw(cls.purchase_spread_months, n, rng)
+    age = -purchase
+    contract_months = cls.contract_months + _spread_draw(cls.contract_spread_months, n, rng)
     rent_at_start = world.rent_per_perf_hour
     return {
         "kind": np.full(n, kind),
         "units": units,
         "debt": ltc * cost,
-        "age": np.full(n, age),
+        "age": age,
+        "end_of_life": end_of_life(world, purchase),
         "hashrate_ph": cls.hashrate_ph_median * np.exp(0.5 * rng.standard_normal(n))
         if kind == Kind.MINER
         else np.zeros(n),
         "contract_share": np.full(n, cls.contract_share),
         "contract_rent": np.full(n, rent_at_start * (1.0 + cls.contract_premium)),
-        "contract_end": np.full(n, max(cls.contract_months - age, 0)),
+        "contract_end": np.maximum(contract_months - age, 0),
         "tenant_subig": rng.random(n) < cls.subinvestment_grade_tenants,
     }
+
+
+def end_of_life(world: MarketWorld, purchase: np.ndarray) -> np.ndarray:
+    """The month (from the start) each holder's GPUs of each generation reach the end of their physical
+    life: physical life counts from the purchase month (``purchase``, one per holder), never from before
+    the generation's launch."""
+    gens = world.generations
+    bought = np.maximum(np.asarray(purchase, dtype=float)[:, None], gens.launch[None, :])
+    return bought + gens.life_months[None, :]
 
 
 def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Generator) -> Market:
@@ -406,6 +435,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     for key in ("hashrate_ph", "contract_share", "contract_rent", "contract_end", "tenant_subig"):
         getattr(ledger, key)[:n_b] = np.concatenate([miners[key], neoclouds[key]])
     ledger.gpus[:n_b] = np.concatenate([miners["units"], neoclouds["units"]])
+    ledger.end_of_life[:n_b] = np.concatenate([miners["end_of_life"], neoclouds["end_of_life"]])
     ledger.mining_efficiency[:n_m] = net.miners.mining_efficiency_j_per_th
     # hosting: a share of miners host one neo-cloud each
     n_hosts = min(int(round(net.miners.hosting_share * n_m)), n_n)
@@ -432,22 +462,33 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     def per_class(attr: str) -> np.ndarray:
         return np.array([getattr(c, attr) for c in classes])[cls_of]
 
+    ltv_of_class = np.array([NO_LIMIT if c.ltv_max is None else c.ltv_max for c in classes])
     amort_of_class = np.array([AMORTISATIONS.index(c.amortisation) for c in classes])[cls_of]
     age = np.concatenate([miners["age"], neoclouds["age"]])[b_idx]
+    # each loan's tenor at origination, drawn from its instrument's terms: term and asset-backed loans
+    # from the class's loan tenors, bonds from its bond tenors
+    bond_tenor = np.array(
+        [c.loan_tenor_months if c.bond_tenor_months is None else c.bond_tenor_months for c in classes]
+    )
+    tenor = np.where(is_bond, bond_tenor[cls_of], per_class("loan_tenor_months"))
+    tenor_spread = np.where(
+        is_bond, per_class("bond_tenor_spread_months"), per_class("loan_tenor_spread_months")
+    )
+    tenor = tenor + _spread_draw(tenor_spread, b_idx.size, rng)
     loan_rows = {
         "creditor": n_b + l_idx,
         "debtor": b_idx,
         "principal": principal,
         "spread": per_class("spread"),
-        "tenor": per_class("loan_tenor_months"),
+        "tenor": tenor,
         "age": age,
         "amortisation": np.where(is_bond, AMORTISATIONS.index("bullet"), amort_of_class),
         "seniority": np.where(is_bond, 2, 1),
         "instrument": instrument,
         "collateral": np.where(is_bond, COLLATERALS.index("none"), COLLATERALS.index("gpu")),
         "dscr_min": np.where(is_bond, 0.0, per_class("dscr_min")),  # bonds: incurrence, not maintenance
-        "ltv_max": np.where(is_bond, 5.0, per_class("ltv_max")),
-        "margin_call_ltv": np.full(b_idx.size, 2.0),
+        "ltv_max": np.where(is_bond, NO_LIMIT, ltv_of_class[cls_of]),
+        "margin_call_ltv": np.full(b_idx.size, NO_LIMIT),
     }
     # the balance outstanding today, after ``age`` months of amortisation from the original loan
     months_paid = np.minimum(loan_rows["age"], loan_rows["tenor"] - 1)
@@ -478,7 +519,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
             "instrument": np.full(has_btc.size, INSTRUMENTS.index("btc_margin")),
             "collateral": np.full(has_btc.size, COLLATERALS.index("btc")),
             "dscr_min": np.zeros(has_btc.size),
-            "ltv_max": np.full(has_btc.size, 5.0),
+            "ltv_max": np.full(has_btc.size, NO_LIMIT),
             "margin_call_ltv": np.full(has_btc.size, net.miners.btc_margin_call_ltv),
         }
         loan_rows = {k: np.concatenate([loan_rows[k], btc_rows[k]]) for k in loan_rows}
@@ -522,8 +563,8 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
             "instrument": np.full(m, INSTRUMENTS.index("interbank")),
             "collateral": np.full(m, COLLATERALS.index("none")),
             "dscr_min": np.zeros(m),
-            "ltv_max": np.full(m, 5.0),
-            "margin_call_ltv": np.full(m, 2.0),
+            "ltv_max": np.full(m, NO_LIMIT),
+            "margin_call_ltv": np.full(m, NO_LIMIT),
         }
         loan_rows = {k: np.concatenate([loan_rows[k], ib[k]]) for k in loan_rows}
 

@@ -26,20 +26,22 @@ class PaymentDefaults:
 
 
 def retire_end_of_life(state: MarketState) -> None:
-    """GPUs past their physical life leave the market (scrapped), wherever they are."""
-    led, world = state.ledger, state.world
-    dead = world.remaining_life() <= 0
-    if not dead.any():
+    """GPUs past their physical life, counted from their purchase, leave the market (scrapped),
+    wherever they are: fleets, buyers' installations, repossessed lots (which keep their source's age)."""
+    led, month = state.ledger, state.world.month
+    dead = (led.end_of_life <= month) & (led.gpus > 0)
+    lots = led.lots
+    lots_dead = led.end_of_life[lots.source, lots.generation] <= month
+    if not dead.any() and not lots_dead.any():
         return
-    scrapped = np.where(dead, led.gpus.sum(axis=0), 0.0)
-    lots_dead = dead[led.lots.generation]
+    scrapped = np.where(dead, led.gpus, 0.0).sum(axis=0)
     scrapped += np.bincount(
-        led.lots.generation[lots_dead], weights=led.lots.units[lots_dead], minlength=led.n_generations
+        lots.generation[lots_dead], weights=lots.units[lots_dead], minlength=led.n_generations
     )
     led.gpus_scrapped += scrapped
-    led.gpus[:, dead] = 0.0
-    led.lots.units[lots_dead] = 0.0
-    led.lots.drop_empty()
+    led.gpus[dead] = 0.0
+    lots.units[lots_dead] = 0.0
+    lots.drop_empty()
 
 
 def earn(state: MarketState) -> np.ndarray:

@@ -34,16 +34,63 @@ class MarketState:
         return self._fundamental
 
     def refresh_fundamental(self) -> None:
-        """Recompute the fundamental value per GPU (once a month, and after a launch shock)."""
-        self._fundamental = self.world.fundamental_value()
+        """Recompute the fundamental value per GPU (once a month, and after a launch shock): of a unit
+        with the mean remaining life of the generation's units in the market (the generation's
+        reference, at which it trades and is marked), and of each holder's units with their own life."""
+        world = self.world
+        world.generations.reference_end = self.mean_end_of_life()
+        table = world.values_by_life(world.expected_rent_path(), self.scenario.world.valuation_discount_rate)
+        columns = np.arange(len(world.generations))
+        self._fundamental = table[world.remaining_life().astype(np.int64), columns]
+        life = np.clip(np.round(self.ledger.end_of_life - world.month), 0, table.shape[0] - 1)
+        self._unit_value = table[life.astype(np.int64), columns[None, :]]
 
-    def collateral_price(self) -> np.ndarray:
-        """The price at which collateral is valued: the secondary mark, or with the price channel off,
-        the fundamental value; less the policy haircut by generation age."""
-        price = self._fundamental * (self.marks.ratio if self.scenario.cascade.price_channel else 1.0)
-        age_years = np.maximum(self.world.month - self.world.generations.launch, 0) / 12.0
-        haircut = np.clip(self.scenario.policy.haircut_per_year_of_age * age_years, 0.0, 1.0)
-        return price * (1.0 - haircut)
+    def unit_values(self) -> np.ndarray:
+        """Fundamental value of one unit of each generation held by each agent ([agents, generations]):
+        its units' own remaining physical life, counted from their purchase."""
+        return self._unit_value
+
+    def value_at_mark(self, agents: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Each agent's GPUs (of ``agents``) at the secondary mark: their own fundamental value x the
+        generation's mark."""
+        return (self.ledger.gpus[agents] * self._unit_value[agents]) @ self.marks.ratio
+
+    def lot_values_at_mark(self) -> np.ndarray:
+        """Each repossessed lot at the mark; a lot keeps the remaining life of the fleet it came from."""
+        lots = self.ledger.lots
+        own = self._unit_value[lots.source, lots.generation]
+        return lots.units * own * self.marks.ratio[lots.generation]
+
+    def mean_end_of_life(self) -> np.ndarray:
+        """Units-weighted mean end of physical life of each generation's units in the market (fleets,
+        buyers' installations, repossessed lots); for a generation nobody holds, the reference so far.
+        One price per generation is a simplification: vintages of a generation trade alike."""
+        led, gens = self.ledger, self.world.generations
+        held = led.gpus > 0
+        units = led.gpus.sum(axis=0)
+        weighted = np.where(held, led.gpus * np.where(held, led.end_of_life, 0.0), 0.0).sum(axis=0)
+        lots = led.lots
+        if len(lots):
+            units = units + np.bincount(lots.generation, weights=lots.units, minlength=led.n_generations)
+            lot_end = led.end_of_life[lots.source, lots.generation]
+            weighted = weighted + np.bincount(
+                lots.generation, weights=lots.units * lot_end, minlength=led.n_generations
+            )
+        return np.divide(weighted, units, out=gens.reference_end.copy(), where=units > 0)
+
+    def collateral_value(self) -> np.ndarray:
+        """Each agent's GPUs as collateral: at the secondary mark, or with the price channel off at the
+        fundamental value, each unit with its own remaining life; less the policy haircut by the units'
+        age since their purchase."""
+        led, world = self.ledger, self.world
+        ratio = self.marks.ratio if self.scenario.cascade.price_channel else np.ones(len(world.generations))
+        per_unit = self._unit_value * ratio[None, :]
+        rate = self.scenario.policy.haircut_per_year_of_age
+        if rate > 0:
+            purchase = led.end_of_life - world.generations.life_months[None, :]
+            age_years = np.maximum(world.month - purchase, 0.0) / 12.0
+            per_unit = per_unit * (1.0 - np.clip(rate * age_years, 0.0, 1.0))
+        return (led.gpus * per_unit).sum(axis=1)
 
     def contract_value(self) -> np.ndarray:
         """What each fleet's contracts in force add to its collateral: the contracted rent above today's
@@ -102,9 +149,7 @@ class MarketState:
         led = self.ledger
         loans, lots = led.loans, led.lots
         loan, lot_of = lots.by_loan()
-        held = np.bincount(
-            lot_of, weights=lots.units * self.mark_price()[lots.generation], minlength=loan.size
-        )
+        held = np.bincount(lot_of, weights=self.lot_values_at_mark(), minlength=loan.size)
         return loan, np.minimum(held, np.maximum(loans.written_off[loan] - loans.recovered[loan], 0.0))
 
     def capital_ratio(self) -> np.ndarray:

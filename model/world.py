@@ -43,6 +43,10 @@ class GenerationTable:
         self.new_price = np.array([g.new_price for g in gens])
         self.launch = np.array([month_index(g.launch) - month_index(world.start) for g in gens])
         self.life_months = np.array([round(12 * g.physical_life_years) for g in gens])
+        # the end of life of the units the market values (``remaining_life``); the market's state
+        # sets it to its units' mean (``MarketState.refresh_fundamental``); until then, and for a
+        # generation nobody holds, the units bought at launch
+        self.reference_end = (self.launch + self.life_months).astype(float)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -157,6 +161,7 @@ class MarketWorld:
         if pending.size == 0:
             return None
         g = int(pending[0])
+        self.generations.reference_end[g] += self.month - self.generations.launch[g]
         self.generations.launch[g] = self.month
         self._launched[g] = True
         self._anchor_path = self._anchor_schedule(self._anchor_path.size)
@@ -237,8 +242,10 @@ class MarketWorld:
         return self.revenue_per_gpu() - self._opex_per_gpu
 
     def remaining_life(self) -> np.ndarray:
+        """Months of physical life left, by generation, of the units the market values (the mean of
+        the units in the market: each unit's life counts from its purchase)."""
         g = self.generations
-        return np.clip(g.launch + g.life_months - self.month, 0, MAX_LIFE_MONTHS)
+        return np.clip(np.round(g.reference_end - self.month), 0, MAX_LIFE_MONTHS)
 
     def present_value(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
         """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,
@@ -248,24 +255,26 @@ class MarketWorld:
         life ends where the expected margin reaches zero, earlier for generations with poor
         performance per watt.
         """
-        return self.present_values(rent_path[None, :], [discount_rate])[0]
+        life = np.minimum(self.remaining_life(), rent_path.size).astype(np.int64)
+        return self.values_by_life(rent_path, discount_rate)[life, np.arange(len(self.generations))]
+
+    def values_by_life(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
+        """Row L: the value of one GPU of each generation with L months of physical life left (L = 0 ..
+        the path's length), as in ``present_value``; units of one generation bought in different months
+        differ only in their remaining life."""
+        months = np.arange(1, rent_path.size + 1)
+        margins = np.maximum(self.revenue_per_gpu(rent_path[:, None]) - self._opex_per_gpu, 0.0)
+        discount = (1.0 + discount_rate) ** (-months / 12.0)
+        table = np.zeros((rent_path.size + 1, len(self.generations)))
+        np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
+        return table
 
     def present_values(self, rent_paths: np.ndarray, discount_rates: list[float]) -> np.ndarray:
-        """``present_value`` of several rent paths (rows of ``rent_paths``, each with its discount rate)
-        at once, as [paths, generations]. Each row equals ``present_value``'s bit for bit: the same
-        operations on the same numbers, and numpy sums each row's months one after another."""
-        months = rent_paths.shape[1]
-        margins = np.maximum(self.revenue_per_gpu(rent_paths[:, :, None]) - self._opex_per_gpu, 0.0)
-        alive = np.arange(1, months + 1)[:, None] <= self.remaining_life()[None, :]
-        discount = np.array([self._discount_factors(rate, months) for rate in discount_rates])
-        return (margins * alive * discount[:, :, None]).sum(axis=1)
-
-    def _discount_factors(self, annual_rate: float, months: int) -> np.ndarray:
-        """``(1 + annual_rate) ** -(m / 12)`` for m = 1 .. ``months``, worked out once per rate."""
-        key = (annual_rate, months)
-        if key not in self._powers:
-            self._powers[key] = (1.0 + annual_rate) ** (-np.arange(1, months + 1) / 12.0)
-        return self._powers[key]
+        """``present_value`` of several rent paths (rows of ``rent_paths``, each with its discount
+        rate), as [paths, generations]."""
+        return np.array(
+            [self.present_value(path, rate) for path, rate in zip(rent_paths, discount_rates, strict=True)]
+        )
 
     def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
         """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who

@@ -28,6 +28,8 @@ def baseline_world_data() -> dict[str, Any]:
     data = read_scenario_data("baseline")
     data.pop("history", None)
     data["world"]["start"] = "2025-01"
+    for kind in ("miners", "neoclouds"):  # their first purchase months, all before this start
+        data["generated"][kind]["purchase_spread_months"] = 0
     return data
 
 

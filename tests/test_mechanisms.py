@@ -387,7 +387,7 @@ def one_borrower(
 def fleet_value() -> float:
     """1,000 H100 at the opening collateral price (fundamental x mark 1, no haircut)."""
     probe = one_borrower({"principal": 1.0})
-    return 1000 * float(probe.state.collateral_price()[H100])
+    return float(probe.state.collateral_value()[0])
 
 
 def test_ltv_covenant_just_inside_is_not_breached() -> None:
@@ -849,12 +849,16 @@ def test_a_borrower_that_cannot_repay_keeps_its_cash_for_its_creditors() -> None
 
 def test_a_generated_loan_rolls_over_for_its_original_tenor() -> None:
     """Generated loans start part-way through their tenor (tenor = what is left, age 0); a rollover
-    runs the class's loan tenor again, not what was left at the start (ODD 7.2)."""
+    runs the loan's own tenor at origination again (drawn from its class's terms, issue 22), not what
+    was left at the start (ODD 7.2)."""
     model = GPUCreditModel(seed=1)
     loans, generated = model.ledger.loans, model.config.generated
     borrower_loans = loans.instrument != INSTRUMENTS.index("interbank")
     borrower_loans &= loans.instrument != INSTRUMENTS.index("btc_margin")
-    tenors = {generated.miners.loan_tenor_months, generated.neoclouds.loan_tenor_months}
+    tenors = set()
+    for cls in (generated.miners, generated.neoclouds):
+        tenors |= set(range(cls.loan_tenor_months, cls.loan_tenor_months + cls.loan_tenor_spread_months + 1))
+        tenors |= set(range(cls.bond_tenor_months, cls.bond_tenor_months + cls.bond_tenor_spread_months + 1))
     assert set(loans.rollover_tenor[borrower_loans].tolist()) <= tenors
     assert (loans.tenor[borrower_loans] < loans.rollover_tenor[borrower_loans]).any()
 

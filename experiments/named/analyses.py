@@ -960,8 +960,8 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
         "scrap floor. Recovery here is measured at the end of 2022 (cash plus rigs held at the mark), "
         "closer to the later BankProv figure (~22 %) than to recoveries at repossession (~38 %). The "
         "historical trough is from May 2021 ($119.25/TH); the scenario starts in Nov 2021 at the model's "
-        "fundamental value. Defaults come from LTV covenants as well as missed payments because explicit "
-        "loans without a covenant carry `ltv_max = 5`, which binds once the mark falls below 20 % of the debt."
+        "fundamental value. The rig loans carry no LTV covenant (an absent covenant never binds; until issue "
+        "22 it was the number 5, which bound once the mark fell below 20 % of the debt)."
     )
     return Report(
         key, [key, *files], finding, body, {"table": table, "recovery": r, "hashprice": (hp_mean, hp_low)}

@@ -36,7 +36,6 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "validation"
 
 # Lenders that only sell once they have failed, and then everything at any price (no scrap floor).
 PASSIVE_LENDER = {
-    "min_capital_ratio": 0.0,
     "rollover_capital_ratio": 0.0,
     "patient_sale_share": 0.0,
     "hurried_sale_share": 1.0,
@@ -136,6 +135,8 @@ class EngineSession:
             last_driver=np.full(self.n_generations, -1, dtype=np.int64),
         )
         state._fundamental = self.fundamental.copy()
+        # no vintages here: every holder's units are worth the generation's fundamental value
+        state._unit_value = np.tile(self.fundamental, (ledger.n_agents, 1))
         return state
 
     def _lender_params(self, kind: np.ndarray) -> dict[str, np.ndarray]:
@@ -184,8 +185,8 @@ INTERBANK_TERMS: dict[str, tuple[Any, type]] = {
     "instrument": (INSTRUMENTS.index("interbank"), np.int64),
     "collateral": (COLLATERALS.index("none"), np.int64),
     "dscr_min": (0.0, np.float64),
-    "ltv_max": (5.0, np.float64),
-    "margin_call_ltv": (2.0, np.float64),
+    "ltv_max": (np.inf, np.float64),  # no covenant
+    "margin_call_ltv": (np.inf, np.float64),  # no margin call
     "written_off": (0.0, np.float64),
     "recovered": (0.0, np.float64),
     "repaid": (0.0, np.float64),

@@ -39,7 +39,7 @@ def balance_sheet_equity(model: GPUCreditModel) -> np.ndarray:
     assets, its own GPU fleet and BTC, less outside liabilities and the loans it owes."""
     state = model.state
     led = model.ledger
-    return state.lender_equity() + led.gpus @ state.mark_price() + led.btc * state.world.btc_price
+    return state.lender_equity() + state.value_at_mark() + led.btc * state.world.btc_price
 
 
 def exposures(model: GPUCreditModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -137,8 +137,8 @@ class FireSaleEngine:
             instrument=np.full(n, INSTRUMENTS.index("term_loan")),
             collateral=np.full(n, COLLATERALS.index("gpu")),
             dscr_min=np.zeros(n),
-            ltv_max=np.full(n, 5.0),
-            margin_call_ltv=np.full(n, 2.0),
+            ltv_max=np.full(n, np.inf),  # no covenants: the loans are written off
+            margin_call_ltv=np.full(n, np.inf),
             written_off=np.where(degree > 0, BANK_ASSETS, 0.0),
             recovered=np.zeros(n),
             repaid=np.zeros(n),
