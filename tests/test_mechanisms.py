@@ -620,7 +620,7 @@ def test_dscr_is_tested_once_a_month_however_many_cascades_run() -> None:
     assert led.defaulted[0] and led.default_cause[0] == Cause.COVENANT_DSCR
 
 
-def miner_with_margin_loan(cash: float) -> GPUCreditModel:
+def miner_with_margin_loan(cash: float, btc_price: float = 95_000.0) -> GPUCreditModel:
     agents = [
         {"id": "m", "type": "miner", "btc": 100.0, "cash": cash},
         {"id": "bank", "type": "bank", "cash": 0.0},
@@ -637,7 +637,8 @@ def miner_with_margin_loan(cash: float) -> GPUCreditModel:
             "spread": 0.05,
         }
     ]
-    return GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    overrides = {**PINNED, "world.btc.initial_price": btc_price}
+    return GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
 
 
 def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call() -> None:
@@ -649,14 +650,31 @@ def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call()
     assert model.ledger.cash[0] == pytest.approx(0.7e6)
 
 
-def test_margin_call_not_met_seizes_btc_and_defaults() -> None:
+def test_a_missed_margin_call_sells_only_the_btc_that_restores_the_ratio() -> None:
+    """Cash 1M cannot meet the 2.3M call, but the BTC (9.5M) covers the 8M loan: the lender sells x of
+    BTC with (8M - x) = 0.75 x 0.8 x (9.5M - x), x = (8M - 5.7M) / 0.4 = 5.75M; the loan falls to 2.25M
+    against 3.75M of BTC (LTV 0.6), the miner keeps its cash and does not default."""
     model = miner_with_margin_loan(cash=1e6)
     failures, _ = covenant_round(model.state, test_dscr=False)
-    assert list(failures.cause) == [Cause.MARGIN_CALL]
-    loans = model.ledger.loans
-    assert loans.principal[0] == pytest.approx(0.0, abs=1e-6) and not loans.active[0]
-    assert model.ledger.btc[0] == pytest.approx(100 - 8e6 / 95_000)
-    assert model.ledger.cash[1] == pytest.approx(8e6)
+    assert failures.agents.size == 0
+    led = model.ledger
+    assert led.loans.principal[0] == pytest.approx(2.25e6) and led.loans.active[0]
+    assert led.btc[0] == pytest.approx(100 - 5.75e6 / 95_000)
+    assert led.loans.principal[0] / (led.btc[0] * 95_000) == pytest.approx(0.6)
+    assert led.cash[0] == pytest.approx(1e6) and led.cash[1] == pytest.approx(5.75e6)
+    again, _ = covenant_round(model.state, test_dscr=False)  # restored: no second call
+    assert again.agents.size == 0 and led.loans.principal[0] == pytest.approx(2.25e6)
+
+
+def test_a_missed_margin_call_defaults_the_miner_when_its_btc_falls_short() -> None:
+    """At 70,000 the BTC is worth 7M against the 8M loan: the lender sells it all, 1M stays unpaid and
+    the miner defaults (cause margin_call)."""
+    model = miner_with_margin_loan(cash=1e6, btc_price=70_000.0)
+    failures, _ = covenant_round(model.state, test_dscr=False)
+    assert list(failures.agents) == [0] and list(failures.cause) == [Cause.MARGIN_CALL]
+    led = model.ledger
+    assert led.btc[0] == pytest.approx(0.0, abs=1e-9)
+    assert led.loans.principal[0] == pytest.approx(1e6) and led.cash[1] == pytest.approx(7e6)
 
 
 def test_a_covenant_round_with_no_live_borrower_keeps_the_cached_lender_equity_exact() -> None:
