@@ -90,14 +90,17 @@ def main_run(argv: list[str]) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder")
 
-    from experiments.run_report import format_summary, write_run_outputs
+    from experiments.run_report import format_summary, run_command_summary, write_run_outputs
     from model.model import GPUCreditModel
 
     model = GPUCreditModel(scenario)
     model.run(progress=not args.no_progress and sys.stderr.isatty())
     out = args.out or Path("results") / f"{scenario.name}-seed{scenario.seed}"
-    manifest = write_run_outputs(model, out, command=["run.py", *argv], figures=not args.no_figures)
-    print(format_summary(model))
+    summary = run_command_summary(model)
+    manifest = write_run_outputs(
+        model, out, command=["run.py", *argv], figures=not args.no_figures, summary=summary
+    )
+    print(format_summary(model, summary))
     print(f"\nwrote {out}/ (steps, generations, defaults as Parquet; summary.json; manifest.json; figures/)")
     print(f"output digest {manifest['digest']}")
     return 0

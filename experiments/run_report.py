@@ -23,7 +23,7 @@ from model.manifest import (  # noqa: E402
     read_manifest,
     run_manifest,
 )
-from model.metrics import run_summary  # noqa: E402
+from model.metrics import fire_sale_amplification, price_channel_twin, run_summary  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 
 TABLES = ("steps", "generations", "defaults")
@@ -38,17 +38,30 @@ def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
     }
 
 
+def run_command_summary(model: GPUCreditModel) -> dict[str, Any]:
+    """The run's summary with the fire-sale amplification, which runs the price-channel twin (so it is
+    here, for the run command and its replay, not in ``run_summary`` that sweeps call per run)."""
+    return run_summary(model) | {
+        "fire_sale_amplification": fire_sale_amplification(model, price_channel_twin(model))
+    }
+
+
 def write_run_outputs(
-    model: GPUCreditModel, out: Path, command: list[str], figures: bool = True
+    model: GPUCreditModel,
+    out: Path,
+    command: list[str],
+    figures: bool = True,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write tables, summary, figures and the manifest into ``out`` (each file atomically)."""
+    """Write tables, summary (``run_command_summary`` unless given), figures and the manifest into
+    ``out`` (each file atomically)."""
     out = Path(out)
     digests: dict[str, str] = {}
     for name, frame in tables(model).items():
         path = out / f"{name}.parquet"
         atomic_write_bytes(path, parquet_bytes(frame))
         digests[path.name] = file_digest(path)
-    summary = run_summary(model)
+    summary = run_command_summary(model) if summary is None else summary
     atomic_write_json(out / "summary.json", summary)
     digests["summary.json"] = file_digest(out / "summary.json")
     manifest = run_manifest(canonical_dict(model.config), model.config.seed, digests, command)
@@ -108,9 +121,9 @@ def write_figures(model: GPUCreditModel, folder: Path) -> list[Path]:
     return [path]
 
 
-def format_summary(model: GPUCreditModel) -> str:
-    """The readable summary printed after a run."""
-    s = run_summary(model)
+def format_summary(model: GPUCreditModel, summary: dict[str, Any] | None = None) -> str:
+    """The readable summary printed after a run (of ``summary`` if given, else ``run_summary``)."""
+    s = run_summary(model) if summary is None else summary
     gens = tables(model)["generations"]
     lines = [
         f"{model.config.name}: seed {model.config.seed}, {s['months']} months from {model.config.world.start}",
@@ -122,10 +135,20 @@ def format_summary(model: GPUCreditModel) -> str:
     if s["defaults_total"]:
         lines.append("  by cause: " + ", ".join(f"{k} {v}" for k, v in s["defaults_by_cause"].items() if v))
         lines.append(
+            "  by channel: " + ", ".join(f"{k} {v}" for k, v in s["defaults_by_channel"].items() if v)
+        )
+        lines.append(
             f"first default: {s['first_default']} in month {s['time_to_first_default']}; it caused {s['first_cascade_size']} further default(s)"
         )
         lines.append(
             f"largest cascade: {s['largest_cascade']} default(s) descending from {s['largest_cascade_root']}"
+        )
+    if "fire_sale_amplification" in s:
+        a = s["fire_sale_amplification"]
+        ratio = "n/a (no default without it)" if a["ratio"] is None else f"{a['ratio']:.2f}x"
+        lines.append(
+            f"fire-sale amplification: {ratio} ({a['defaults_price_channel_on']} defaults with the price "
+            f"channel, {a['defaults_price_channel_off']} without it, same seed)"
         )
     lines.append(
         "lender losses ($M): "

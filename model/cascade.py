@@ -189,7 +189,8 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
             cut = 1.0 - np.clip(cash_flow / (dscr_min * service), 0.0, 1.0)
         need_dscr = np.where(dscr_breach, cut * total_debt, 0.0)
 
-    # BTC margin calls (miners): top up with cash, or the lender seizes the BTC and the miner defaults
+    # BTC margin calls (miners): top up with cash; a missed call makes the lender sell just the BTC that
+    # restores the ratio, and the miner defaults only when its BTC no longer covers the loan
     btc_loans = loans.active & led.static("btc_secured", lambda: loans.collateral == BTC)
     btc_debt = np.bincount(
         loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents
@@ -203,7 +204,12 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
     met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))
     _prepay(state, np.where(met, call_need, 0.0), btc_loans)
-    margin_fail = called & ~met
+    restore = MARGIN_RESTORE * np.where(np.isfinite(call_level), call_level, 0.0)
+    covered = called & ~met & (btc_debt <= btc_value) & (restore < 1.0)
+    # selling x of BTC against the loan: (debt - x) = restore x (value - x)
+    to_sell = np.where(covered, (btc_debt - restore * btc_value) / np.where(covered, 1.0 - restore, 1.0), 0.0)
+    sell_pledged_btc(state, np.minimum(to_sell, btc_value))
+    margin_fail = called & ~met & ~covered
 
     breached = (ltv_breach | dscr_breach) & ~margin_fail
     state.in_breach |= breached | called
@@ -355,14 +361,22 @@ def seize_btc(state: MarketState, miners: np.ndarray) -> None:
     """Margin-call failure: BTC lenders take the BTC and sell it (a deep market) against their loans."""
     if miners.size == 0:
         return
+    amount = np.zeros(state.ledger.n_agents)
+    amount[miners] = np.inf
+    sell_pledged_btc(state, amount)
+
+
+def sell_pledged_btc(state: MarketState, amount: np.ndarray) -> None:
+    """BTC lenders sell up to ``amount`` (USD, per miner) of the miner's BTC (a deep market, at today's
+    price) and apply the proceeds to its BTC loans pro rata by balance, never beyond what is owed."""
+    if not np.any(amount > 0):
+        return
     led = state.ledger
     loans = led.loans
-    failing = np.zeros(led.n_agents, dtype=bool)
-    failing[miners] = True
     btc_loans = np.flatnonzero(
-        loans.active & led.static("btc_secured", lambda: loans.collateral == BTC) & failing[loans.debtor]
+        loans.active & led.static("btc_secured", lambda: loans.collateral == BTC) & (amount[loans.debtor] > 0)
     )
-    proceeds = led.btc * state.world.btc_price
+    proceeds = np.minimum(led.btc * state.world.btc_price, amount)
     owed = np.bincount(loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents)
     share = np.divide(
         loans.principal[btc_loans],
@@ -373,12 +387,12 @@ def seize_btc(state: MarketState, miners: np.ndarray) -> None:
     to_loan = np.minimum(proceeds[loans.debtor[btc_loans]] * share, loans.principal[btc_loans])
     used = np.bincount(loans.debtor[btc_loans], weights=to_loan, minlength=led.n_agents)
     btc_price = state.world.btc_price
-    led.btc[miners] -= used[miners] / btc_price
+    led.btc -= used / btc_price
     led.btc = np.maximum(led.btc, 0.0)
     led.cash_in += to_loan.sum()  # BTC sold to the outside market
     led.cash += np.bincount(loans.creditor[btc_loans], weights=to_loan, minlength=led.n_agents)
     loans.principal[btc_loans] -= to_loan
-    loans.repaid[btc_loans] += to_loan  # repaid from its collateral before the default
+    loans.repaid[btc_loans] += to_loan  # repaid from its collateral
     paid_off = btc_loans[
         loans.principal[btc_loans] <= 1e-9 * np.maximum(loans.original_principal[btc_loans], 1.0)
     ]

@@ -133,8 +133,12 @@ class BTCProcess(Strict):
     jumps_per_year: NonNegative = Field(le=24.0, description="Poisson intensity of jumps")
     jump_mean: float = Field(ge=-2.0, le=2.0, description="mean log jump size")
     jump_std: NonNegative = Field(le=2.0)
-    correlation_normal: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), normal")
-    correlation_stress: float = Field(ge=-1.0, le=1.0, description="corr(BTC, compute demand), stress")
+    correlation_normal: float = Field(
+        ge=-1.0, le=1.0, description="copula correlation of BTC returns and compute-demand shocks, normal"
+    )
+    correlation_stress: float = Field(
+        ge=-1.0, le=1.0, description="copula correlation of BTC returns and compute-demand shocks, stress"
+    )
     stress_volatility_multiplier: float = Field(ge=1.0, le=5.0)
     network_hashrate_eh: Positive = Field(le=1e6, description="network hashrate at the start, EH/s")
     hashrate_growth_per_year: float = Field(
@@ -176,11 +180,19 @@ class BTCProcess(Strict):
 
 
 class Regime(Strict):
-    """A two-state Markov regime (normal / stress) shared by BTC, compute demand and buyers."""
+    """A two-state Markov regime (normal / stress) shared by BTC, compute demand and buyers; a bad month
+    of the common factor makes the next month's entry into stress likelier and exit less likely."""
 
     stress_entry_per_month: Fraction
     stress_exit_per_month: Fraction
     start_in_stress: bool = False
+    factor_loading: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="weight of last month's common factor in the regime switch (0: switching ignores it); "
+        "entry and exit probabilities stay the configured ones on average",
+    )
 
 
 class World(Strict):

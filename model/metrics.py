@@ -14,6 +14,7 @@ import pandas as pd
 
 from agents import ABSTrust
 from model.cascade import CascadeReport, book_value
+from model.config import canonical_dict
 from model.ledger import (
     BORROWER_KINDS,
     CAUSE_NAMES,
@@ -32,6 +33,19 @@ SYSTEMIC_SHARE = 0.05  # the contagion literature's cut-off for a systemic event
 COLLATERAL_ZERO = 0.05  # the starting fleet's value below 5 % of its start counts as "hit zero" (convention)
 BORROWER_INSTRUMENTS = ("term_loan", "asset_backed", "high_yield", "convertible", "btc_margin")
 TYPES = [KIND_NAMES[k] for k in (*BORROWER_KINDS, *LENDER_KINDS)]
+# the channel through which each cause of default works (issue 16, part 4): a lender's insolvency comes
+# from losses on its defaulted debtors, so it is a counterparty loss like a loss on another lender
+CHANNEL_OF_CAUSE = {
+    Cause.SHOCK: "shock",
+    Cause.PAYMENT: "cash_flow",
+    Cause.COVENANT_DSCR: "cash_flow",
+    Cause.COVENANT_LTV: "collateral_mark",
+    Cause.MARGIN_CALL: "margin_call",
+    Cause.ROLLOVER_REFUSED: "rollover_refusal",
+    Cause.INSOLVENCY: "counterparty_loss",
+    Cause.COUNTERPARTY: "counterparty_loss",
+}
+CHANNELS = tuple(dict.fromkeys(CHANNEL_OF_CAUSE.values()))
 
 
 class MetricsRecorder:
@@ -203,6 +217,7 @@ class MetricsRecorder:
                 "month": led.default_month[idx],
                 "round": led.default_round[idx],
                 "cause": [CAUSE_NAMES[Cause(led.default_cause[i])] for i in idx],
+                "channel": [CHANNEL_OF_CAUSE[Cause(led.default_cause[i])] for i in idx],
                 "parent": led.default_parent[idx],
                 "parent_name": [names[p] if p >= 0 else "" for p in led.default_parent[idx]],
                 "book_ltv": led.book_ltv_at_default[idx],
@@ -317,6 +332,7 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
         "defaults_by_cause": {
             c: int((defaults["cause"] == c).sum()) for c in CAUSE_NAMES.values() if c != "none"
         },
+        "defaults_by_channel": {c: int((defaults["channel"] == c).sum()) for c in CHANNELS},
         "lender_losses_by_type": {KIND_NAMES[k]: float(losses[led.kind == k].sum()) for k in LENDER_KINDS},
         "systemic_loss": _ratio(float(losses.sum()), model.metrics.initial_lender_equity),
         "dscr_breach_probability": float(model.metrics.dscr_breached[borrowers].mean())
@@ -326,6 +342,37 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
         "credit": credit_cells(model),
     }
     return summary
+
+
+def price_channel_twin(model: GPUCreditModel) -> GPUCreditModel:
+    """The same run with the price channel switched the other way, run to the same month.
+
+    Common random numbers: the world draws five normals a month and tenants one uniform per agent,
+    whatever happens in the cascade, so the twin draws the same world (BTC, rents, regime, tenant
+    draws) and differs only in what covenants see (``tests/test_mechanisms.py`` pins this)."""
+    from model.model import GPUCreditModel
+
+    config = model.config
+    twin = GPUCreditModel(
+        canonical_dict(config),
+        seed=config.seed,
+        months=int(model.time),
+        overrides={"cascade.price_channel": not config.cascade.price_channel},
+    )
+    twin.run()
+    return twin
+
+
+def fire_sale_amplification(model: GPUCreditModel, twin: GPUCreditModel) -> dict[str, Any]:
+    """Defaults with the price channel on over defaults with it off, on the same seed (one run and its
+    ``price_channel_twin``). The ratio is None when the run without the channel has no default."""
+    on, off = (model, twin) if model.config.cascade.price_channel else (twin, model)
+    defaults_on, defaults_off = int(on.ledger.defaulted.sum()), int(off.ledger.defaulted.sum())
+    return {
+        "defaults_price_channel_on": defaults_on,
+        "defaults_price_channel_off": defaults_off,
+        "ratio": defaults_on / defaults_off if defaults_off else None,
+    }
 
 
 def _collateral_measures(model: GPUCreditModel) -> dict[str, Any]:

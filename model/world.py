@@ -10,18 +10,27 @@ Each process is written out with its equation in ``docs/ODD.md`` section 7.1 (Su
   generation's power per unit of performance is higher, so its margin reaches zero first. A launch
   lowers the anchor, not today's rent: the rent then converges to it as the new supply arrives.
 - BTC is a jump-diffusion whose jumps are compensated, so ``drift_per_year`` is the expected return.
+- Joint shocks (Gaussian copula with one common factor): each month a factor ``f`` and idiosyncratic
+  normals give a BTC score and a compute-demand (rent) shock whose correlation is the regime's; the
+  BTC return is the jump-diffusion's quantile at the BTC score, the rent shock is the rent shock size
+  times its score. The marginals do not depend on the correlation, only the dependence does.
 - Network hashrate grows with mining profitability: rigs are switched on when hashprice exceeds the
   marginal rig's power cost and off when it does not; below the best rigs' power cost every rig is
   off, so hashprice cannot fall below it.
 - A two-state regime (normal / stress) makes shocks larger and raises the correlation between BTC and
-  compute demand ("correlation convergence"); it imposes no fixed declines.
+  compute demand ("correlation convergence"); it imposes no fixed declines. A bad month of the common
+  factor makes stress next month likelier (the transition probabilities hold on average).
 - History mode: observed paths (``path`` lists) replace the random processes while they last; the
   state then continues from the last observed values.
 """
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
+from scipy.special import ndtr
 
 from model.config import World, month_index
 
@@ -29,6 +38,41 @@ HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = 30.4
 BLOCKS_PER_DAY = 144.0
 MAX_LIFE_MONTHS = 240
+SCORE_GRID = np.linspace(-8.0, 8.0, 1601)  # Gaussian scores at which the BTC quantile is tabulated
+
+
+@lru_cache(maxsize=64)
+def btc_return_quantiles(
+    mean: float, sd: float, jumps_per_month: float, jump_mean: float, jump_std: float
+) -> np.ndarray:
+    """The monthly BTC log return at each Gaussian score of ``SCORE_GRID``: the quantile at
+    ``Phi(score)`` of the jump-diffusion marginal, a Poisson(``jumps_per_month``) mixture of normals with
+    mean ``mean + n jump_mean`` and variance ``sd^2 + n jump_std^2``. Cached: the parameters rarely
+    change between the models of one process."""
+    quantiles = _mixture_quantiles(mean, sd, jumps_per_month, jump_mean, jump_std)
+    quantiles.flags.writeable = False  # shared by every model through the cache
+    return quantiles
+
+
+def _mixture_quantiles(
+    mean: float, sd: float, jumps_per_month: float, jump_mean: float, jump_std: float
+) -> np.ndarray:
+    if jumps_per_month == 0.0:  # one normal: the quantile is linear in the score
+        return mean + sd * SCORE_GRID
+    counts = np.arange(1 + math.ceil(jumps_per_month + 12.0 * math.sqrt(jumps_per_month) + 8.0))
+    log_factorial = np.array([math.lgamma(n + 1.0) for n in counts])
+    weights = np.exp(counts * math.log(jumps_per_month) - jumps_per_month - log_factorial)
+    means = mean + counts * jump_mean
+    sds = np.maximum(np.sqrt(sd * sd + counts * jump_std * jump_std), 1e-12)
+    live = weights > 1e-15
+    weights, means, sds = weights[live], means[live], sds[live]
+    grid = np.linspace((means - 9.0 * sds).min(), (means + 9.0 * sds).max(), 8001)
+    cdf = (weights * ndtr((grid[:, None] - means) / sds)).sum(axis=1)
+    target = ndtr(SCORE_GRID)
+    upper = np.clip(np.searchsorted(cdf, target), 1, grid.size - 1)
+    lo, hi = cdf[upper - 1], cdf[upper]
+    share = np.clip((target - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+    return grid[upper - 1] + share * (grid[upper] - grid[upper - 1])
 
 
 class GenerationTable:
@@ -75,6 +119,7 @@ class MarketWorld:
         self.btc_price = config.btc.initial_price
         self.btc_last_return = 0.0
         self.compute_shock = 0.0
+        self.common_factor = 0.0  # last month's common factor of BTC and compute demand
         self.network_hashrate_eh = config.btc.network_hashrate_eh
         self._launched = self.generations.launch <= 0
         self._opex_per_gpu = self._operating_cost()
@@ -93,13 +138,21 @@ class MarketWorld:
         if self.month + MAX_LIFE_MONTHS >= self._anchor_path.size:  # runs longer than any scenario
             self._anchor_path = self._anchor_schedule(2 * self._anchor_path.size)
         r = cfg.regime
-        switch = rng.random()
-        self.stress = (
-            (switch >= r.stress_exit_per_month) if self.stress else (switch < r.stress_entry_per_month)
-        )
-        compute_shock, btc_idio, jump_draw, rate_draw = rng.standard_normal(4)
+        switch_draw, factor, btc_idio, rent_idio, rate_draw = rng.standard_normal(5)
+        # the regime responds to last month's factor: a bad month (low score) makes entry likelier and
+        # exit less likely; the score is N(0, 1), so the configured probabilities hold on average
+        score = r.factor_loading * self.common_factor + np.sqrt(1.0 - r.factor_loading**2) * switch_draw
+        if self.stress:
+            self.stress = bool(ndtr(-score) >= r.stress_exit_per_month)  # exit in the upper tail
+        else:
+            self.stress = bool(ndtr(score) < r.stress_entry_per_month)
+        btc = cfg.btc
+        rho = btc.correlation_stress if self.stress else btc.correlation_normal
+        loading = np.sqrt(abs(rho))  # both scores load sqrt|rho| on the factor: correlation rho
+        btc_score = loading * factor + np.sqrt(1.0 - abs(rho)) * btc_idio
+        compute_shock = np.copysign(loading, rho) * factor + np.sqrt(1.0 - abs(rho)) * rent_idio
+        self.common_factor = float(factor)
         self.compute_shock = float(compute_shock)  # the month's standardised compute-demand shock
-        jump_count = rng.poisson(cfg.btc.jumps_per_year / 12.0)
         newly = (self.generations.launch <= self.month) & ~self._launched
         self._launched |= newly
         hashprice_before = self.hashprice()
@@ -112,17 +165,7 @@ class MarketWorld:
         if self.month <= len(rent.path):  # history mode: the observed level
             self.rent_per_perf_hour = float(rent.path[self.month - 1])
 
-        btc = cfg.btc
-        rho = btc.correlation_stress if self.stress else btc.correlation_normal
-        vol = btc.volatility_per_year * (btc.stress_volatility_multiplier if self.stress else 1.0)
-        z = rho * compute_shock + np.sqrt(1.0 - rho * rho) * btc_idio
-        jumps = jump_count * btc.jump_mean + np.sqrt(jump_count) * btc.jump_std * jump_draw
-        self.btc_last_return = (
-            (np.log1p(btc.drift_per_year) - btc.jumps_per_year * self.jump_compensator() - 0.5 * vol * vol)
-            / 12.0
-            + vol / np.sqrt(12.0) * z
-            + jumps
-        )
+        self.btc_last_return = float(np.interp(btc_score, SCORE_GRID, self._btc_quantiles()))
         previous = self.btc_price
         self.btc_price *= float(np.exp(self.btc_last_return))
         if self.month <= len(btc.path):  # history mode: the recorded price
@@ -144,6 +187,18 @@ class MarketWorld:
         self.base_rate = max(0.0, self.base_rate + cfg.base_rate_volatility * rate_draw)
         if self.month <= len(cfg.base_rate_path):
             self.base_rate = float(cfg.base_rate_path[self.month - 1])
+
+    def _btc_quantiles(self) -> np.ndarray:
+        """This regime's BTC monthly log return at each score of ``SCORE_GRID``: drift
+        ``(log(1 + mu) - lambda kappa - s^2 / 2) / 12``, diffusion ``s / sqrt(12)``, Poisson jumps."""
+        btc = self.config.btc
+        vol = btc.volatility_per_year * (btc.stress_volatility_multiplier if self.stress else 1.0)
+        drift = (
+            np.log1p(btc.drift_per_year) - btc.jumps_per_year * self.jump_compensator() - 0.5 * vol * vol
+        ) / 12.0
+        return btc_return_quantiles(
+            float(drift), vol / math.sqrt(12.0), btc.jumps_per_year / 12.0, btc.jump_mean, btc.jump_std
+        )
 
     def jump_compensator(self) -> float:
         """E[e^J - 1] of one BTC jump: subtracted from the drift so jumps do not move the expected return."""

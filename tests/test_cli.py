@@ -25,6 +25,7 @@ def test_run_writes_tables_manifest_and_figures(tmp_path):
     result = run_cli("--months", "12", "--seed", "7", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "defaults:" in result.stdout and "lender losses" in result.stdout
+    assert "fire-sale amplification:" in result.stdout
     for name in (
         "steps.parquet",
         "generations.parquet",
@@ -36,6 +37,11 @@ def test_run_writes_tables_manifest_and_figures(tmp_path):
         assert (out / name).is_file(), name
     steps = pd.read_parquet(out / "steps.parquet")
     assert list(steps["month"]) == list(range(13))
+    summary = json.loads((out / "summary.json").read_text())
+    amplification = summary["fire_sale_amplification"]  # the run and its twin without the price channel
+    assert amplification["defaults_price_channel_on"] == summary["defaults_total"]
+    assert set(amplification) == {"defaults_price_channel_on", "defaults_price_channel_off", "ratio"}
+    assert sum(summary["defaults_by_channel"].values()) == summary["defaults_total"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 7 and manifest["config"]["months"] == 12
     assert {"python", "mesa", "numpy"} <= set(manifest["versions"])

@@ -345,6 +345,124 @@ def test_btc_correlates_with_compute_demand_more_in_stress() -> None:
     assert rho_stress > rho_normal + 0.4
 
 
+def joint_shocks(overrides: dict, months: int, seed: int = 5) -> dict[str, np.ndarray]:
+    """Monthly BTC log returns, compute-demand shocks, the regime and the previous month's common
+    factor, in a world that switches regime often (entry 0.2, exit 0.3 a month)."""
+    w = world(
+        {
+            "world.rent.shock_volatility": 0.05,
+            "world.regime.stress_entry_per_month": 0.2,
+            "world.regime.stress_exit_per_month": 0.3,
+            **overrides,
+        },
+        seed,
+    )
+    out = {k: np.empty(months) for k in ("btc", "shock", "stress", "factor_before")}
+    for i in range(months):
+        out["factor_before"][i] = w.common_factor
+        w.advance()
+        out["btc"][i], out["shock"][i], out["stress"][i] = w.btc_last_return, w.compute_shock, w.stress
+    out["stress"] = out["stress"].astype(bool)
+    return out
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical distributions."""
+    a, b = np.sort(a), np.sort(b)
+    points = np.concatenate([a, b])
+    return float(
+        np.abs(
+            np.searchsorted(a, points, "right") / a.size - np.searchsorted(b, points, "right") / b.size
+        ).max()
+    )
+
+
+def btc_stress_cdf(x: np.ndarray) -> np.ndarray:
+    """The stress regime's monthly BTC log-return distribution for the PINNED parameters, by hand: a
+    Poisson(1/12) mixture of N(m + n (-0.15), 0.75^2 / 12 + n 0.10^2), m the compensated drift."""
+    vol = 0.5 * 1.5  # baseline stress multiplier 1.5
+    kappa = math.exp(-0.15 + 0.5 * 0.10**2) - 1
+    m = (math.log(1.15) - kappa - 0.5 * vol * vol) / 12
+    lam = 1 / 12
+    return sum(
+        math.exp(-lam) * lam**n / math.factorial(n)
+        * norm.cdf(x, m + n * -0.15, math.sqrt(vol * vol / 12 + n * 0.10**2))
+        for n in range(12)
+    )  # fmt: skip
+
+
+def test_the_marginals_do_not_move_when_the_stress_correlation_does() -> None:
+    """Gaussian copula: moving the stress correlation 0 -> 0.9 leaves the BTC return and the rent shock
+    distributed as before (two-sample KS at the 1 % level; the stress months' BTC returns against the
+    hand-computed jump-diffusion; moments) and the regime path unchanged, while the dependence in stress
+    months moves from 0 to Spearman 6/pi asin(0.45) = 0.891."""
+    n = 24_000
+    calm = joint_shocks({"world.btc.correlation_stress": 0.0}, n)
+    tight = joint_shocks({"world.btc.correlation_stress": 0.9}, n)
+    assert np.array_equal(calm["stress"], tight["stress"])  # the regime does not depend on the correlation
+    stress = calm["stress"]
+    assert 0.3 < stress.mean() < 0.5  # 0.2 / (0.2 + 0.3) = 0.4 in the long run
+    critical = 1.63 * math.sqrt(2.0 / n)  # KS 1 % critical value
+    for key in ("btc", "shock"):
+        assert ks_distance(calm[key], tight[key]) < critical
+        assert ks_distance(calm[key][stress], tight[key][stress]) < 1.63 * math.sqrt(2.0 / stress.sum())
+    for run in (calm, tight):
+        shocks = run["shock"]
+        assert shocks.mean() == pytest.approx(0.0, abs=4 / math.sqrt(n))
+        assert shocks.std() == pytest.approx(1.0, rel=0.02)
+        returns = np.sort(run["btc"][stress])
+        empirical = np.arange(1, returns.size + 1) / returns.size
+        assert np.abs(empirical - btc_stress_cdf(returns)).max() < 1.63 / math.sqrt(returns.size)
+    spearman = [
+        np.corrcoef(np.argsort(np.argsort(r["btc"][stress])), np.argsort(np.argsort(r["shock"][stress])))[
+            0, 1
+        ]
+        for r in (calm, tight)
+    ]
+    assert spearman[0] == pytest.approx(0.0, abs=0.03)
+    assert spearman[1] == pytest.approx(6 / math.pi * math.asin(0.45), abs=0.02)
+
+
+def test_btc_crashes_come_with_falling_rents_when_the_correlation_is_high() -> None:
+    """With correlation 0.9 in every month, BTC's jumps (returns below -15 %) fall in months of negative
+    compute-demand shocks; with 0 they do not care."""
+    always_stress = {"world.regime.start_in_stress": True, "world.regime.stress_exit_per_month": 0.0}
+    for rho, low in ((0.0, (0.4, 0.6)), (0.9, (0.9, 1.0))):
+        run = joint_shocks({**always_stress, "world.btc.correlation_stress": rho}, 12_000)
+        crash = run["btc"] < -0.15
+        assert crash.sum() > 300
+        assert low[0] < (run["shock"][crash] < 0).mean() <= low[1]
+
+
+def test_a_bad_month_of_the_common_factor_makes_stress_likelier() -> None:
+    """The regime switch's uniform is Phi(c f_(t-1) + sqrt(1 - c^2) e): entry and exit keep their
+    configured rates on average, and conditional on last month's factor they follow, by hand,
+    P(entry | f) = Phi((Phi^-1(p_in) - c f) / sqrt(1 - c^2)), averaged over f < -1 or f > 1."""
+    c, p_in, p_out = 0.6, 0.2, 0.3
+    run = joint_shocks({"world.regime.factor_loading": c}, 40_000, seed=9)
+    was, now, f = run["stress"][:-1], run["stress"][1:], run["factor_before"][1:]
+
+    def expected(p: float, sign: float, tail: float) -> float:
+        """E[Phi((Phi^-1(p) - sign c f) / sqrt(1 - c^2)) | f beyond the tail]"""
+        lo, hi = (-np.inf, -1.0) if tail < 0 else (1.0, np.inf)
+        x = np.linspace(max(lo, -9.0), min(hi, 9.0), 4001)
+        weight = norm.pdf(x)
+        value = norm.cdf((norm.ppf(p) - sign * c * x) / math.sqrt(1 - c * c))
+        return float((value * weight).sum() / weight.sum())
+
+    for state, p, sign in ((False, p_in, 1.0), (True, p_out, -1.0)):
+        moved = now[was == state] != state
+        factor = f[was == state]
+        assert moved.mean() == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / moved.size))
+        for tail in (-1.0, 1.0):
+            chosen = moved[(factor < -1.0) if tail < 0 else (factor > 1.0)]
+            rate = expected(p, sign, tail)
+            assert chosen.mean() == pytest.approx(rate, abs=4 * math.sqrt(rate * (1 - rate) / chosen.size))
+    # entry after a bad month (f < -1) is far likelier than after a good one: 0.53 against 0.02 by hand
+    calm_before = ~was
+    assert now[calm_before & (f < -1)].mean() > 3 * now[calm_before & (f > 1)].mean()
+
+
 def test_hashprice_halves_at_a_halving() -> None:
     flat_btc = {
         "world.btc.drift_per_year": 0.0,
@@ -548,7 +666,7 @@ def test_quarterly_dscr_is_tested_at_quarter_ends_only() -> None:
     assert led.defaulted[0] and led.default_cause[0] == Cause.COVENANT_DSCR
 
 
-def miner_with_margin_loan(cash: float) -> GPUCreditModel:
+def miner_with_margin_loan(cash: float, btc_price: float = 95_000.0) -> GPUCreditModel:
     agents = [
         {"id": "m", "type": "miner", "btc": 100.0, "cash": cash},
         {"id": "bank", "type": "bank", "cash": 0.0},
@@ -565,7 +683,8 @@ def miner_with_margin_loan(cash: float) -> GPUCreditModel:
             "spread": 0.05,
         }
     ]
-    return GPUCreditModel(explicit_market(agents, loans, overrides=PINNED), seed=1)
+    overrides = {**PINNED, "world.btc.initial_price": btc_price}
+    return GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
 
 
 def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call() -> None:
@@ -577,14 +696,31 @@ def test_margin_call_met_from_cash_restores_the_loan_to_75_percent_of_the_call()
     assert model.ledger.cash[0] == pytest.approx(0.7e6)
 
 
-def test_margin_call_not_met_seizes_btc_and_defaults() -> None:
+def test_a_missed_margin_call_sells_only_the_btc_that_restores_the_ratio() -> None:
+    """Cash 1M cannot meet the 2.3M call, but the BTC (9.5M) covers the 8M loan: the lender sells x of
+    BTC with (8M - x) = 0.75 x 0.8 x (9.5M - x), x = (8M - 5.7M) / 0.4 = 5.75M; the loan falls to 2.25M
+    against 3.75M of BTC (LTV 0.6), the miner keeps its cash and does not default."""
     model = miner_with_margin_loan(cash=1e6)
     failures, _ = covenant_round(model.state, test_dscr=False)
-    assert list(failures.cause) == [Cause.MARGIN_CALL]
-    loans = model.ledger.loans
-    assert loans.principal[0] == pytest.approx(0.0, abs=1e-6) and not loans.active[0]
-    assert model.ledger.btc[0] == pytest.approx(100 - 8e6 / 95_000)
-    assert model.ledger.cash[1] == pytest.approx(8e6)
+    assert failures.agents.size == 0
+    led = model.ledger
+    assert led.loans.principal[0] == pytest.approx(2.25e6) and led.loans.active[0]
+    assert led.btc[0] == pytest.approx(100 - 5.75e6 / 95_000)
+    assert led.loans.principal[0] / (led.btc[0] * 95_000) == pytest.approx(0.6)
+    assert led.cash[0] == pytest.approx(1e6) and led.cash[1] == pytest.approx(5.75e6)
+    again, _ = covenant_round(model.state, test_dscr=False)  # restored: no second call
+    assert again.agents.size == 0 and led.loans.principal[0] == pytest.approx(2.25e6)
+
+
+def test_a_missed_margin_call_defaults_the_miner_when_its_btc_falls_short() -> None:
+    """At 70,000 the BTC is worth 7M against the 8M loan: the lender sells it all, 1M stays unpaid and
+    the miner defaults (cause margin_call)."""
+    model = miner_with_margin_loan(cash=1e6, btc_price=70_000.0)
+    failures, _ = covenant_round(model.state, test_dscr=False)
+    assert list(failures.agents) == [0] and list(failures.cause) == [Cause.MARGIN_CALL]
+    led = model.ledger
+    assert led.btc[0] == pytest.approx(0.0, abs=1e-9)
+    assert led.loans.principal[0] == pytest.approx(1e6) and led.cash[1] == pytest.approx(7e6)
 
 
 def test_a_covenant_round_with_no_live_borrower_keeps_the_cached_lender_equity_exact() -> None:
