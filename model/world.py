@@ -127,7 +127,7 @@ class MarketWorld:
         self._persistence = 0.5 ** (1.0 / rent.deviation_half_life_months)
         self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
         self.rent_per_perf_hour = rent.h100_rent_per_hour
-        self._powers: dict[tuple, np.ndarray] = {}  # fixed discount and deflation factors, by rate
+        self._powers: dict[tuple, np.ndarray] = {}  # deflation factors of buyers' rent paths, by rate
 
     # --- processes ---
 

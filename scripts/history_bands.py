@@ -19,6 +19,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments.posterior import draw_parameters, read_posterior  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 from model.observed import load_observed  # noqa: E402
 
@@ -45,15 +46,13 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("results/calibration"))
     args = parser.parse_args()
-    posterior = pd.read_parquet(args.calibration / "posterior.parquet")
-    paths = [c for c in posterior.columns if c not in ("generation", "particle", "weight", "distance")]
-    rng = np.random.default_rng(SEED)
-    w = posterior["weight"].to_numpy()
-    picks = rng.choice(len(posterior), size=args.draws, p=w / w.sum())
-    seeds = rng.integers(0, 2**62, size=args.draws)
+    posterior = read_posterior(args.calibration / "posterior.parquet", "calibration folder")
+    draws, seeds_of = np.random.SeedSequence(SEED).spawn(2)
+    seeds = np.random.default_rng(seeds_of).integers(0, 2**62, size=args.draws)
     runs = []
-    for i, (k, seed) in enumerate(zip(picks, seeds, strict=True)):
-        params = {p: float(posterior.iloc[k][p]) for p in paths}
+    for i, (params, seed) in enumerate(
+        zip(draw_parameters(posterior, args.draws, draws), seeds, strict=True)
+    ):
         model = GPUCreditModel(
             "history_2023_2026", seed=int(seed), months=46, overrides={**params, "history.until": FIT_END}
         )
