@@ -100,6 +100,10 @@ start = "2025-01"
             ["--set", "generated.miners.loan_to_cost=1.2"],
             "generated.miners.loan_to_cost: Input should be less than or equal to 1",
         ),
+        (
+            ["--set", "world.regime.factor_loading=1"],
+            "world.regime.factor_loading: Input should be less than 1",
+        ),
         (["--set", "nosuch.section.x=1"], "unknown section 'nosuch'"),
         (["--set", "world.rent.new_price_decline_per_year"], "expected KEY=VALUE"),
         (["--months", "0"], "months: Input should be greater than or equal to 1"),
