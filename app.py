@@ -3,7 +3,7 @@
 Launch with ``solara run app.py`` (or ``python run.py viz``); it listens on localhost only by default.
 Every browser session gets its own model (``Page`` builds one per session), so tabs never share state.
 
-What the page shows (issue 4):
+What the page shows:
 - the lending network: shape and colour by agent type, health as the marker's ring (gold = in breach,
   red cross = defaulted), size by assets, loans as edges whose width is the current exposure;
   node positions are computed once per model (a structured layout by type), so nothing jumps;

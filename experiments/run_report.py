@@ -90,7 +90,10 @@ def write_figures(model: GPUCreditModel, folder: Path) -> list[Path]:
         if steps[f"defaults_{kind}"].max() > 0:
             ax.step(steps["month"], steps[f"defaults_{kind}"], where="post", label=kind)
     ax.set(title="Cumulative defaults by agent type", xlabel="month", ylabel="agents")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no default in this run", transform=ax.transAxes, ha="center", color="grey")
     ax = axes[1, 0]
     ax.plot(steps["month"], steps["lender_capital_ratio"], label="lender capital ratio")
     ax.plot(steps["month"], steps["book_ltv"], label="book LTV (6-yr straight line)")
@@ -157,8 +160,11 @@ def format_summary(model: GPUCreditModel, summary: dict[str, Any] | None = None)
     lines.append("GPU secondary price vs fundamental (lowest ratio in the run; at the end):")
     for name, g in gens[gens["launched"]].groupby("generation", sort=False):
         last = g.iloc[-1]
+        worth = g[g["fundamental_value"] > 0]["price_to_fundamental"]  # no ratio for a worthless generation
+        trough = f"{worth.min():6.1%}" if len(worth) else "   n/a"
         lines.append(
-            f"  {name:6s} trough {g['price_to_fundamental'].min():6.1%}  end ${last['secondary_price']:>9,.0f} vs ${last['fundamental_value']:>9,.0f}"
+            f"  {name:6s} trough {trough}  end ${last['secondary_price']:>9,.0f} vs ${last['fundamental_value']:>9,.0f}"
+            + ("  (worth nothing: no ratio)" if last["fundamental_value"] <= 0 else "")
         )
     if s["book_ltv_at_default"] is not None:
         recovery = "n/a" if s["realised_recovery"] is None else f"{s['realised_recovery']:.1%}"

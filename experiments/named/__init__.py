@@ -1,4 +1,4 @@
-"""The nine named experiments of issue 6: each is one or more experiment files in this folder (run by the
+"""The nine named experiments behind docs/results.md: each is one or more experiment files in this folder (run by the
 sweep runner, ``experiments.sweep``) plus an analysis (``experiments.named.analyses``) that writes its
 figures, tables and a Markdown report.
 
@@ -410,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = _Parser(
         prog="run.py experiment",
-        description="Run a named experiment (issue 6) and write its figures, tables and report.",
+        description="Run a named experiment and write its figures, tables and report.",
     )
     p.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}, or all")
     p.add_argument("--full", action="store_true", help="paper size (default: the reduced size)")
