@@ -4,7 +4,9 @@ Runs the baseline scenario at ``--draws`` parameter sets drawn (by weight, seede
 posterior, ``--seeds`` replicates each (seeds from one SeedSequence), and reports borrower defaults:
 the share of runs with none, the annual borrower default rate over all months and over calm months
 (months outside the stress regime: defaults in them per borrower-year spent in them), to compare with
-published default rates of comparable credit. Writes
+published default rates of comparable credit. Each run is paired with two counterfactuals on the same
+draw and seed (price channel off; price channel and interbank lending off) to report the fire-sale
+amplification and the contagion share: the share of defaults that need a contagion channel. Writes
 ``OUT/baseline_over_posterior.json`` and a figure.
 
     python scripts/baseline_over_posterior.py results/calibration/history --out docs/img/calibration
@@ -40,9 +42,20 @@ def posterior_draws(folder: Path, draws: int) -> list[dict[str, float]]:
     )
 
 
+CHANNELS_OFF = {  # the paired counterfactuals: same draw, same seed (common random numbers)
+    "defaults_without_price_channel": {"cascade.price_channel": False},
+    "defaults_without_contagion": {"cascade.price_channel": False, "generated.interbank_share": 0.0},
+}
+
+
 def run(params: dict[str, float], seed: int) -> dict[str, float]:
     model = GPUCreditModel("baseline", seed=seed, overrides=params)
     model.run()
+    paired = {}
+    for name, off in CHANNELS_OFF.items():
+        twin = GPUCreditModel("baseline", seed=seed, overrides={**params, **off})
+        twin.run()
+        paired[name] = int(twin.ledger.defaulted.sum())
     led = model.ledger
     borrowers = (led.kind == Kind.MINER) | (led.kind == Kind.NEOCLOUD)
     steps = model.metrics.steps[1:]
@@ -58,7 +71,13 @@ def run(params: dict[str, float], seed: int) -> dict[str, float]:
         "calm_borrower_years": float(live_calm_years),
         "calm": len(calm) == len(steps),  # not one month in stress
         "years": model.months / 12,
+        "defaults": int(led.defaulted.sum()),
+        **paired,
     }
+
+
+def ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("nan")
 
 
 def main() -> None:
@@ -88,8 +107,15 @@ def main() -> None:
         "annual_borrower_default_rate_calm_months": float(
             frame.calm_defaults.sum() / frame.calm_borrower_years.sum()
         ),
-        "share_of_defaults_in_calm_months": float(frame.calm_defaults.sum() / frame.borrower_defaults.sum()),
+        "share_of_defaults_in_calm_months": ratio(frame.calm_defaults.sum(), frame.borrower_defaults.sum()),
         "share_runs_with_lender_failure": float((frame.lender_defaults > 0).mean()),
+        # defaults with every channel on over defaults with the price channel off (fire-sale
+        # amplification), and the share of defaults that need the price or interbank channel
+        "fire_sale_amplification": ratio(frame.defaults.sum(), frame.defaults_without_price_channel.sum()),
+        "contagion_share": 1.0 - ratio(frame.defaults_without_contagion.sum(), frame.defaults.sum()),
+        "runs_where_contagion_changes_defaults": float(
+            (frame.defaults != frame.defaults_without_contagion).mean()
+        ),
         "borrower_defaults_quantiles": {
             q: float(frame.borrower_defaults.quantile(q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)
         },
