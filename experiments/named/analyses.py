@@ -82,6 +82,11 @@ def pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.0f} %"
 
 
+def first_default_when(month: float | None) -> str:
+    """'in month N', or 'in no run' when no run had a default (the median is then undefined)."""
+    return "in no run" if month is None or not np.isfinite(month) else f"in month {month:.0f}"
+
+
 def interval(t: pd.Series | dict, m: str) -> str:
     return f"{pct(t[m])} [{pct(t[f'{m}_low'])}, {pct(t[f'{m}_high'])}]"
 
@@ -170,8 +175,9 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         f"{interval(lo, 'borrower_default_rate')} to {interval(hi, 'borrower_default_rate')} and the share "
         f"of borrowers that breach their DSCR covenant from {pct(lo['dscr_breach_probability'])} to "
         f"{pct(hi['dscr_breach_probability'])}. Lender losses go from {pct(lo['systemic_loss'])} to "
-        f"{pct(hi['systemic_loss'])} of lenders' starting equity, and the median first default comes in "
-        f"month {lo['median_time_to_first_default']:.0f} vs {hi['median_time_to_first_default']:.0f}."
+        f"{pct(hi['systemic_loss'])} of lenders' starting equity, and the median first default comes "
+        f"{first_default_when(lo['median_time_to_first_default'])} vs "
+        f"{first_default_when(hi['median_time_to_first_default'])}."
     )
     body = _table_md(
         table,
