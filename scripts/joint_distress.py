@@ -56,12 +56,19 @@ def run_pair(job: tuple[str, int, int, float, float]) -> dict[str, Any]:
     return out
 
 
+def paired_difference(high: list[float], low: list[float]) -> dict[str, Any]:
+    """Mean of the seed-by-seed differences with its normal 95 % interval."""
+    diff = [h - lo for h, lo in zip(high, low, strict=True)]
+    n = len(diff)
+    mean = sum(diff) / n
+    half = 1.96 * math.sqrt(sum((d - mean) ** 2 for d in diff) / (n - 1) / n)
+    return {"mean": mean, "ci95": [mean - half, mean + half]}
+
+
 def summarise(rows: list[dict[str, Any]], low: float, high: float) -> dict[str, Any]:
     n = len(rows)
     joint = {k: [int(r[k]["joint"]) for r in rows] for k in ("low", "high")}
     diff = [h - lo for h, lo in zip(joint["high"], joint["low"], strict=True)]
-    mean = sum(diff) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diff) / (n - 1))
 
     def share(k: str) -> dict[str, float]:
         p = sum(joint[k]) / n
@@ -76,14 +83,17 @@ def summarise(rows: list[dict[str, Any]], low: float, high: float) -> dict[str, 
         "correlation_stress": {"low": low, "high": high},
         "joint_distress_low": share("low"),
         "joint_distress_high": share("high"),
-        "difference": {
-            "mean": mean,
-            "ci95": [mean - 1.96 * sd / math.sqrt(n), mean + 1.96 * sd / math.sqrt(n)],
-        },
+        "difference": paired_difference(joint["high"], joint["low"]),
         "seeds_joint_only_high": sum(1 for d in diff if d > 0),
         "seeds_joint_only_low": sum(1 for d in diff if d < 0),
         "mean_defaults": {
             k: {t: mean_of(k, f"{t}_defaults") for t in ("miner", "neocloud")} for k in ("low", "high")
+        },
+        "defaults_difference": {
+            t: paired_difference(
+                [r["high"][f"{t}_defaults"] for r in rows], [r["low"][f"{t}_defaults"] for r in rows]
+            )
+            for t in ("miner", "neocloud")
         },
         "mean_stress_months": {k: mean_of(k, "stress_months") for k in ("low", "high")},
     }

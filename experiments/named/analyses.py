@@ -83,6 +83,11 @@ def pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.0f} %"
 
 
+def first_default_when(month: float | None) -> str:
+    """'in month N', or 'in no run' when no run had a default (the median is then undefined)."""
+    return "in no run" if month is None or not np.isfinite(month) else f"in month {month:.0f}"
+
+
 def interval(t: pd.Series | dict, m: str) -> str:
     return f"{pct(t[m])} [{pct(t[f'{m}_low'])}, {pct(t[f'{m}_high'])}]"
 
@@ -184,8 +189,9 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         f"{change(lo, hi, 'borrower_default_rate', pct)} ({interval(lo, 'borrower_default_rate')} vs "
         f"{interval(hi, 'borrower_default_rate')}) and the share of borrowers that breach their DSCR "
         f"covenant {change(lo, hi, 'dscr_breach_probability', pct)}. Lender losses as a share of lenders' "
-        f"starting equity {change(lo, hi, 'systemic_loss', pct)}, and the median first default comes in "
-        f"{_month(lo['median_time_to_first_default'])} vs {_month(hi['median_time_to_first_default'])}."
+        f"starting equity {change(lo, hi, 'systemic_loss', pct)}, and the median first default comes "
+        f"{first_default_when(lo['median_time_to_first_default'])} vs "
+        f"{first_default_when(hi['median_time_to_first_default'])}."
     )
     body = _table_md(
         table,
@@ -193,10 +199,6 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         ["systemic_loss", "lender_loss_busd", "median_time_to_first_default"],
     )
     return Report(key, [key, *files], finding, body, {"table": table})
-
-
-def _month(value: float) -> str:
-    return f"month {value:.0f}" if np.isfinite(value) else "no month (most runs have no default)"
 
 
 def _table_md(table: pd.DataFrame, first: list[str], more: list[str]) -> str:
