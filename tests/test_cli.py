@@ -163,3 +163,20 @@ def test_bad_scenario_file(tmp_path, text, expected):
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_result_files_honour_the_umask(tmp_path):
+    """Files written atomically (mkstemp + rename) get the permissions a plain open() would give."""
+    import os
+
+    from model.manifest import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
