@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from model.config import ConfigError
 
@@ -74,11 +75,29 @@ def run_parser() -> argparse.ArgumentParser:
         help="override any parameter by its dotted path; repeatable",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: results/SCENARIO-seedSEED)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/SCENARIO-seedSEED, plus a digest of the settings when --set or --months change them)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     return parser
+
+
+def default_run_folder(name: str, scenario: Any) -> Path:
+    """results/SCENARIO-seedSEED for the scenario as its file has it; a run with other settings (--set,
+    --months) gets a short digest of its resolved configuration, so it never overwrites another run."""
+    import hashlib
+    import json
+
+    from model.config import canonical_dict, load_scenario
+
+    folder = f"{scenario.name}-seed{scenario.seed}"
+    config = canonical_dict(scenario)
+    if config != canonical_dict(load_scenario(name, seed=scenario.seed)):
+        folder += "-" + hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return Path("results") / folder
 
 
 def main_run(argv: list[str]) -> int:
@@ -95,7 +114,7 @@ def main_run(argv: list[str]) -> int:
 
     model = GPUCreditModel(scenario)
     model.run(progress=not args.no_progress and sys.stderr.isatty())
-    out = args.out or Path("results") / f"{scenario.name}-seed{scenario.seed}"
+    out = args.out or default_run_folder(args.scenario, scenario)
     summary = run_command_summary(model)
     manifest = write_run_outputs(
         model, out, command=["run.py", *argv], figures=not args.no_figures, summary=summary

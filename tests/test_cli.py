@@ -180,3 +180,18 @@ def test_result_files_honour_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_default_run_folder_is_unique_to_what_was_run():
+    """A run with --set or --months never lands in the folder of the scenario's own run."""
+    from model.config import load_scenario
+    from run import default_run_folder
+
+    plain = default_run_folder("baseline", load_scenario("baseline"))
+    assert plain.name == "baseline-seed20250101"
+    assert default_run_folder("baseline", load_scenario("baseline", seed=7)).name == "baseline-seed7"
+    shorter = default_run_folder("baseline", load_scenario("baseline", months=36))
+    changed = default_run_folder("baseline", load_scenario("baseline", {"world.rent.shock_volatility": 0.2}))
+    assert len({plain, shorter, changed}) == 3
+    assert shorter.name.startswith("baseline-seed20250101-") and len(shorter.name) == len(plain.name) + 11
+    assert default_run_folder("baseline", load_scenario("baseline", months=36)) == shorter  # stable
