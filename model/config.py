@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -596,6 +597,21 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _schema_model(path: list[str]) -> type[BaseModel] | None:
+    """The sub-model of the scenario schema that ``path`` names (written in the file or not), or None."""
+    model: type[BaseModel] = Scenario
+    for key in path:
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        options = typing.get_args(field.annotation) or (field.annotation,)
+        sections = [t for t in options if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not sections:
+            return None
+        model = sections[0]
+    return model
+
+
 def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c = value`` in the raw scenario dict; list items are addressed by index or by name."""
     keys = dotted.split(".")
@@ -621,7 +637,11 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {dotted}: '{'.'.join(keys[:depth])}' is a value, not a section")
         if key not in node and not last:
-            raise ConfigError(f"--set {dotted}: unknown section '{where}' (known: {sorted(node)})")
+            if _schema_model(keys[: depth + 1]) is None:
+                parent = _schema_model(keys[:depth])
+                known = sorted(set(node) | set(parent.model_fields if parent else ()))
+                raise ConfigError(f"--set {dotted}: unknown section '{where}' (known: {known})")
+            node[key] = {}  # a section the file leaves at its defaults
         if last:
             node[key] = value
         else:

@@ -195,3 +195,14 @@ def test_default_run_folder_is_unique_to_what_was_run():
     assert len({plain, shorter, changed}) == 3
     assert shorter.name.startswith("baseline-seed20250101-") and len(shorter.name) == len(plain.name) + 11
     assert default_run_folder("baseline", load_scenario("baseline", months=36)) == shorter  # stable
+
+
+def test_set_reaches_every_section_of_the_schema():
+    """--set may name a section the scenario file leaves at its defaults (policy is not in the baseline
+    file); a misspelt section is still one clear message listing the schema's sections."""
+    from model.config import ConfigError, load_scenario
+
+    scenario = load_scenario("baseline", {"policy.buyer_of_last_resort_budget": 1.0})
+    assert scenario.policy.buyer_of_last_resort_budget == 1.0
+    with pytest.raises(ConfigError, match=r"unknown section 'polcy' \(known: .*'policy'"):
+        load_scenario("baseline", {"polcy.buyer_of_last_resort_budget": 1.0})
