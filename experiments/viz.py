@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,13 +56,55 @@ def main(argv: list[str]) -> int:
             )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.host}: other machines can reach the visualiser", file=sys.stderr)
-    print(
-        f"visualiser: http://{'localhost' if args.host == '127.0.0.1' else args.host}:{args.port}/  (Ctrl-C to stop)"
-    )
+    if busy := port_in_use(args.host, args.port):
+        print(
+            f"error: --port {args.port}: {args.host}:{args.port} is in use ({busy}); "
+            f"try --port {free_port(args.host)}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"visualiser: http://{args.host}:{args.port}/  (Ctrl-C to stop)")
+    return run_child(command(args))
+
+
+def port_in_use(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on ('' if it can)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def run_child(cmd: list[str]) -> int:
+    """Run solara and stop it with us: SIGTERM, SIGHUP and Ctrl-C are passed on and waited for, so
+    no server is left listening (0 after a stop we were asked for)."""
+    child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    stopped = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
-        return subprocess.call(command(args), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                code = child.wait(timeout=10 if stopped else None)
+                break
+            except subprocess.TimeoutExpired:  # asked to stop and still running: force it
+                child.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopped else code
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ Checks: the page renders (offline), Step advances it, the "default the largest m
 the defaults shown and changes the charts, one Step re-renders in under a second (the figure is
 printed and written to ``visualiser-timing.txt``), rapid clicking leaves the page working with a
 clean server log, Play steps on its own until Pause (with and without "Use Threads"), and two tabs
-have separate models. Saves ``visualiser.png``. Both go to ``results/browser/`` (untracked); set
-``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
+have separate models. Saves ``visualiser.png``. Both go to the test's temporary folder (tests write
+nothing into the user's folders); set ``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def close_cleanly(page, log: Path) -> None:
     page.close()
 
 
-def test_step_shock_screenshot_and_render_time(server, browser) -> None:
+def test_step_shock_screenshot_and_render_time(server, browser, tmp_path) -> None:
     url, log = server
     page = open_page(browser, url)
     assert month(page) == 0
@@ -222,7 +222,7 @@ def test_step_shock_screenshot_and_render_time(server, browser) -> None:
 
     times += [step_and_time(page) for _ in range(3)]  # a few months after the shock, for the screenshot
     images_loaded(page)
-    artifacts = Path(os.environ.get("VISUALISER_ARTIFACTS", ROOT / "results" / "browser"))
+    artifacts = Path(os.environ.get("VISUALISER_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "visualiser.png"), full_page=True)
     median, worst = statistics.median(times), max(times)

@@ -206,3 +206,45 @@ def test_set_reaches_every_section_of_the_schema():
     assert scenario.policy.buyer_of_last_resort_budget == 1.0
     with pytest.raises(ConfigError, match=r"unknown section 'polcy' \(known: .*'policy'"):
         load_scenario("baseline", {"polcy.buyer_of_last_resort_budget": 1.0})
+
+
+def test_viz_stops_its_server_on_sigterm_and_refuses_a_busy_port():
+    """`kill` on `run.py viz` stops the solara server too (no orphan left listening); a busy port is one
+    clear message with a free port to try."""
+    import signal
+    import subprocess
+    import time
+
+    from experiments.viz import free_port, port_in_use
+
+    port = free_port("127.0.0.1")
+    viz = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "viz", "--port", str(port), "--skip-assets"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert port_in_use("127.0.0.1", port), "the visualiser never listened"
+        second = subprocess.run(  # a second visualiser on the same port is refused
+            [sys.executable, str(ROOT / "run.py"), "viz", "--port", str(port), "--skip-assets"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2 and f"--port {port}" in second.stderr and "try --port" in second.stderr
+        assert "Traceback" not in second.stderr
+        viz.send_signal(signal.SIGTERM)
+        assert viz.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not port_in_use("127.0.0.1", port), "the solara server was left listening"
+        assert f"http://127.0.0.1:{port}/" in viz.stdout.read()
+    finally:
+        viz.kill()
