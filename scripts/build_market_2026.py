@@ -75,9 +75,10 @@ class Row:
     note: str
 
 
-def read_sources(path: Path = SOURCES) -> dict[str, Row]:
-    """The table by id, checked: known units and statuses, dates, numbers where a number is due, a value
-    exactly when the figure was found, and a source for every row."""
+def read_sources(path: Path | None = None) -> dict[str, Row]:
+    """The table by id (default ``SOURCES``), checked: known units and statuses, dates, numbers where a
+    number is due, a value exactly when the figure was found or estimated, and a source for every row."""
+    path = SOURCES if path is None else path
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames != COLUMNS:
@@ -93,7 +94,9 @@ def read_sources(path: Path = SOURCES) -> dict[str, Row]:
             if row.status not in STATUSES:
                 raise SourceError(f"{where}: read_or_estimated must be one of {sorted(STATUSES)}")
             if row.unit not in NUMERIC_UNITS | TEXT_UNITS:
-                raise SourceError(f"{where}: unit '{row.unit}' unknown (allowed {sorted(NUMERIC_UNITS | TEXT_UNITS)})")
+                raise SourceError(
+                    f"{where}: unit '{row.unit}' unknown (allowed {sorted(NUMERIC_UNITS | TEXT_UNITS)})"
+                )
             if not AS_OF.match(row.as_of):
                 raise SourceError(f"{where}: as_of must be YYYY or YYYY-MM, got '{row.as_of}'")
             if not row.source:
@@ -238,7 +241,9 @@ def spread_over_base(s: Sources, rate_row: str) -> Traced:
     return Traced(max(rate.value, 0.0), rate.rows)
 
 
-def contract_rent(s: Sources, backlog: Traced, months: Traced, fleet: dict[str, Traced], share: Traced) -> Traced:
+def contract_rent(
+    s: Sources, backlog: Traced, months: Traced, fleet: dict[str, Traced], share: Traced
+) -> Traced:
     """Rent per H100-equivalent hour at which the contracted share of the fleet earns the backlog over the
     contract length (an estimate: the backlog also pays for capacity not yet delivered)."""
     h100_eq = Traced(0.0, ())
@@ -267,13 +272,20 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         cash=s.num("crwv-cash-2025q1"),
         fleet=crwv_fleet,
         contract_share=crwv_share,
-        contract_rent_per_hour=contract_rent(s, s.num("crwv-backlog-2026q1"), crwv_months, crwv_fleet, crwv_share),
+        contract_rent_per_hour=contract_rent(
+            s, s.num("crwv-backlog-2026q1"), crwv_months, crwv_fleet, crwv_share
+        ),
         contract_months=crwv_months,
         tenant_grade="ig",  # more than 60 % of the backlog with investment-grade customers (crwv-backlog-ig)
     )
     nebius_b200 = gpus_from_power(s, s.num("nbis-connected-mw"), "B200")
     nebius_b200.rows = _merge(nebius_b200.rows, ("nbis-generation",))
-    nebius = Agent("nebius", "neocloud", "Nebius (NBIS): fleet from the connected-power target", fleet={"B200": nebius_b200})
+    nebius = Agent(
+        "nebius",
+        "neocloud",
+        "Nebius (NBIS): fleet from the connected-power target",
+        fleet={"B200": nebius_b200},
+    )
     # Lambda's fleet is not public: each GPU-backed facility implies the GPUs it financed at the baseline's
     # loan-to-cost (the 2024 facility H100s; the 2026 facility next-generation accelerators, as B200)
     loan_to_cost = s.base(f"{neo}.loan_to_cost")
@@ -314,7 +326,10 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
     lenders = {
         "blackstone-magnetar-ddtl": ("credit_fund", "DDTL 1.0/2.0 lender group (Blackstone, Magnetar)"),
         "magnetar": ("credit_fund", "Magnetar (the Magnetar loan)"),
-        "ddtl4-5-syndicate": ("bank", "DDTL 4.0/5.0 syndicate (arrangers Morgan Stanley, MUFG, Goldman, JPMorgan)"),
+        "ddtl4-5-syndicate": (
+            "bank",
+            "DDTL 4.0/5.0 syndicate (arrangers Morgan Stanley, MUFG, Goldman, JPMorgan)",
+        ),
         "coreweave-revolver-banks": ("bank", "CoreWeave revolver banks (not named in the sources read)"),
         "coreweave-oem-vendors": ("credit_fund", "OEM vendor financing (schema has no vendor lender type)"),
         "coreweave-noteholders": ("bond_investors", "holders of CoreWeave's 2030 and 2031 senior notes"),
@@ -329,82 +344,292 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
     }
 
     def term_loan(creditor, debtor, comment, principal, spread, tenor, collateral="gpu", **kw) -> Loan:
-        return Loan(creditor, debtor, comment, principal, spread, tenor, kw.pop("amortisation", "linear"),
-                    kw.pop("instrument", "term_loan"), collateral, kw.pop("seniority", 1), **kw)
+        return Loan(
+            creditor,
+            debtor,
+            comment,
+            principal,
+            spread,
+            tenor,
+            kw.pop("amortisation", "linear"),
+            kw.pop("instrument", "term_loan"),
+            collateral,
+            kw.pop("seniority", 1),
+            **kw,
+        )
 
-    def bond(creditor, debtor, comment, principal_row, rate_row, maturity_row, instrument, seniority=2) -> Loan:
-        return Loan(creditor, debtor, comment, s.num(principal_row), spread_over_base(s, rate_row),
-                    remaining_term(s, maturity_row), "bullet", instrument, "none", seniority)
+    def bond(
+        creditor, debtor, comment, principal_row, rate_row, maturity_row, instrument, seniority=2
+    ) -> Loan:
+        return Loan(
+            creditor,
+            debtor,
+            comment,
+            s.num(principal_row),
+            spread_over_base(s, rate_row),
+            remaining_term(s, maturity_row),
+            "bullet",
+            instrument,
+            "none",
+            seniority,
+        )
 
     amend5_maturity = s.month("crwv-ddtl2-amend5-draw")
     amend5_term = s.num("crwv-ddtl2-amend5-term")
     amend5_tenor = Traced(
-        months_from(s.start, amend5_maturity[0]) + amend5_term.value, _merge(amend5_maturity[1], amend5_term.rows)
+        months_from(s.start, amend5_maturity[0]) + amend5_term.value,
+        _merge(amend5_maturity[1], amend5_term.rows),
     )
     lambda_tenor = s.base(f"{neo}.loan_tenor_months")
-    macquarie_left = Traced(lambda_tenor.value - months_from(s.rows["lmbd-macquarie"].as_of, s.start),
-                            _merge(lambda_tenor.rows, ("lmbd-macquarie", "lmbd-macquarie-maturity")))
-    facility_left = Traced(lambda_tenor.value - months_from(s.rows["lmbd-credit-facility"].as_of, s.start),
-                           _merge(lambda_tenor.rows, ("lmbd-credit-facility",)))
+    macquarie_left = Traced(
+        lambda_tenor.value - months_from(s.rows["lmbd-macquarie"].as_of, s.start),
+        _merge(lambda_tenor.rows, ("lmbd-macquarie", "lmbd-macquarie-maturity")),
+    )
+    facility_left = Traced(
+        lambda_tenor.value - months_from(s.rows["lmbd-credit-facility"].as_of, s.start),
+        _merge(lambda_tenor.rows, ("lmbd-credit-facility",)),
+    )
     nbis_half = s.num("nbis-conv-sep2025") / Traced(2.0, ())
     loans = [
-        term_loan("blackstone-magnetar-ddtl", "coreweave", "DDTL 1.0", rolled_forward(s, "crwv-ddtl1-balance", "crwv-ddtl1-maturity"),
-                  spread_over_base(s, "crwv-ddtl1-rate"), remaining_term(s, "crwv-ddtl1-maturity"), **covenants),
-        term_loan("blackstone-magnetar-ddtl", "coreweave", "DDTL 2.0", rolled_forward(s, "crwv-ddtl2-balance", "crwv-ddtl2-maturity"),
-                  spread_over_base(s, "crwv-ddtl2-rate"), remaining_term(s, "crwv-ddtl2-maturity"), **covenants),
-        term_loan("blackstone-magnetar-ddtl", "coreweave", "DDTL 2.0 fifth amendment (commitment, modelled drawn)",
-                  s.num("crwv-ddtl2-amend5"), s.num("crwv-ddtl2-amend5-margin"), amend5_tenor, **covenants),
-        term_loan("ddtl4-5-syndicate", "coreweave", "DDTL 4.0 (commitment, modelled drawn)", s.num("crwv-ddtl4"),
-                  s.num("crwv-ddtl4-margin"), remaining_term(s, "crwv-ddtl4-maturity"), **covenants),
-        term_loan("ddtl4-5-syndicate", "coreweave", "DDTL 5.0 (commitment, modelled drawn)", s.num("crwv-ddtl5"),
-                  s.num("crwv-ddtl5-margin"), remaining_term(s, "crwv-ddtl5-maturity"), **covenants),
-        term_loan("coreweave-revolver-banks", "coreweave", "revolving credit facility (drawn 2025-06)", s.num("crwv-revolver"),
-                  spread_over_base(s, "crwv-revolver-rate"), remaining_term(s, "crwv-revolver-maturity"),
-                  collateral="none", amortisation="bullet"),
-        term_loan("coreweave-oem-vendors", "coreweave", "OEM financing arrangements",
-                  rolled_forward(s, "crwv-oem", "crwv-oem-maturity"), spread_over_base(s, "crwv-oem-rate"),
-                  remaining_term(s, "crwv-oem-maturity")),
-        term_loan("magnetar", "coreweave", "Magnetar loan", s.num("crwv-magnetar"), spread_over_base(s, "crwv-magnetar-rate"),
-                  remaining_term(s, "crwv-magnetar-maturity"), collateral="none", amortisation="bullet"),
-        bond("coreweave-noteholders", "coreweave", "9.25 % senior notes 2030", "crwv-notes2030", "crwv-notes2030-coupon",
-             "crwv-notes2030-maturity", "high_yield"),
-        bond("coreweave-noteholders", "coreweave", "9.00 % senior notes 2031", "crwv-notes2031", "crwv-notes2031-coupon",
-             "crwv-notes2031-maturity", "high_yield"),
-        bond("coreweave-convert-holders", "coreweave", "1.75 % convertible notes 2031", "crwv-conv2031",
-             "crwv-conv2031-coupon", "crwv-conv2031-maturity", "convertible"),
-        bond("nebius-convert-holders", "nebius", "2.00 % convertible notes 2029", "nbis-conv2029", "nbis-conv2029-coupon",
-             "nbis-conv2029-maturity", "convertible"),
-        bond("nebius-convert-holders", "nebius", "3.00 % convertible notes 2031", "nbis-conv2031", "nbis-conv2031-coupon",
-             "nbis-conv2031-maturity", "convertible"),
-        Loan("nebius-convert-holders", "nebius", "1.00 % convertible notes 2030 (half of the Sep 2025 total)", nbis_half,
-             spread_over_base(s, "nbis-conv2030-coupon"), remaining_term(s, "nbis-conv2030-maturity"), "bullet",
-             "convertible", "none", 2),
-        Loan("nebius-convert-holders", "nebius", "2.75 % convertible notes 2032 (half of the Sep 2025 total)", nbis_half,
-             spread_over_base(s, "nbis-conv2032-coupon"), remaining_term(s, "nbis-conv2032-maturity"), "bullet",
-             "convertible", "none", 2),
-        term_loan("macquarie", "lambda", "GPU-backed facility (Apr 2024; balance and terms not found)", s.num("lmbd-macquarie"),
-                  s.base(f"{neo}.spread"), macquarie_left, amortisation=s.baseline["generated"]["neoclouds"]["amortisation"],
-                  instrument="asset_backed", **covenants),
-        term_loan("lambda-jpmorgan-syndicate", "lambda", "senior secured credit facility (May 2026, modelled drawn)",
-                  s.num("lmbd-credit-facility"), s.base(f"{neo}.spread"), facility_left,
-                  amortisation=s.baseline["generated"]["neoclouds"]["amortisation"], **covenants),
-        bond("iren-convert-holders", "iren", "3.50 % convertible notes 2029", "iren-conv2029", "iren-conv2029-coupon",
-             "iren-conv2029-maturity", "convertible"),
-        Loan("iren-convert-holders", "iren", "convertible notes 2031 (coupon not found: spread 0)", s.num("iren-conv2031"),
-             Traced(0.0, ("iren-conv2031-coupon",)), remaining_term(s, "iren-conv2031-maturity"), "bullet", "convertible",
-             "none", 2),
-        bond("iren-convert-holders", "iren", "1.00 % convertible notes 2033", "iren-conv2033", "iren-conv2033-coupon",
-             "iren-conv2033-maturity", "convertible"),
-        bond("core-scientific-convert-holders", "core-scientific", "3.00 % convertible notes 2029", "corz-conv2029",
-             "corz-conv2029-coupon", "corz-conv2029-maturity", "convertible"),
-        bond("core-scientific-convert-holders", "core-scientific", "0.00 % convertible notes 2031", "corz-conv2031",
-             "corz-conv2031-coupon", "corz-conv2031-maturity", "convertible"),
-        bond("terawulf-noteholders", "terawulf", "7.75 % senior secured notes 2030 (secured by compute subsidiaries, "
-             "not GPUs)", "wulf-notes2030", "wulf-notes2030-coupon", "wulf-notes2030-maturity", "high_yield", seniority=1),
-        bond("terawulf-convert-holders", "terawulf", "1.00 % convertible notes 2031", "wulf-conv2031",
-             "wulf-conv2031-coupon", "wulf-conv2031-maturity", "convertible"),
-        bond("terawulf-convert-holders", "terawulf", "0.00 % convertible notes 2032", "wulf-conv2032",
-             "wulf-conv2032-coupon", "wulf-conv2032-maturity", "convertible"),
+        term_loan(
+            "blackstone-magnetar-ddtl",
+            "coreweave",
+            "DDTL 1.0",
+            rolled_forward(s, "crwv-ddtl1-balance", "crwv-ddtl1-maturity"),
+            spread_over_base(s, "crwv-ddtl1-rate"),
+            remaining_term(s, "crwv-ddtl1-maturity"),
+            **covenants,
+        ),
+        term_loan(
+            "blackstone-magnetar-ddtl",
+            "coreweave",
+            "DDTL 2.0",
+            rolled_forward(s, "crwv-ddtl2-balance", "crwv-ddtl2-maturity"),
+            spread_over_base(s, "crwv-ddtl2-rate"),
+            remaining_term(s, "crwv-ddtl2-maturity"),
+            **covenants,
+        ),
+        term_loan(
+            "blackstone-magnetar-ddtl",
+            "coreweave",
+            "DDTL 2.0 fifth amendment (commitment, modelled drawn)",
+            s.num("crwv-ddtl2-amend5"),
+            s.num("crwv-ddtl2-amend5-margin"),
+            amend5_tenor,
+            **covenants,
+        ),
+        term_loan(
+            "ddtl4-5-syndicate",
+            "coreweave",
+            "DDTL 4.0 (commitment, modelled drawn)",
+            s.num("crwv-ddtl4"),
+            s.num("crwv-ddtl4-margin"),
+            remaining_term(s, "crwv-ddtl4-maturity"),
+            **covenants,
+        ),
+        term_loan(
+            "ddtl4-5-syndicate",
+            "coreweave",
+            "DDTL 5.0 (commitment, modelled drawn)",
+            s.num("crwv-ddtl5"),
+            s.num("crwv-ddtl5-margin"),
+            remaining_term(s, "crwv-ddtl5-maturity"),
+            **covenants,
+        ),
+        term_loan(
+            "coreweave-revolver-banks",
+            "coreweave",
+            "revolving credit facility (drawn 2025-06)",
+            s.num("crwv-revolver"),
+            spread_over_base(s, "crwv-revolver-rate"),
+            remaining_term(s, "crwv-revolver-maturity"),
+            collateral="none",
+            amortisation="bullet",
+        ),
+        term_loan(
+            "coreweave-oem-vendors",
+            "coreweave",
+            "OEM financing arrangements",
+            rolled_forward(s, "crwv-oem", "crwv-oem-maturity"),
+            spread_over_base(s, "crwv-oem-rate"),
+            remaining_term(s, "crwv-oem-maturity"),
+        ),
+        term_loan(
+            "magnetar",
+            "coreweave",
+            "Magnetar loan",
+            s.num("crwv-magnetar"),
+            spread_over_base(s, "crwv-magnetar-rate"),
+            remaining_term(s, "crwv-magnetar-maturity"),
+            collateral="none",
+            amortisation="bullet",
+        ),
+        bond(
+            "coreweave-noteholders",
+            "coreweave",
+            "9.25 % senior notes 2030",
+            "crwv-notes2030",
+            "crwv-notes2030-coupon",
+            "crwv-notes2030-maturity",
+            "high_yield",
+        ),
+        bond(
+            "coreweave-noteholders",
+            "coreweave",
+            "9.00 % senior notes 2031",
+            "crwv-notes2031",
+            "crwv-notes2031-coupon",
+            "crwv-notes2031-maturity",
+            "high_yield",
+        ),
+        bond(
+            "coreweave-convert-holders",
+            "coreweave",
+            "1.75 % convertible notes 2031",
+            "crwv-conv2031",
+            "crwv-conv2031-coupon",
+            "crwv-conv2031-maturity",
+            "convertible",
+        ),
+        bond(
+            "nebius-convert-holders",
+            "nebius",
+            "2.00 % convertible notes 2029",
+            "nbis-conv2029",
+            "nbis-conv2029-coupon",
+            "nbis-conv2029-maturity",
+            "convertible",
+        ),
+        bond(
+            "nebius-convert-holders",
+            "nebius",
+            "3.00 % convertible notes 2031",
+            "nbis-conv2031",
+            "nbis-conv2031-coupon",
+            "nbis-conv2031-maturity",
+            "convertible",
+        ),
+        Loan(
+            "nebius-convert-holders",
+            "nebius",
+            "1.00 % convertible notes 2030 (half of the Sep 2025 total)",
+            nbis_half,
+            spread_over_base(s, "nbis-conv2030-coupon"),
+            remaining_term(s, "nbis-conv2030-maturity"),
+            "bullet",
+            "convertible",
+            "none",
+            2,
+        ),
+        Loan(
+            "nebius-convert-holders",
+            "nebius",
+            "2.75 % convertible notes 2032 (half of the Sep 2025 total)",
+            nbis_half,
+            spread_over_base(s, "nbis-conv2032-coupon"),
+            remaining_term(s, "nbis-conv2032-maturity"),
+            "bullet",
+            "convertible",
+            "none",
+            2,
+        ),
+        term_loan(
+            "macquarie",
+            "lambda",
+            "GPU-backed facility (Apr 2024; balance and terms not found)",
+            s.num("lmbd-macquarie"),
+            s.base(f"{neo}.spread"),
+            macquarie_left,
+            amortisation=s.baseline["generated"]["neoclouds"]["amortisation"],
+            instrument="asset_backed",
+            **covenants,
+        ),
+        term_loan(
+            "lambda-jpmorgan-syndicate",
+            "lambda",
+            "senior secured credit facility (May 2026, modelled drawn)",
+            s.num("lmbd-credit-facility"),
+            s.base(f"{neo}.spread"),
+            facility_left,
+            amortisation=s.baseline["generated"]["neoclouds"]["amortisation"],
+            **covenants,
+        ),
+        bond(
+            "iren-convert-holders",
+            "iren",
+            "3.50 % convertible notes 2029",
+            "iren-conv2029",
+            "iren-conv2029-coupon",
+            "iren-conv2029-maturity",
+            "convertible",
+        ),
+        Loan(
+            "iren-convert-holders",
+            "iren",
+            "convertible notes 2031 (coupon not found: spread 0)",
+            s.num("iren-conv2031"),
+            Traced(0.0, ("iren-conv2031-coupon",)),
+            remaining_term(s, "iren-conv2031-maturity"),
+            "bullet",
+            "convertible",
+            "none",
+            2,
+        ),
+        bond(
+            "iren-convert-holders",
+            "iren",
+            "1.00 % convertible notes 2033",
+            "iren-conv2033",
+            "iren-conv2033-coupon",
+            "iren-conv2033-maturity",
+            "convertible",
+        ),
+        bond(
+            "core-scientific-convert-holders",
+            "core-scientific",
+            "3.00 % convertible notes 2029",
+            "corz-conv2029",
+            "corz-conv2029-coupon",
+            "corz-conv2029-maturity",
+            "convertible",
+        ),
+        bond(
+            "core-scientific-convert-holders",
+            "core-scientific",
+            "0.00 % convertible notes 2031",
+            "corz-conv2031",
+            "corz-conv2031-coupon",
+            "corz-conv2031-maturity",
+            "convertible",
+        ),
+        bond(
+            "terawulf-noteholders",
+            "terawulf",
+            "7.75 % senior secured notes 2030 (secured by compute subsidiaries, not GPUs)",
+            "wulf-notes2030",
+            "wulf-notes2030-coupon",
+            "wulf-notes2030-maturity",
+            "high_yield",
+            seniority=1,
+        ),
+        bond(
+            "terawulf-convert-holders",
+            "terawulf",
+            "1.00 % convertible notes 2031",
+            "wulf-conv2031",
+            "wulf-conv2031-coupon",
+            "wulf-conv2031-maturity",
+            "convertible",
+        ),
+        bond(
+            "terawulf-convert-holders",
+            "terawulf",
+            "0.00 % convertible notes 2032",
+            "wulf-conv2032",
+            "wulf-conv2032-coupon",
+            "wulf-conv2032-maturity",
+            "convertible",
+        ),
     ]
     lender_agents = []
     for lender_id, (kind, comment) in lenders.items():
@@ -423,11 +648,20 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
 
 def check_sums(s: Sources) -> None:
     """CoreWeave's facilities of 2025-06 add up to the total principal the 10-Q reports."""
-    parts = ["crwv-ddtl1-balance", "crwv-ddtl2-balance", "crwv-notes2030", "crwv-revolver", "crwv-oem", "crwv-magnetar"]
+    parts = [
+        "crwv-ddtl1-balance",
+        "crwv-ddtl2-balance",
+        "crwv-notes2030",
+        "crwv-revolver",
+        "crwv-oem",
+        "crwv-magnetar",
+    ]
     total = sum(s.num(p).value for p in parts)
     reported = s.num("crwv-debt-total-2025q2").value
     if abs(total - reported) > SUM_TOLERANCE * reported:
-        raise SourceError(f"CoreWeave facilities at 2025-06 sum to {total:,.0f}, the 10-Q reports {reported:,.0f}")
+        raise SourceError(
+            f"CoreWeave facilities at 2025-06 sum to {total:,.0f}, the 10-Q reports {reported:,.0f}"
+        )
     for p in parts:
         if s.rows[p].as_of != s.rows["crwv-debt-total-2025q2"].as_of:
             raise SourceError(f"row '{p}': as_of must be the total's date for the sum check")
@@ -481,7 +715,13 @@ def render(s: Sources) -> str:
         if a.external_liabilities is not None:
             lines.append(_line("external_liabilities", a.external_liabilities))
     for loan in loans:
-        lines += ["", "[[explicit.loans]]", f"# {loan.comment}", f'creditor = "{loan.creditor}"', f'debtor = "{loan.debtor}"']
+        lines += [
+            "",
+            "[[explicit.loans]]",
+            f"# {loan.comment}",
+            f'creditor = "{loan.creditor}"',
+            f'debtor = "{loan.debtor}"',
+        ]
         lines.append(_line("principal", loan.principal))
         lines.append(_line("spread", loan.spread))
         lines.append(_line("tenor_months", loan.tenor_months))
