@@ -51,11 +51,12 @@ OUTPUT = ROOT / "experiments" / "scenarios" / "market_2026.toml"
 
 COLUMNS = ["id", "entity", "field", "value", "unit", "as_of", "source", "read_or_estimated", "note"]
 STATUSES = {"read", "estimated", "not_found"}
-NUMERIC_UNITS = {"USD", "GPUs", "MW", "fraction", "per_year", "months", "bp", "EH/s"}
+NUMERIC_UNITS = {"USD", "GPUs", "MW", "fraction", "per_year", "months", "bp", "EH/s", "J/TH"}
 TEXT_UNITS = {"month", "name"}
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 AS_OF = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
 SUM_TOLERANCE = 1e-3  # relative: a reported total and the sum of its parts, both read in thousands
+CARRYING_TOLERANCE = 0.05  # relative: face value against a rounded carrying value (discounts, costs)
 
 
 class SourceError(ValueError):
@@ -189,6 +190,8 @@ class Agent:
     contract_rent_per_hour: Traced | None = None
     contract_months: Traced | None = None
     tenant_grade: str | None = None
+    hashrate_ph: Traced | None = None
+    mining_efficiency_j_per_th: Traced | None = None
     external_liabilities: Traced | None = None
 
 
@@ -284,6 +287,7 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         "nebius",
         "neocloud",
         "Nebius (NBIS): fleet from the connected-power target",
+        cash=s.num("nbis-cash"),
         fleet={"B200": nebius_b200},
     )
     # Lambda's fleet is not public: each GPU-backed facility implies the GPUs it financed at the baseline's
@@ -311,7 +315,13 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         contract_months=iren_months,
         tenant_grade="ig",  # Microsoft
     )
-    core_scientific = Agent("core-scientific", "miner", "Core Scientific (CORZ): host of CoreWeave")
+    core_scientific = Agent(
+        "core-scientific",
+        "miner",
+        "Core Scientific (CORZ): host of CoreWeave; mining at its mid-2024 hashrate (stale)",
+        hashrate_ph=s.num("corz-hashrate") * Traced(1000.0, ()),
+        mining_efficiency_j_per_th=s.num("corz-efficiency"),
+    )
     terawulf = Agent("terawulf", "miner", "TeraWulf (WULF): host of Fluidstack at Lake Mariner")
     fluidstack_gb200 = gpus_from_power(s, s.num("wulf-fluidstack-mw"), "GB200")
     fluidstack_gb200.rows = _merge(fluidstack_gb200.rows, ("wulf-fluidstack-generation", "fluidstack-fleet"))
@@ -563,22 +573,37 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
             "iren-conv2029-maturity",
             "convertible",
         ),
-        Loan(
+        bond(
             "iren-convert-holders",
             "iren",
-            "convertible notes 2031 (coupon not found: spread 0)",
-            s.num("iren-conv2031"),
-            Traced(0.0, ("iren-conv2031-coupon",)),
-            remaining_term(s, "iren-conv2031-maturity"),
-            "bullet",
+            "0.00 % convertible notes 2031",
+            "iren-conv2031",
+            "iren-conv2031-coupon",
+            "iren-conv2031-maturity",
             "convertible",
-            "none",
-            2,
         ),
         bond(
             "iren-convert-holders",
             "iren",
-            "1.00 % convertible notes 2033",
+            "0.25 % convertible notes 2032 (Dec 2025)",
+            "iren-conv2032",
+            "iren-conv2032-coupon",
+            "iren-conv2032-maturity",
+            "convertible",
+        ),
+        bond(
+            "iren-convert-holders",
+            "iren",
+            "1.00 % convertible notes 2033 (Dec 2025)",
+            "iren-conv2033-dec",
+            "iren-conv2033-dec-coupon",
+            "iren-conv2033-dec-maturity",
+            "convertible",
+        ),
+        bond(
+            "iren-convert-holders",
+            "iren",
+            "1.00 % convertible notes 2033 (May 2026)",
             "iren-conv2033",
             "iren-conv2033-coupon",
             "iren-conv2033-maturity",
@@ -647,7 +672,14 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
 
 
 def check_sums(s: Sources) -> None:
-    """CoreWeave's facilities of 2025-06 add up to the total principal the 10-Q reports."""
+    """CoreWeave's facilities of 2025-06 add up to the total principal the 10-Q reports; Nebius's four
+    convertibles (face) agree with the non-current debt its 6-K reports (carrying value, rounded to 0.1B)."""
+    nebius = sum(s.num(p).value for p in ("nbis-conv2029", "nbis-conv2031", "nbis-conv-sep2025"))
+    reported_nebius = s.num("nbis-debt-noncurrent-2025q4").value
+    if abs(nebius - reported_nebius) > CARRYING_TOLERANCE * reported_nebius:
+        raise SourceError(
+            f"Nebius convertibles sum to {nebius:,.0f}, the 6-K reports {reported_nebius:,.0f} of debt"
+        )
     parts = [
         "crwv-ddtl1-balance",
         "crwv-ddtl2-balance",
@@ -706,7 +738,13 @@ def render(s: Sources) -> str:
                 rows = _merge(rows, units.rows)
             inner = ", ".join(f"{g} = {_number(round(u.value))}" for g, u in a.fleet.items())
             lines.append(f"fleet = {{ {inner} }}  # rows: {', '.join(rows)}")
-        for key in ("contract_share", "contract_rent_per_hour", "contract_months"):
+        for key in (
+            "contract_share",
+            "contract_rent_per_hour",
+            "contract_months",
+            "hashrate_ph",
+            "mining_efficiency_j_per_th",
+        ):
             value = getattr(a, key)
             if value is not None:
                 lines.append(_line(key, value))
