@@ -249,10 +249,15 @@ def contract_rent(
 ) -> Traced:
     """Rent per H100-equivalent hour at which the contracted share of the fleet earns the backlog over the
     contract length (an estimate: the backlog also pays for capacity not yet delivered)."""
-    h100_eq = Traced(0.0, ())
+    return backlog / (months * Traced(HOURS_PER_MONTH, ()) * _h100_eq(s, fleet) * share)
+
+
+def _h100_eq(s: Sources, fleet: dict[str, Traced]) -> Traced:
+    """A fleet's rentable performance in H100-equivalents (the baseline's performance by generation)."""
+    total = Traced(0.0, ())
     for gen, units in fleet.items():
-        h100_eq = h100_eq + units * s.base(f"world.generations.{gen}.performance")
-    return backlog / (months * Traced(HOURS_PER_MONTH, ()) * h100_eq * share)
+        total = total + units * s.base(f"world.generations.{gen}.performance")
+    return total
 
 
 def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, str]]]:
@@ -302,18 +307,30 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         "Lambda (private): fleet implied by its GPU-backed facilities",
         fleet={"H100": lambda_h100, "B200": lambda_b200},
     )
-    iren_fleet = {"GB200": gpus_from_power(s, s.num("iren-childress-mw"), "GB200")}
-    iren_share = s.num("iren-msft-share")
+    # IREN: its AI cloud (23,000 GPUs: 1,900 Hopper as H200, the rest Blackwell-class as B200) plus the
+    # Microsoft GB300 build (200 MW as GB200); the Microsoft contract covers the build only
+    iren_hopper = s.num("iren-hopper")
+    iren_msft_build = gpus_from_power(s, s.num("iren-childress-mw"), "GB200")
+    iren_fleet = {
+        "H200": iren_hopper,
+        "B200": s.num("iren-gpus-2025-09") - iren_hopper,
+        "GB200": iren_msft_build,
+    }
+    iren_msft_share = (
+        s.num("iren-msft-share") * _h100_eq(s, {"GB200": iren_msft_build}) / _h100_eq(s, iren_fleet)
+    )
     iren_months = s.num("iren-msft-months")
     iren = Agent(
         "iren",
         "miner",
-        "IREN: the Microsoft GB300 build at Childress (mining not modelled: hashrate not found)",
+        "IREN: its AI cloud, the Microsoft GB300 build at Childress, and bitcoin mining",
         fleet=iren_fleet,
-        contract_share=iren_share,
-        contract_rent_per_hour=contract_rent(s, s.num("iren-msft"), iren_months, iren_fleet, iren_share),
+        contract_share=iren_msft_share,
+        contract_rent_per_hour=contract_rent(s, s.num("iren-msft"), iren_months, iren_fleet, iren_msft_share),
         contract_months=iren_months,
         tenant_grade="ig",  # Microsoft
+        hashrate_ph=s.num("iren-hashrate") * Traced(1000.0, ()),
+        mining_efficiency_j_per_th=s.num("iren-efficiency"),
     )
     core_scientific = Agent(
         "core-scientific",
@@ -322,7 +339,13 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         hashrate_ph=s.num("corz-hashrate") * Traced(1000.0, ()),
         mining_efficiency_j_per_th=s.num("corz-efficiency"),
     )
-    terawulf = Agent("terawulf", "miner", "TeraWulf (WULF): host of Fluidstack at Lake Mariner")
+    terawulf = Agent(
+        "terawulf",
+        "miner",
+        "TeraWulf (WULF): host of Fluidstack at Lake Mariner, and bitcoin mining",
+        cash=s.num("wulf-cash-2025q3"),
+        hashrate_ph=s.num("wulf-hashrate") * Traced(1000.0, ()),
+    )
     fluidstack_gb200 = gpus_from_power(s, s.num("wulf-fluidstack-mw"), "GB200")
     fluidstack_gb200.rows = _merge(fluidstack_gb200.rows, ("wulf-fluidstack-generation", "fluidstack-fleet"))
     fluidstack = Agent(
