@@ -862,6 +862,7 @@ HISTORY_2022 = {
     "recovery": (0.20, 0.50),  # section 5: lenders recovered ~20-50 % of principal
     "hashprice_2022_mean": 123.9,  # section 4 [R] Hashrate Index
     "hashprice_2022_low": 55.9,
+    "miner_defaults": 4,  # data/miners_2022/sources.csv: outcome_2022 = default (of the 8 modelled)
 }
 
 
@@ -943,15 +944,19 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
         f"({spread}) against 85-88 % in "
         f"2022, and lenders recover {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of defaulted principal against "
         f"~20-50 % ({'inside' if in_band(r, HISTORY_2022['recovery']) else 'outside'} the historical range). "
-        f"{pct(runs['miner_default_rate'].mean())} of the scenario's miners default, the first in month "
+        f"{pct(runs['miner_default_rate'].mean())} of the scenario's {n_miners} miners default (2022: "
+        f"{HISTORY_2022['miner_defaults']} of {n_miners}), the first in month "
         f"{num(runs['time_to_first_default']).median():.0f} (month 0 = Nov 2021); hashprice averages "
         f"{hp_mean:.0f} $/PH/day in 2022 (history 123.9) with a low of {hp_low:.0f} (55.9)."
     )
     body = (
         "Scenario `experiments/scenarios/miners_2022.toml` (its header explains the mapping): the only "
         "hardware generation is an efficient 2021 ASIC (100 TH/s, 3.05 kW), whose 'rent' is the rig's "
-        "mining revenue (hashprice x 0.1 PH), so it is valued, repossessed and sold like a GPU; six "
-        "miners with 24-month rig-backed loans at ~70 % of cost from two specialist funds and a bank; "
+        "mining revenue (hashprice x 0.1 PH), so it is valued, repossessed and sold like a GPU; eight "
+        "public miners (Core Scientific, Stronghold, Greenidge, Iris Energy's SPVs, Riot, Marathon, "
+        "CleanSpark, Bitfarms) with their fleets, rig loans, notes and converts from filings "
+        "(data/miners_2022/sources.csv; 4 of them defaulted or handed rigs back in 2022, the rest did "
+        "not); "
         "BTC follows recalled month-end closes (assumptions) scaled so Nov 2022 is -77 % from the peak "
         "[R]; 2022 is one stress episode. The world is deterministic, so replicates agree (zero-width "
         "intervals); the grid brackets buyer depth and the power price instead.\n\n"
