@@ -80,7 +80,7 @@ def band_plot(ax: Any, table: pd.DataFrame, x: str, metric: str, label: str | No
 
 
 def pct(x: float) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.0f} %"
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x + 0.0:.0f} %".replace("-0 %", "0 %")
 
 
 def first_default_when(month: float | None) -> str:
@@ -188,7 +188,7 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         f"borrower default rate within {months} months "
         f"{change(lo, hi, 'borrower_default_rate', pct)} ({interval(lo, 'borrower_default_rate')} vs "
         f"{interval(hi, 'borrower_default_rate')}) and the share of borrowers that breach their DSCR "
-        f"covenant {change(lo, hi, 'dscr_breach_probability', pct)}. Lender losses as a share of lenders' "
+        f"covenant {change(lo, hi, 'dscr_breach_probability', pct)}. The lenders' loss as a share of their "
         f"starting equity {change(lo, hi, 'systemic_loss', pct)}, and the median first default comes "
         f"{first_default_when(lo['median_time_to_first_default'])} vs "
         f"{first_default_when(hi['median_time_to_first_default'])}."
@@ -830,14 +830,22 @@ def policies(sweeps: list[SweepResult], out: Path) -> Report:
     key = save_figure(fig, out / "policies.png")
 
     pol = table[table["policy"] != "no policy"]
-    best = pol.loc[pol["paired_change_busd"].idxmin()]
+    cuts = pol[pol["paired_change_high"] < 0]  # paired 95 % interval entirely below zero
+    best = (cuts if len(cuts) else pol).sort_values("paired_change_busd").iloc[0]
     best_tail = pol.loc[pol["lender_loss_busd_p99"].idxmin()]
     none = table[table["policy"] == "no policy"].iloc[0]
     finding = (
         f"With no policy, lenders lose ${none['lender_loss_busd']:.2f}B on average "
         f"[{none['lender_loss_busd_low']:.2f}, {none['lender_loss_busd_high']:.2f}] and ${none['lender_loss_busd_p99']:.2f}B "
-        f"at the 99 % quantile; the largest cut in expected loss comes from the {best['policy']} "
-        f"({best['paired_change_busd']:+.2f}B, paired 95 % CI [{best['paired_change_low']:+.2f}, {best['paired_change_high']:+.2f}]). "
+        f"at the 99 % quantile; "
+        + (
+            "the largest cut in expected loss comes from the "
+            if len(cuts)
+            else "no policy cuts expected loss beyond noise (every paired 95 % interval reaches zero); the "
+            "largest point estimate is the "
+        )
+        + f"{best['policy']} ({best['paired_change_busd']:+.2f}B, paired 95 % CI "
+        f"[{best['paired_change_low']:+.2f}, {best['paired_change_high']:+.2f}]). "
         f"The lowest tail loss is under the {best_tail['policy']} (${best_tail['lender_loss_busd_p99']:.2f}B at the 99 % "
         f"quantile; with {n} replicates this quantile is close to the worst run, so it is a rough tail measure)."
     )
