@@ -719,6 +719,7 @@ def run_calibration(
 ) -> Outcome:
     """Run (or resume) a calibration into ``out`` and write its outputs; the entry point behind the CLI."""
     from experiments.sweep import make_executor
+    from model.manifest import code_revision
 
     for name in ("ABC", "pyabc", "Sampler", "History", "Epsilon", "Distance", "Acceptor"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -735,6 +736,7 @@ def run_calibration(
     distance = ScaledDistance(tuple((t.name, t.sd) for t in cal.targets if t.role == "fit"))
     observed = {t.name: float(t.observed) for t in cal.targets}
     start = time.perf_counter()
+    revision = code_revision()  # of the code the workers load now, not of a tree edited while it runs
     report = _Progress(inf.max_generations, progress)
     with make_executor(executor, workers, scheduler) as ex:
         sampler = SlotSampler(ex, cal.seed, workers, inf.replicates_per_particle, report)
@@ -773,7 +775,7 @@ def run_calibration(
     seconds = time.perf_counter() - start
     from experiments.calibration_report import write_outputs
 
-    manifest = write_outputs(resolved, out, history, posterior, predictive, command or [], figures)
+    manifest = write_outputs(resolved, out, history, posterior, predictive, command or [], figures, revision)
     pops = history.get_all_populations()
     return Outcome(
         out, int((pops.t >= 0).sum()), int(pops.samples[pops.t >= 0].sum()), seconds, done, manifest

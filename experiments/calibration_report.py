@@ -153,6 +153,7 @@ def write_outputs(
     predictive: pd.DataFrame,
     command: list[str],
     figures: bool = True,
+    code_revision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from importlib import metadata
 
@@ -178,6 +179,8 @@ def write_outputs(
             outputs[f"figures/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     cal = resolved.calibration
     manifest = run_manifest(cal.model_dump(mode="json"), cal.seed, outputs, command)
+    if code_revision is not None:  # the revision when the calibration started
+        manifest["code_revision"] = code_revision
     for name in EXTRA_PACKAGES:
         try:
             manifest["versions"][name] = metadata.version(name)
