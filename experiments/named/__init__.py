@@ -295,10 +295,15 @@ def design_line(sweeps: list[SweepResult]) -> str:
     for s in sweeps:
         e = s.experiment
         varied = ", ".join(f"`{p}`" for p in e.parameters)
+        over = (
+            f", each replicate at its own draw from `{s.sweep.plan.posterior_file}`"
+            if s.sweep.plan.posterior_draws
+            else ""
+        )
         parts.append(
             f"`{s.stem}.toml`: {e.design.kind} over {varied}; {len(s.sweep.plan.points)} design points x "
             f"{e.replicates} replicates x {s.sweep.plan.months} months = {len(s.runs)} runs "
-            f"(master seed {e.master_seed})"
+            f"(master seed {e.master_seed}{over})"
         )
     return "; ".join(parts)
 
@@ -396,8 +401,11 @@ the design, the key figure, the finding (two sentences drawn from the measured n
 and the command that reproduces it with the digest of each sweep's manifest. The figures in
 `docs/img/experiments/` are from the **{size}-size** runs actually made for this page ({n} experiments,
 {total:.0f} run-seconds in all, run on a shared two-core machine with two workers); {other}
-The baseline is the calibrated forward scenario (`docs/calibration.md` section 20); which findings of
-the uncalibrated world moved, reversed or went is in section 20.7 there. The model's own limits are in
+The baseline is the calibrated forward scenario (`docs/calibration.md` section 20), and every experiment on
+it but the Sobol analysis (which varies its own parameters) runs over the calibration's posterior: each
+replicate at its own weighted draw of the parameters, so the intervals include parameter uncertainty
+(`docs/experiments.md`). Which findings of the uncalibrated
+world and of the first calibration moved, reversed or went is in section 20.7 there. The model's own limits are in
 `docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`.
 
 """
