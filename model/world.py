@@ -324,13 +324,6 @@ class MarketWorld:
         np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
         return table
 
-    def present_values(self, rent_paths: np.ndarray, discount_rates: list[float]) -> np.ndarray:
-        """``present_value`` of several rent paths (rows of ``rent_paths``, each with its discount
-        rate), as [paths, generations]."""
-        return np.array(
-            [self.present_value(path, rate) for path, rate in zip(rent_paths, discount_rates, strict=True)]
-        )
-
     def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
         """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who
         extrapolate a deflation rate instead of knowing the process."""
