@@ -524,12 +524,16 @@ def _book_ltv_of(state: MarketState, agents: np.ndarray, their_loans: np.ndarray
 
 def clear_lenders(state: MarketState) -> Failures:
     """Lender-to-lender clearing at the round's balances. With ``clearing`` recovery, Eisenberg-Noe
-    (2001) gives what each failing lender pays; with ``zero`` recovery (Gai-Kapadia 2010) claims on a
-    failed lender are lost in full and the contagion among lenders runs to its end within the clearing,
-    as Eisenberg-Noe's does."""
+    (2001) gives what each failing lender pays, pari passu in every round: the estates of lenders that
+    failed in earlier rounds are cleared again with them, so their creditors' recoveries follow what
+    those estates are now worth (a debt owed to a failed lender is written down at its debtor's
+    clearing value, which can lower what the failed lender itself pays). With ``zero`` recovery (Gai-
+    Kapadia 2010) claims on a failed lender are lost in full, a debt owed to a failed lender included;
+    the contagion among lenders runs to its end within the clearing, as Eisenberg-Noe's does."""
     led = state.ledger
     rules = state.scenario.cascade
-    live_lender = state.lender_mask() & ~led.defaulted
+    lender = state.lender_mask()
+    live_lender = lender & ~led.defaulted
     if not live_lender.any():
         return Failures.none()
     loans = led.loans
@@ -539,9 +543,9 @@ def clear_lenders(state: MarketState) -> Failures:
     if zero and not (insolvent & live_lender).any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
     interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-    ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & live_lender[loans.creditor])
+    ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & lender[loans.creditor])
     debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
-    if zero:  # agents that are not live lenders have no claims here and never fail (infinite equity)
+    if zero:  # agents that are not live lenders lose nothing here and never fail (infinite equity)
         wave = zero_recovery(
             led.n_agents,
             debtor,
@@ -553,15 +557,14 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         failing = wave >= 0
     else:
-        lenders = np.flatnonzero(live_lender)
-        failing, recovery = _eisenberg_noe_among(state, lenders, debtor, creditor, amount, insolvent)
+        failing, recovery = _clear_pari_passu(state, lender, ib, insolvent)
+    failing &= live_lender
     failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
-    hit_rows = failing[debtor]  # every claim of a live lender on a failed one
+    hit_rows = failing[debtor]  # every claim on a newly failed lender
     hit = ib[hit_rows]
     hit_debtor, hit_creditor, hit_amount = debtor[hit_rows], creditor[hit_rows], amount[hit_rows]
-    recovered = None if zero else recovery[hit_debtor] * hit_amount
 
     # cause: its own losses (insolvent even if every other lender paid) or its counterparties'
     own = insolvent[failed]
@@ -577,10 +580,8 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
 
-    if recovered is not None:  # what clearing pays moves from the estate's outside assets to the creditor's
-        led.external_assets += np.bincount(hit_creditor, weights=recovered, minlength=led.n_agents)
-        led.external_assets -= np.bincount(hit_debtor, weights=recovered, minlength=led.n_agents)
-        loans.recovered[hit] += recovered
+    if not zero:  # what clearing pays moves from the estate's outside assets to the creditor's
+        _settle(led, hit, recovery[hit_debtor] * hit_amount)
     # booked as in repossession: the whole claim is written off, what clearing pays is recovered
     loans.written_off[hit] += hit_amount
     loans.principal[hit] = 0.0
@@ -588,45 +589,62 @@ def clear_lenders(state: MarketState) -> Failures:
     return Failures(failed, cause, parent)
 
 
-def _eisenberg_noe_among(
-    state: MarketState,
-    lenders: np.ndarray,
-    debtor: np.ndarray,
-    creditor: np.ndarray,
-    amount: np.ndarray,
-    insolvent: np.ndarray,
+def _settle(led, loan_ids: np.ndarray, payment: np.ndarray) -> None:
+    """Book ``payment`` as what each interbank loan recovers: the change from what it recovered so far
+    moves from its debtor's outside assets to its creditor's."""
+    loans = led.loans
+    change = payment - loans.recovered[loan_ids]
+    led.external_assets += np.bincount(loans.creditor[loan_ids], weights=change, minlength=led.n_agents)
+    led.external_assets -= np.bincount(loans.debtor[loan_ids], weights=change, minlength=led.n_agents)
+    loans.recovered[loan_ids] = payment
+
+
+def _clear_pari_passu(
+    state: MarketState, lender: np.ndarray, live_claims: np.ndarray, insolvent: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Eisenberg-Noe clearing of the interbank claims (debtor, creditor, amount) among the live
-    ``lenders``: which agents fail (mask) and the share of its obligations each agent pays (1 for the
-    others)."""
+    """Eisenberg-Noe clearing of every interbank claim among lenders: the performing ones
+    (``live_claims``, on live lenders, whoever holds them) and those on lenders that failed in earlier
+    rounds' clearings (at the face written off). Each node's outside assets are its assets less its
+    interbank claims at their booked values (face, or what earlier clearings paid on them), plus what
+    it paid out itself. The failed estates' recoveries are settled here, at the new clearing; returns
+    which agents fail (mask) and the share of its obligations each agent pays (1 for the others)."""
     led = state.ledger
-    claims_on_lenders = np.bincount(creditor, weights=amount, minlength=led.n_agents)
-    outside_assets = state.lender_assets() - claims_on_lenders
-    if _all_pay_in_full(
-        outside_assets[lenders],
-        claims_on_lenders[lenders],
-        np.bincount(debtor, weights=amount, minlength=led.n_agents)[lenders]
-        + led.external_liabilities[lenders],
-    ):
-        failing = np.zeros(led.n_agents, dtype=bool)
-        failing[lenders] = insolvent[lenders]
-        return failing, np.ones(led.n_agents)
-    local = np.full(led.n_agents, -1, dtype=np.int64)
-    local[lenders] = np.arange(lenders.size)
+    loans = led.loans
+    n = led.n_agents
+    estate = lender & led.defaulted & np.isin(led.default_cause, (Cause.INSOLVENCY, Cause.COUNTERPARTY))
+    interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
+    cleared = np.flatnonzero(interbank & ~loans.active & estate[loans.debtor] & lender[loans.creditor])
+    debtor = np.concatenate([loans.debtor[live_claims], loans.debtor[cleared]])
+    creditor = np.concatenate([loans.creditor[live_claims], loans.creditor[cleared]])
+    face = np.concatenate([loans.principal[live_claims], loans.written_off[cleared]])
+    booked = np.concatenate([loans.principal[live_claims], loans.recovered[cleared]])
+    claims = np.bincount(creditor, weights=booked, minlength=n)
+    paid_out = np.bincount(loans.debtor[cleared], weights=loans.recovered[cleared], minlength=n)
+    outside_assets = state.lender_assets() - claims + paid_out
+    if cleared.size == 0:  # no failed estate owes anything here: only the live lenders' payments matter
+        live = np.flatnonzero(lender & ~led.defaulted)
+        obligations = np.bincount(debtor, weights=face, minlength=n)[live] + led.external_liabilities[live]
+        if _all_pay_in_full(outside_assets[live], claims[live], obligations):
+            return insolvent & lender, np.ones(n)
+    nodes = np.flatnonzero(lender)
+    local = np.full(n, -1, dtype=np.int64)
+    local[nodes] = np.arange(nodes.size)
     result = eisenberg_noe(
-        lenders.size,
+        nodes.size,
         local[debtor],
         local[creditor],
-        amount,
-        outside_assets[lenders],
-        external_liabilities=led.external_liabilities[lenders],
+        face,
+        outside_assets[nodes],
+        external_liabilities=led.external_liabilities[nodes],
     )
-    # a lender with negative equity (zero too, with the tie rule) fails even if the clearing has it
-    # pay in full: its debts to lenders that failed earlier are not among the clearing's obligations
-    failing = np.zeros(led.n_agents, dtype=bool)
-    failing[lenders] = result.defaulted | insolvent[lenders]
-    recovery = np.ones(led.n_agents)
-    recovery[lenders] = result.recovery
+    recovery = np.ones(n)
+    recovery[nodes] = result.recovery
+    if cleared.size:
+        _settle(led, cleared, recovery[loans.debtor[cleared]] * loans.written_off[cleared])
+    # a lender with negative equity (zero too, with the tie rule) fails even where the clearing has it
+    # pay in full (its debts outside the interbank network can exceed what it holds)
+    failing = np.zeros(n, dtype=bool)
+    failing[nodes] = result.defaulted | insolvent[nodes]
     return failing, recovery
 
 

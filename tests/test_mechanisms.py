@@ -1234,8 +1234,9 @@ def test_credit_fund_investors_redeem_after_a_drawdown_from_the_peak() -> None:
 def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
     """bank-1 owes 10 to bank-0 and has lent 20 to a neo-cloud; equity 100 + 20 - 95 - 10 = 15. bank-0
     fails first (its claim on bank-1 stays on the books); then the neo-cloud defaults with nothing to
-    recover and bank-1's equity is 15 - 20 = -5. The Eisenberg-Noe clearing among live lenders does
-    not see its debt to the failed bank-0 and would let it pay in full; it fails, on its own losses."""
+    recover and bank-1's equity is 15 - 20 = -5. It fails, on its own losses, and its debt to the
+    failed bank-0 is written down at its clearing value: 100 of outside assets against 95 + 10 owed
+    pays 100 / 105 of it (pari passu with its outside creditors)."""
     agents = [
         {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 80.0},
         {"id": "bank-1", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
@@ -1259,8 +1260,61 @@ def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
     assert not model.ledger.defaulted[1]
     model.default_agent(2)
     led = model.ledger
-    assert model.state.lender_equity()[1] == pytest.approx(-5.0)
+    # -5 before the clearing; the part of its debt it does not pay (10 / 21) is written off
+    assert model.state.lender_equity()[1] == pytest.approx(-5.0 + 10.0 * 5.0 / 105.0)
     assert led.defaulted[1] and led.default_cause[1] == Cause.INSOLVENCY and led.default_parent[1] == 2
+    assert led.loans.written_off[0] == 10.0 and not led.loans.active[0]
+    assert led.loans.recovered[0] == pytest.approx(10.0 * 100.0 / 105.0)
+
+
+def test_losses_are_pari_passu_in_every_round() -> None:
+    """A chain bank-0 <- bank-1 <- bank-2 (creditor <- debtor, 10 each); bank-1 and bank-2 have each
+    lent 30 to a neo-cloud with nothing to recover. Round one: bank-1's neo-cloud defaults; bank-1
+    holds 90 outside and its claim of 10 on bank-2 (paid in full) against 100 + 10 owed, so it pays
+    100 / 110 and bank-0 recovers 9.0909. Round two (a later cascade): bank-2's neo-cloud defaults;
+    bank-2 holds 100 against 95 outside and 10 owed to the failed bank-1, so it pays 100 / 105 and
+    bank-1's claim on it is written down to 9.5238. bank-1's estate is now worth 99.5238 against 110:
+    bank-0's recovery falls to 10 * 99.5238 / 110 = 9.0476. Before losses were pari passu in every
+    round, bank-2's debt to the failed bank-1 was outside the clearing (bank-2 paid it in full and it
+    was never written off) and bank-0 kept 9.0909. Total equity is conserved throughout."""
+    agents = [
+        {"id": "bank-0", "type": "bank", "external_assets": 100.0, "external_liabilities": 50.0},
+        {"id": "bank-1", "type": "bank", "external_assets": 90.0, "external_liabilities": 100.0},
+        {"id": "bank-2", "type": "bank", "external_assets": 100.0, "external_liabilities": 95.0},
+        {"id": "nc-1", "type": "neocloud", "cash": 0.0},
+        {"id": "nc-2", "type": "neocloud", "cash": 0.0},
+    ]
+    unsecured = {"tenor_months": 60, "spread": 0.05, "collateral": "none", "principal": 30.0}
+    loans = [
+        interbank_loan("bank-0", "bank-1", 10.0),
+        interbank_loan("bank-1", "bank-2", 10.0),
+        {"creditor": "bank-1", "debtor": "nc-1", **unsecured},
+        {"creditor": "bank-2", "debtor": "nc-2", **unsecured},
+    ]
+    model = GPUCreditModel(explicit_market(agents, loans), seed=1)
+    led, loans_ = model.ledger, model.ledger.loans
+    banks = slice(0, 3)
+    equity_before = model.state.lender_equity()[banks].sum()
+    model.default_agent(3)
+    assert np.flatnonzero(led.defaulted[banks]).tolist() == [1]
+    assert loans_.recovered[0] == pytest.approx(10.0 * 100.0 / 110.0, rel=1e-12)
+    assert loans_.active[1] and loans_.recovered[1] == 0.0
+    model.default_agent(4)
+    assert np.flatnonzero(led.defaulted[banks]).tolist() == [1, 2]
+    assert led.default_cause[2] == Cause.INSOLVENCY
+    b2_pays = 10.0 * 100.0 / 105.0
+    assert loans_.written_off[1] == 10.0 and not loans_.active[1]
+    assert loans_.recovered[1] == pytest.approx(b2_pays, rel=1e-12)
+    assert loans_.recovered[0] == pytest.approx(10.0 * (90.0 + b2_pays) / 110.0, rel=1e-12)
+    assert led.external_assets[banks].tolist() == pytest.approx(
+        [
+            100.0 + 10.0 * (90.0 + b2_pays) / 110.0,
+            90.0 + b2_pays - 10.0 * (90.0 + b2_pays) / 110.0,
+            100.0 - b2_pays,
+        ]
+    )
+    # the two neo-cloud loans (60) are the only losses of the banks together
+    assert model.state.lender_equity()[banks].sum() == pytest.approx(equity_before - 60.0, abs=1e-9)
 
 
 def test_largest_by_group_picks_the_largest_total_then_the_lowest_member() -> None:
