@@ -55,6 +55,26 @@ class Lender(BalanceSheetAgent):
         return share, reserve
 
     @staticmethod
+    def leverage_target_plan(
+        equity: np.ndarray,
+        assets: np.ndarray,
+        cash: np.ndarray,
+        minimum: float,
+        buffer: float,
+        target: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Leverage targeting (Greenwood, Landier & Thesmar 2015; Cont & Schaanning 2017), with leverage
+        the ratio equity / assets: below ``minimum`` a lender fails; below ``buffer`` it shrinks its
+        balance sheet to ``target`` by paying debt down, first from cash, then by selling a pro-rata slice
+        of its marketable holdings (whose proceeds repay debt later). Returns (fails, paid from cash,
+        value to sell)."""
+        leverage = np.divide(equity, assets, out=np.zeros_like(equity), where=assets > 0)
+        fails = leverage < minimum
+        shrink = np.where(~fails & (leverage < buffer), np.maximum(assets - equity / target, 0.0), 0.0)
+        from_cash = np.minimum(shrink, np.maximum(cash, 0.0))
+        return fails, from_cash, shrink - from_cash
+
+    @staticmethod
     def redemptions(equity: np.ndarray, peak_equity: np.ndarray, params) -> np.ndarray:
         """Credit funds: investors pull a share of equity each month once the drawdown passes the trigger."""
         drawdown = np.divide(

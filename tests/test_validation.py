@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from agents import Lender
 from experiments.validation import debtrank as dr
 from experiments.validation import eisenberg_noe as en
 from experiments.validation import fire_sales as fs
 from experiments.validation import gai_kapadia as gk
+from experiments.validation import leverage_fire_sale as lfs
 from experiments.validation import main
 from model.model import GPUCreditModel
-from model.secondary import BuyerBook, Offers, clear_exponential
+from model.secondary import BuyerBook, Offers, clear_exponential, impact_price
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
 
@@ -195,3 +198,44 @@ def test_validate_command_exit_codes(tmp_path, capsys):
     assert "eisenberg_noe" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["no_such_model"])
+
+
+# --- leverage targeting (Cont & Schaanning 2017) on the EBA 2018 banks ------------------------------
+
+
+def test_leverage_target_plan_by_hand():
+    """Equity 4, assets 100 (4 %): below the 4.5 % buffer, it shrinks to 4 / 0.05 = 80 assets, paying
+    15 from its cash and selling 5 of holdings; at 2.5 % it fails; at 6 % it does nothing."""
+    fails, from_cash, to_sell = Lender.leverage_target_plan(
+        np.array([4.0, 2.5, 6.0]), np.full(3, 100.0), np.full(3, 15.0), 0.03, 0.045, 0.05
+    )
+    assert fails.tolist() == [False, True, False]
+    assert from_cash.tolist() == pytest.approx([15.0, 0.0, 0.0])
+    assert to_sell.tolist() == pytest.approx([5.0, 0.0, 0.0])
+
+
+def test_impact_price_forms():
+    """5 % of the stock sold at a 5 % impact: both forms give 0.95; at 10 % sold, linear 0.90,
+    exponential 0.95^2; linear is floored at zero."""
+    impact = np.full(3, 0.05)
+    sold = np.array([0.05, 0.10, 2.0])
+    assert impact_price(np.ones(3), sold, impact, "linear").tolist() == pytest.approx([0.95, 0.90, 0.0])
+    assert impact_price(np.ones(3), sold, impact, "exponential")[:2].tolist() == pytest.approx(
+        [0.95, 0.95**2]
+    )
+    with pytest.raises(ValueError, match="linear"):
+        impact_price(np.ones(1), np.zeros(1), np.zeros(1), "cubic")
+
+
+def test_leverage_fire_sale_reproduces_the_inet_reference(tmp_path):
+    """All three experiments within tolerance of the numbers from running the INET code, the JSON
+    written, and every perturbed engine answer rejected."""
+    report = lfs.run(out=tmp_path)
+    assert report.ok, report.table()
+    data = json.loads((tmp_path / "leverage_fire_sale.json").read_text())
+    assert set(data["experiments"]) == {"price_impact", "initial_shock", "leverage_targeting"}
+    for res in data["experiments"].values():
+        assert len(res["x"]) == len(res["engine"]["eose"]) == len(res["reference"]["sold"]) == 21
+        for wrong in lfs.mutations(res["engine"]).values():
+            assert not lfs.within(lfs.compare(wrong, res["reference"]))
+    assert (tmp_path / "leverage_fire_sale.png").exists()

@@ -18,6 +18,7 @@ REDUCTIONS: dict[str, str] = {
     "gai_kapadia": "experiments.validation.gai_kapadia",
     "fire_sales": "experiments.validation.fire_sales",
     "debtrank": "experiments.validation.debtrank",
+    "leverage_fire_sale": "experiments.validation.leverage_fire_sale",
 }
 
 
