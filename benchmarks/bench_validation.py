@@ -3,7 +3,8 @@
 Both run the same network draws (24 values of z x 1000 draws, n = 1000, one tie rule) in the same
 process; the draws are generated once per z and excluded from both timings. The engine path is
 ``experiments.validation.gai_kapadia.GKEngine`` (ledger + ``model.cascade.run_cascade``); the kernel
-below is a bare threshold cascade on a scipy.sparse exposure matrix, used for speed comparison only.
+is ``gai_kapadia.kernel_defaults``, a bare threshold cascade on a scipy.sparse exposure matrix (the
+reduction's independent reference).
 The two must agree on every draw's set of failed banks; the script exits non-zero if they do not.
 The engine's time is also shown split into setting up the draw (balance sheet, ledger, market state)
 and running the cascade.
@@ -18,30 +19,8 @@ import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
-from experiments.validation.gai_kapadia import Z_GRID, GKEngine, balance_sheet, draw_network
-
-
-def kernel_defaults(
-    n: int,
-    creditor: np.ndarray,
-    debtor: np.ndarray,
-    principal: np.ndarray,
-    capital: float,
-    shocked: int,
-    tie_defaults: bool,
-) -> np.ndarray:
-    """Bare Gai-Kapadia cascade: zero recovery, one sparse matvec per round."""
-    exposure = sp.csr_array((principal, (creditor, debtor)), shape=(n, n))
-    failed = np.zeros(n, dtype=bool)
-    failed[shocked] = True
-    while True:
-        loss = exposure @ failed
-        new = ((loss >= capital) if tie_defaults else (loss > capital)) & ~failed
-        if not new.any():
-            return failed
-        failed |= new
+from experiments.validation.gai_kapadia import Z_GRID, GKEngine, balance_sheet, draw_network, kernel_defaults
 
 
 def main(argv: list[str] | None = None) -> int:

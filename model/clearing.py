@@ -29,6 +29,9 @@ SHORTFALL_RTOL = 1e-9
 _DIRECT_SOLVE_MAX = 500
 """Defaulting sets up to this size are solved by sparse LU (a few ms); larger ones iteratively first."""
 
+_LINEAR_TAIL_EVERY = 64
+"""Linear DebtRank tries to finish its columns in closed form (`_linear_tail`) every this many rounds."""
+
 _SCENARIO_BATCH = 256
 """Single-node shocks that `systemic_importance` propagates together (memory: n x batch floats)."""
 
@@ -374,11 +377,14 @@ def _propagate(
     leverage = _divide_rows(exposure, eq)  # Lambda_ij = exposure_ij / equity_i
     if linear:
         previous, h = np.zeros_like(h0), h0.copy()
-        for _ in range(max_iter):
+        for rnd in range(max_iter):
             step = h - previous
             if not np.any(np.abs(step) > tol):
                 return h
             previous, h = h, np.minimum(1.0, h + leverage @ step)
+            if rnd % _LINEAR_TAIL_EVERY == _LINEAR_TAIL_EVERY - 1:
+                finished = _linear_tail(leverage, h, h - previous, tol)
+                previous[:, finished] = h[:, finished]
         raise RuntimeError(f"linear DebtRank did not converge within max_iter={max_iter} (tol={tol})")
     impact = leverage.copy()
     impact.data = np.minimum(impact.data, 1.0)  # W_ij = min(1, Lambda_ij)
@@ -390,6 +396,31 @@ def _propagate(
         inactive |= distressed
         distressed = (h > 0) & ~inactive
     return h
+
+
+def _linear_tail(leverage: sp.csr_array, h: np.ndarray, step: np.ndarray, tol: float) -> np.ndarray:
+    """Finish, in place, the columns of linear DebtRank whose remaining rounds saturate no one: near the
+    stability limit (spectral radius of Lambda close to 1) the steps shrink too slowly to iterate out.
+    If no node saturates from now on, the unsaturated nodes U gain sum_k Lambda_UU^k Lambda_U step =
+    (I - Lambda_UU)^-1 Lambda_U step in all; that is the limit when it is non-negative and keeps every
+    node of U below 1 (otherwise the series diverges or someone saturates, and iteration goes on).
+    Returns which columns were finished (set to their limit)."""
+    from scipy.sparse.linalg import spsolve  # on first use: keeps imports fast
+
+    finished = np.zeros(h.shape[1], dtype=bool)
+    for k in np.flatnonzero(np.any(np.abs(step) > tol, axis=0)):
+        free = np.flatnonzero(h[:, k] < 1.0)
+        if free.size == 0:
+            continue
+        push = (leverage[free] @ step[:, k]).ravel()
+        system = (sp.eye_array(free.size, format="csc") - leverage[free][:, free]).tocsc()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tail = np.atleast_1d(spsolve(system, push))
+        if np.all(np.isfinite(tail)) and np.all(tail >= -tol) and np.all(h[free, k] + tail < 1.0):
+            h[free, k] += np.maximum(tail, 0.0)
+            finished[k] = True
+    return finished
 
 
 def _exposures(

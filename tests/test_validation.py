@@ -15,6 +15,7 @@ from experiments.validation import fire_sales as fs
 from experiments.validation import gai_kapadia as gk
 from experiments.validation import leverage_fire_sale as lfs
 from experiments.validation import main
+from experiments.validation.common import binomial_gap, perturbed
 from model.model import GPUCreditModel
 from model.secondary import BuyerBook, Offers, clear_exponential, impact_price
 
@@ -104,14 +105,14 @@ def test_analytic_window_matches_the_generating_function_condition():
 
 
 def test_benchmark_kernel_agrees_with_engine():
-    from benchmarks.bench_validation import kernel_defaults
-
     rng = np.random.default_rng(2)
     engine = gk.GKEngine(False)
     for z in (2.0, 4.5, 6.0):
         draw = gk.draw_network(200, z, rng)
         principal, _, _, unit = gk.balance_sheet(draw)
-        expected = kernel_defaults(draw.n, draw.creditor, draw.debtor, principal, unit, draw.shocked, False)
+        expected = gk.kernel_defaults(
+            draw.n, draw.creditor, draw.debtor, principal, unit, draw.shocked, False
+        )
         np.testing.assert_array_equal(engine.defaults(draw), expected)
 
 
@@ -239,3 +240,67 @@ def test_leverage_fire_sale_reproduces_the_inet_reference(tmp_path):
         for wrong in lfs.mutations(res["engine"]).values():
             assert not lfs.within(lfs.compare(wrong, res["reference"]))
     assert (tmp_path / "leverage_fire_sale.png").exists()
+
+
+# --- checks that can fail: each reduction's check passes the engine and rejects perturbed answers -----
+
+
+def test_gai_kapadia_check_passes_the_engine_and_rejects_perturbed_frequencies():
+    """n = 300, 100 draws per z on a 0.5 grid: the engine's frequencies are within 4 s.e. of the
+    independent kernel's on other draws; halved, scaled by 1.5, shifted one grid step either way or
+    divided by 10 (the old check's blind spot), they are not."""
+    z = tuple(np.arange(0.5, 10.01, 0.5))
+    engine = gk.simulate(z, n=300, draws=100, seed=21, default_at_zero_equity=True)
+    kernel = gk.simulate(z, n=300, draws=100, seed=22, default_at_zero_equity=True, kernel=True)
+    assert gk.frequency_check(engine, kernel)[0] <= 1.0
+    wrong = {**perturbed(engine.frequency), "/10": engine.frequency / 10}
+    for label, freq in wrong.items():
+        assert gk.frequency_check(engine, kernel, freq)[0] > 1.0, label
+
+
+def test_fire_sale_kernel_equals_the_engine_draw_for_draw():
+    rng = np.random.default_rng(4)
+    engine = fs.FireSaleEngine(80, 80)
+    for k in range(24):
+        holds = fs.draw_holdings(80, 80, (1.0, 3.0, 8.0)[k % 3], rng)
+        shocked, leverage = int(rng.integers(80)), (6.0, 12.0, 24.0, 40.0)[k % 4]
+        np.testing.assert_array_equal(
+            engine.defaults(holds, leverage, shocked), fs.kernel_defaults(holds, leverage, shocked)
+        )
+
+
+def test_fire_sales_check_rejects_perturbed_surfaces():
+    """N = M = 100, 40 draws per cell: the engine's surface passes against the kernel's on other draws;
+    scaled or shifted one leverage step, it fails."""
+    levs, mus = [4.0, 8.0, 16.0, 32.0, 64.0], [1.0, 2.0, 4.0, 8.0, 16.0]
+    engine = fs.phase_diagram(100, 100, levs, mus, draws=40, seed=31)
+    kernel = fs.phase_diagram(100, 100, levs, mus, draws=40, seed=32, kernel=True)
+    assert binomial_gap(engine.probability, kernel.probability, 40, 40)[0] <= 1.0
+    for label, wrong in perturbed(engine.probability, axis=1).items():
+        assert binomial_gap(wrong, kernel.probability, 40, 40)[0] > 1.0, label
+
+
+def test_binomial_gap_by_hand():
+    """0.5 vs 0.4 at 100 + 100 draws: pooled 0.45, s.e. sqrt(0.45 x 0.55 x 0.02) = 0.0704, gap 0.1 =
+    0.355 of 4 s.e.; two zeros have a gap of zero."""
+    ratio, se = binomial_gap(np.array([0.5, 0.0]), np.array([0.4, 0.0]), 100, 100)
+    assert se == pytest.approx(math.sqrt(0.45 * 0.55 * 0.02))
+    assert ratio == pytest.approx(0.1 / (4 * math.sqrt(0.45 * 0.55 * 0.02)))
+
+
+def test_debtrank_default_rule_is_battistons_and_linear_rule_is_bounded():
+    example, worst, linear_gap = dr.check_battiston_rule(draws=60)
+    assert example <= 1e-12 and worst <= 1e-12
+    assert linear_gap == pytest.approx(0.5)  # the linear rule passes node 2's rise on to node 3
+    for radius, (low, high, err) in dr.check_linear_near_limit().items():
+        assert low >= 0.0 and high <= 1.0, radius
+        assert np.isnan(err) or err <= 1e-9, radius
+    assert not np.isnan(dr.check_linear_near_limit()[0.999][2])  # below saturation: checked exactly
+
+
+def test_eisenberg_noe_light_default_networks():
+    worst = en.properties(draws=20, n=30, seed=4, light=True)
+    assert 0 < worst["defaults"] <= 0.25 * 30
+    for key in ("fd_vs_fp", "above_pbar", "below_zero", "non_monotone", "not_fixed_point"):
+        assert worst[key] <= 1e-9, key
+    assert en.fixed_point_gap(4, 30) > 1e-9

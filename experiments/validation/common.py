@@ -275,3 +275,34 @@ def figure_path(out: Path | None, name: str) -> Path:
     folder = out if out is not None else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}.png"
+
+
+# --- checks that can fail ----------------------------------------------------------------------------
+
+Z_SE = 4.0
+"""Standard errors a frequency may stray from its reference: with some 50 compared points per
+reduction, a correct engine fails by chance with probability about 50 x 6e-5 = 0.3 %."""
+
+
+def binomial_gap(
+    engine: np.ndarray, reference: np.ndarray, engine_draws: int, reference_draws: int
+) -> tuple[float, float]:
+    """(largest |engine - reference| in units of its tolerance, largest standard error) for two
+    independent binomial frequencies per point: the tolerance is ``Z_SE`` standard errors of their
+    difference at the pooled frequency, floored at half a hit so that a point with no hits on either
+    side still has a standard error."""
+    a, b = np.asarray(engine, float), np.asarray(reference, float)
+    total = engine_draws + reference_draws
+    pooled = np.clip((a * engine_draws + b * reference_draws) / total, 0.5 / total, 1 - 0.5 / total)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / engine_draws + 1 / reference_draws))
+    return float(np.max(np.abs(a - b) / (Z_SE * se))), float(se.max())
+
+
+def perturbed(values: np.ndarray, axis: int = -1) -> dict[str, np.ndarray]:
+    """A frequency curve (or surface) as a wrong engine would give it: scaled by 0.5 and 1.5 (capped
+    at 1), and shifted one grid step either way along ``axis`` (the end value repeated)."""
+    v = np.asarray(values, float)
+    n = v.shape[axis]
+    down = np.take(v, np.r_[1:n, n - 1], axis=axis)
+    up = np.take(v, np.r_[0, 0 : n - 1], axis=axis)
+    return {"x0.5": 0.5 * v, "x1.5": np.minimum(1.5 * v, 1.0), "shift -1": down, "shift +1": up}

@@ -93,8 +93,9 @@ def _bank_ring_model(n: int, seed: int, capital: float) -> GPUCreditModel:
     return GPUCreditModel(reduced_scenario(agents, loans))
 
 
-def check_linear(n: int = 40, seed: int = 7) -> float:
-    """Max |linear DebtRank - (I - Lambda)^{-1} h_1| on a ledger-built network below saturation."""
+def check_linear(n: int = 40, seed: int = 7, scale: float = 1.0) -> float:
+    """Max |linear DebtRank - (I - Lambda)^{-1} h_1| on a ledger-built network below saturation
+    (``scale`` multiplies the engine's answer: a perturbed answer the check must reject)."""
     model = _bank_ring_model(n, seed, capital=0.30)  # Lambda's row sums 0.2 / 0.3 < 1: no blow-up
     equity = balance_sheet_equity(model)[:n]
     d, c, a = exposures(model)
@@ -106,7 +107,81 @@ def check_linear(n: int = 40, seed: int = 7) -> float:
     h1[0] = shock
     h_solve = np.linalg.solve(np.eye(n) - lam, h1)
     assert h_solve.max() < 1.0, "the check must stay below saturation"
-    return float(np.abs(h_engine - h_solve).max())
+    return float(np.abs(scale * h_engine - h_solve).max())
+
+
+BATTISTON_EXAMPLE = {
+    # (debtor, creditor, exposure / creditor's equity): node 0 is shocked to h = 1
+    "edges": [(0, 1, 0.5), (0, 2, 0.3), (1, 2, 1.0), (2, 3, 1.0)],
+    "h": [1.0, 0.5, 0.8, 0.3],
+}
+"""Battiston et al.'s (2012) stop rule by hand: step 1, node 0 (distressed) passes 0.5 to node 1 and
+0.3 to node 2; step 2, nodes 1 and 2 pass on what they had then: node 2 gains 1.0 x 0.5 -> 0.8 and
+node 3 gains 1.0 x 0.3 = 0.3; nodes 1 and 2 are now inactive, so node 2's rise to 0.8 never reaches
+node 3. The linear rule would pass it on (node 3 -> 0.8)."""
+
+
+def battiston_loop(n: int, edges: list[tuple[int, int, float]], shocked: int) -> np.ndarray:
+    """Battiston et al. (2012) as the paper states it, node by node: distressed nodes pass on
+    W_ij h_j once, in the step after they become distressed, then turn inactive."""
+    h = np.zeros(n)
+    h[shocked] = 1.0
+    state = ["D" if i == shocked else "U" for i in range(n)]
+    while "D" in state:
+        new = h.copy()
+        for debtor, creditor, w in edges:
+            if state[debtor] == "D":
+                new[creditor] = min(1.0, new[creditor] + min(1.0, w) * h[debtor])
+        state = ["I" if s == "D" else ("D" if s == "U" and new[i] > 0 else s) for i, s in enumerate(state)]
+        h = new
+    return h
+
+
+def check_battiston_rule(draws: int = 200, seed: int = 12) -> tuple[float, float, float]:
+    """(error on the hand example, largest error against ``battiston_loop`` on random networks, how far
+    the linear rule's answer to the example is from the stop rule's: a wrong rule would fail)."""
+    ex = BATTISTON_EXAMPLE
+    d, c, w = (np.array(col) for col in zip(*ex["edges"], strict=True))
+    n = len(ex["h"])
+    h = debtrank(n, d, c, w, np.ones(n), [0])
+    example = float(np.abs(h - ex["h"]).max())
+    linear = float(np.abs(debtrank(n, d, c, w, np.ones(n), [0], linear=True) - ex["h"]).max())
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(draws):
+        m = int(rng.integers(3, 15))
+        mask = (rng.random((m, m)) < 0.3) & ~np.eye(m, dtype=bool)
+        dd, cc = np.nonzero(mask)
+        ww = rng.uniform(0.05, 1.5, dd.size)
+        shocked = int(rng.integers(m))
+        got = debtrank(m, dd, cc, ww, np.ones(m), [shocked])
+        expected = battiston_loop(m, list(zip(dd.tolist(), cc.tolist(), ww.tolist(), strict=True)), shocked)
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return example, worst, linear
+
+
+def check_linear_near_limit(n: int = 30, seed: int = 7) -> dict[float, tuple[float, float, float]]:
+    """Linear DebtRank on one network with Lambda scaled to spectral radius 0.9, 0.999, 1.0 and 1.2
+    (shock 0.01 on node 0): per radius (smallest h, largest h, largest |h - (I - Lambda)^-1 h_1| where
+    that limit is below saturation, else NaN). It must finish and stay in [0, 1] at every radius."""
+    rng = np.random.default_rng(seed)
+    base = (rng.random((n, n)) < 0.15) * rng.uniform(0.5, 1.5, (n, n))
+    np.fill_diagonal(base, 0.0)
+    rho = float(np.abs(np.linalg.eigvals(base)).max())
+    out = {}
+    for radius in (0.9, 0.999, 1.0, 1.2):
+        lam = base / rho * radius  # lam[creditor, debtor], equity 1
+        c, d = np.nonzero(lam)
+        h = debtrank(n, d, c, lam[c, d], np.ones(n), [0], shock=0.01, linear=True)
+        err = np.nan
+        if radius < 1.0:
+            h1 = np.zeros(n)
+            h1[0] = 0.01
+            exact = np.linalg.solve(np.eye(n) - lam, h1)
+            if exact.max() < 1.0:
+                err = float(np.abs(h - exact).max())
+        out[radius] = (float(h.min()), float(h.max()), err)
+    return out
 
 
 def check_threshold_vs_gai_kapadia(draws: int, n: int, seed: int) -> tuple[int, int]:
@@ -143,6 +218,47 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2012) -> Repor
         0.0,
         "<= 1e-10",
         err <= 1e-10,
+    )
+    wrong = check_linear(scale=1.0 + 1e-6)
+    report.add(
+        "that check on the answer scaled by 1 + 1e-6: rejected (the check can fail)",
+        wrong,
+        "> 1e-10",
+        "-",
+        wrong > 1e-10,
+    )
+    for radius, (low, high, limit_err) in check_linear_near_limit().items():
+        bounded = low >= 0.0 and high <= 1.0
+        exact = np.isnan(limit_err) or limit_err <= 1e-9
+        report.add(
+            f"linear DebtRank at spectral radius {radius:g}: finishes, h in [0, 1]"
+            + ("" if np.isnan(limit_err) else ", equals (I - Lambda)^-1 h_1"),
+            f"[{low:.3g}, {high:.3g}]" + ("" if np.isnan(limit_err) else f", {limit_err:.1e}"),
+            "[0, 1]" + ("" if np.isnan(limit_err) else ", 0"),
+            "exact" + ("" if np.isnan(limit_err) else "; 1e-9"),
+            bounded and exact,
+        )
+    example, worst, linear_gap = check_battiston_rule()
+    report.add(
+        "default rule: Battiston et al. (2012) stop rule, hand example h = [1, .5, .8, .3]",
+        example,
+        0.0,
+        "<= 1e-12",
+        example <= 1e-12,
+    )
+    report.add(
+        "default rule vs the paper's rule written as a loop, 200 random networks, max |diff|",
+        worst,
+        0.0,
+        "<= 1e-12",
+        worst <= 1e-12,
+    )
+    report.add(
+        "the linear rule's answer to the hand example is rejected (the check can fail)",
+        linear_gap,
+        "> 1e-12",
+        "-",
+        linear_gap > 1e-12,
     )
     draws, n = (12, 200) if quick else (60, 400)
     mismatches, failures = check_threshold_vs_gai_kapadia(draws, n, seed)

@@ -76,18 +76,27 @@ def engine_recovery(example: dict) -> tuple[dict[str, float], dict[str, bool]]:
     return recovery, failed
 
 
-def random_problem(rng: np.random.Generator, n: int) -> tuple:
-    """A random liability network (density 0.2), outside creditors and external assets."""
+def random_problem(rng: np.random.Generator, n: int, light: bool = False) -> tuple:
+    """A random liability network (density 0.2), outside creditors and external assets. Heavy: external
+    assets uniform on [0, 15], most nodes default. ``light``: each node's net worth with everyone paying
+    in full is uniform on [-2, 30], so about one node in sixteen is short on its own and a few more
+    through it."""
     mask = (rng.random((n, n)) < 0.2) & ~np.eye(n, dtype=bool)
     debtor, creditor = np.nonzero(mask)
     amount = rng.uniform(1.0, 10.0, debtor.size)
     ext = rng.uniform(0.0, 10.0, n)
-    e = rng.uniform(0.0, 15.0, n)
+    if light:
+        owed = np.bincount(debtor, amount, minlength=n) + ext
+        due_in = np.bincount(creditor, amount, minlength=n)
+        e = np.maximum(owed - due_in + rng.uniform(-2.0, 30.0, n), 0.0)
+    else:
+        e = rng.uniform(0.0, 15.0, n)
     return n, debtor, creditor, amount, e, ext
 
 
-def properties(draws: int, n: int, seed: int) -> dict[str, float]:
-    """Worst-case deviations over seeded random networks (all should be ~0)."""
+def properties(draws: int, n: int, seed: int, light: bool = False) -> dict[str, float]:
+    """Worst-case deviations over seeded random networks (all should be ~0), heavy or ``light``
+    defaults; ``defaults`` is the mean number of defaulting nodes per network."""
     rng = np.random.default_rng(seed)
     worst = {
         "fd_vs_fp": 0.0,
@@ -99,7 +108,7 @@ def properties(draws: int, n: int, seed: int) -> dict[str, float]:
         "defaults": 0.0,
     }
     for _ in range(draws):
-        n_, d, c, a, e, ext = random_problem(rng, n)
+        n_, d, c, a, e, ext = random_problem(rng, n, light)
         fd = eisenberg_noe(n_, d, c, a, e, ext)
         fp = eisenberg_noe(n_, d, c, a, e, ext, method="fixed_point", tol=1e-13)
         pbar = np.bincount(d, a, minlength=n_) + ext
@@ -124,6 +133,26 @@ def properties(draws: int, n: int, seed: int) -> dict[str, float]:
         worst["least_above_greatest"] = max(worst["least_above_greatest"], float((low - fd.payments).max()))
         worst["defaults"] += fd.defaulted.sum() / draws
     return worst
+
+
+def fixed_point_gap(seed: int, n: int) -> float:
+    """The smallest fixed-point violation over two perturbations of a light network's clearing vector
+    (scaled by 0.999; one defaulter's payment raised by 1e-6 of the largest obligation): the property
+    check must reject both."""
+    rng = np.random.default_rng(seed)
+    n_, d, c, a, e, ext = random_problem(rng, n, light=True)
+    fd = eisenberg_noe(n_, d, c, a, e, ext)
+    pbar = np.bincount(d, a, minlength=n_) + ext
+    pi_t = np.zeros((n_, n_))
+    np.add.at(pi_t, (c, d), a / pbar[d])
+    scale = max(1.0, float(pbar.max()))
+    bumped = fd.payments.copy()
+    bumped[int(np.argmax(fd.defaulted))] += 1e-6 * scale
+    gaps = [
+        float(np.abs(np.minimum(pbar, np.maximum(0.0, e + pi_t @ p)) - p).max()) / scale
+        for p in (0.999 * fd.payments, bumped)
+    ]
+    return min(gaps)
 
 
 def run(quick: bool = False, out: Path | None = None, seed: int = 2001) -> Report:
@@ -155,7 +184,8 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2001) -> Repor
         [b for b in sorted(failed) if failed[b]] == ["A", "B"],
     )
     draws, n = (50, 30) if quick else (500, 60)
-    worst = properties(draws, n, seed)
+    heavy, light = properties(draws, n, seed), properties(draws, n, seed, light=True)
+    worst = {k: max(heavy[k], light[k]) for k in heavy}
     labels = {
         "fd_vs_fp": "fictitious default vs fixed point, max |diff| / max pbar",
         "above_pbar": "max (p* - pbar): payments never exceed obligations",
@@ -166,9 +196,25 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2001) -> Repor
     }
     for key, label in labels.items():
         report.add(label, worst[key], 0.0, "<= 1e-9", worst[key] <= 1e-9)
+    share = light["defaults"] / n
+    report.add(
+        "light-default networks: mean share of nodes defaulting",
+        share,
+        "a few per network",
+        "in (0, 0.25]",
+        0.0 < share <= 0.25,
+    )
+    wrong = fixed_point_gap(seed, n)
+    report.add(
+        "p* scaled by 0.999 or a defaulter's payment moved by 1e-6 pbar: |Phi(p) - p| / max pbar",
+        wrong,
+        "> 1e-9 (rejected)",
+        "-",
+        wrong > 1e-9,
+    )
     report.notes.append(
-        f"{draws} random networks of {n} banks (density 0.2), seed {seed}; "
-        f"mean defaults per network {worst['defaults']:.1f}"
+        f"{draws} heavy + {draws} light random networks of {n} banks (density 0.2), seed {seed}; mean "
+        f"defaults per network {heavy['defaults']:.1f} (heavy), {light['defaults']:.1f} (light)"
     )
     report.notes.append(
         "The four-bank example is hand-derived (tests/test_clearing.py), not taken from a paper;"
