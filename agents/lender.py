@@ -24,13 +24,16 @@ class Lender(BalanceSheetAgent):
 
     @staticmethod
     def behaviour_arrays(kinds: np.ndarray, behaviour: dict[str, LenderBehaviour]) -> dict[str, np.ndarray]:
-        """Per-agent copies of each lender type's behavioural parameters (zeros for non-lenders)."""
-        fields = LenderBehaviour.model_fields
+        """Per-agent copies of each lender type's behavioural parameters (zeros for non-lenders); the
+        sale rule becomes the mask ``leverage_targeting``."""
+        fields = [name for name in LenderBehaviour.model_fields if name != "sale_rule"]
         out = {name: np.zeros(kinds.size) for name in fields}
+        out["leverage_targeting"] = np.zeros(kinds.size, dtype=bool)
         for kind, spec in behaviour.items():
             mask = kinds == next(k for k, n in KIND_NAMES.items() if n == kind)
             for name in fields:
                 out[name][mask] = getattr(spec, name)
+            out["leverage_targeting"][mask] = spec.sale_rule == "leverage_target"
         return out
 
     @staticmethod
@@ -59,9 +62,9 @@ class Lender(BalanceSheetAgent):
         equity: np.ndarray,
         assets: np.ndarray,
         cash: np.ndarray,
-        minimum: float,
-        buffer: float,
-        target: float,
+        minimum: float | np.ndarray,
+        buffer: float | np.ndarray,
+        target: float | np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leverage targeting (Greenwood, Landier & Thesmar 2015; Cont & Schaanning 2017), with leverage
         the ratio equity / assets: below ``minimum`` a lender fails; below ``buffer`` it shrinks its
@@ -70,9 +73,26 @@ class Lender(BalanceSheetAgent):
         value to sell)."""
         leverage = np.divide(equity, assets, out=np.zeros_like(equity), where=assets > 0)
         fails = leverage < minimum
-        shrink = np.where(~fails & (leverage < buffer), np.maximum(assets - equity / target, 0.0), 0.0)
+        target_assets = np.divide(
+            equity, target, out=np.array(assets, dtype=float), where=np.asarray(target) > 0
+        )
+        shrink = np.where(~fails & (leverage < buffer), np.maximum(assets - target_assets, 0.0), 0.0)
         from_cash = np.minimum(shrink, np.maximum(cash, 0.0))
         return fails, from_cash, shrink - from_cash
+
+    @staticmethod
+    def targeting_sale_plan(
+        to_sell: np.ndarray, holdings: np.ndarray, params
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sale plan of a live leverage-targeting lender: while it deleverages, the pro-rata slice
+        of its repossessed stock worth ``to_sell`` (of ``holdings``, at the mark), at any price;
+        otherwise its calm plan (stress alone does not make it dump its stock)."""
+        calm_share, calm_reserve = Lender.sale_plan(np.zeros(to_sell.size, dtype=bool), params)
+        slice_ = np.clip(
+            np.divide(to_sell, holdings, out=np.zeros_like(to_sell), where=holdings > 0), 0.0, 1.0
+        )
+        deleveraging = to_sell > 0
+        return np.where(deleveraging, slice_, calm_share), np.where(deleveraging, 0.0, calm_reserve)
 
     @staticmethod
     def redemptions(equity: np.ndarray, peak_equity: np.ndarray, params) -> np.ndarray:

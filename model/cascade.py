@@ -122,7 +122,8 @@ def _cascade_loop(
                 lender_failures.parent,
             )
             report.new_defaults += lender_failures.agents.size
-        offers = Offers.concat([lender_offers(state), cure_offers]) if len(led.lots) else cure_offers
+        to_sell = deleverage_from_cash(state) if state.lender_params["leverage_targeting"].any() else None
+        offers = Offers.concat([lender_offers(state, to_sell), cure_offers]) if len(led.lots) else cure_offers
         fell = False
         if len(offers):
             fell = sell(state, offers, book, buyer_index, report)
@@ -539,6 +540,9 @@ def clear_lenders(state: MarketState) -> Failures:
     loans = led.loans
     equity = state.lender_equity()
     insolvent = equity <= 0 if rules.default_at_zero_equity else equity < 0
+    params = state.lender_params
+    if params["leverage_targeting"].any():  # leverage targeting: it fails below its minimum leverage
+        insolvent |= params["leverage_targeting"] & (state.capital_ratio() < params["leverage_min"])
     zero = rules.interbank_recovery == "zero"
     if zero and not (insolvent & live_lender).any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
@@ -661,15 +665,18 @@ def _all_pay_in_full(outside_assets: np.ndarray, claims: np.ndarray, obligations
     return bool(np.all((obligations == 0) | (room > 1e-9 * scale)))
 
 
-def lender_offers(state: MarketState) -> Offers:
+def lender_offers(state: MarketState, to_sell: np.ndarray | None = None) -> Offers:
     """Lenders offer repossessed GPUs: a calm lender a share at a patient reserve, a stressed or failed
-    one more, down to the scrap floor."""
+    one more, down to the scrap floor; a leverage-targeting lender the slice worth ``to_sell`` (what
+    ``deleverage_from_cash`` left it to sell this round)."""
     led = state.ledger
     lots = led.lots
     stressed = Lender.stressed(
         led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
     )
     share, reserve_share = Lender.sale_plan(stressed, state.lender_params)
+    if to_sell is not None:
+        share, reserve_share = _deleveraging_sales(state, share, reserve_share, to_sell)
     fundamental = state.fundamental()
     floor = state.scenario.cascade.scrap_value_share
     units = lots.units * share[lots.holder]
@@ -683,6 +690,54 @@ def lender_offers(state: MarketState) -> Offers:
         lot=np.flatnonzero(keep),
         source=lots.source[keep],
     )
+
+
+def _deleveraging_plan(state: MarketState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``Lender.leverage_target_plan`` for the live leverage-targeting lenders (zeros for the rest)."""
+    led, params = state.ledger, state.lender_params
+    fails, from_cash, to_sell = Lender.leverage_target_plan(
+        state.lender_equity(),
+        state.lender_assets(),
+        led.cash,
+        params["leverage_min"],
+        params["leverage_buffer"],
+        params["leverage_target"],
+    )
+    acting = params["leverage_targeting"] & ~led.defaulted & ~fails
+    return acting, np.where(acting, from_cash, 0.0), np.where(acting, to_sell, 0.0)
+
+
+def deleverage_from_cash(state: MarketState) -> np.ndarray:
+    """Leverage-targeting lenders below their buffer pay their liabilities down from cash, pro rata
+    over outside liabilities (to depositors and investors, who leave the market) and the loans they
+    owe other lenders. Sale proceeds reach cash in the round they clear, so they repay debt here in
+    the next round (as in Cont & Schaanning's and the INET stress test's sequence). Returns the value
+    each still has to sell (decided with the payment, before it)."""
+    led = state.ledger
+    _, from_cash, to_sell = _deleveraging_plan(state)
+    if not np.any(from_cash > 0):
+        return to_sell
+    owed = led.external_liabilities + led.debt()
+    pay = np.minimum(from_cash, owed)
+    to_outside = np.divide(pay * led.external_liabilities, owed, out=np.zeros_like(pay), where=owed > 0)
+    led.external_liabilities -= to_outside
+    led.cash -= to_outside
+    led.cash_out += to_outside.sum()
+    _prepay(state, pay - to_outside, led.loans.active)
+    led.invalidate()
+    return to_sell
+
+
+def _deleveraging_sales(
+    state: MarketState, share: np.ndarray, reserve_share: np.ndarray, to_sell: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The live leverage-targeting lenders' sale plans (``Lender.targeting_sale_plan``) in place of
+    the share-of-stock rule's."""
+    led, params = state.ledger, state.lender_params
+    holdings = np.bincount(led.lots.holder, weights=state.lot_values_at_mark(), minlength=led.n_agents)
+    target_share, target_reserve = Lender.targeting_sale_plan(to_sell, holdings, params)
+    live = params["leverage_targeting"] & ~led.defaulted
+    return np.where(live, target_share, share), np.where(live, target_reserve, reserve_share)
 
 
 def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.ndarray:

@@ -247,6 +247,34 @@ class LenderBehaviour(Strict):
         default=1.0, description="credit funds: drawdown of equity that starts investor redemptions"
     )
     redemption_per_month: Fraction = Field(default=0.0, description="share of equity redeemed per month")
+    sale_rule: Literal["stock_share", "leverage_target"] = Field(
+        default="stock_share",
+        description="how it sells repossessed GPUs: 'stock_share' offers a share of its stock per round "
+        "(patient or hurried); 'leverage_target' also deleverages (Cont & Schaanning 2017): below "
+        "leverage_buffer it pays debt from cash and sells a pro-rata slice of its stock back to "
+        "leverage_target, and it fails below leverage_min",
+    )
+    leverage_min: Fraction = Field(
+        default=0.03, description="leverage_target rule: equity/assets below which the lender fails"
+    )
+    leverage_buffer: Fraction = Field(
+        default=0.04, description="leverage_target rule: equity/assets below which it deleverages"
+    )
+    leverage_target: Fraction = Field(
+        default=0.05, description="leverage_target rule: equity/assets it deleverages back to"
+    )
+
+    @model_validator(mode="after")
+    def _leverage_order(self) -> LenderBehaviour:
+        if not self.leverage_min < self.leverage_target:
+            raise ValueError(
+                f"leverage_min must be below leverage_target, got {self.leverage_min} and {self.leverage_target}"
+            )
+        if self.leverage_buffer < self.leverage_min:
+            raise ValueError(
+                f"leverage_buffer must be at least leverage_min, got {self.leverage_buffer} < {self.leverage_min}"
+            )
+        return self
 
 
 class TrancheSpec(Strict):

@@ -94,6 +94,10 @@ stresses = st.fixed_dictionaries(
         "world.regime.stress_entry_per_month": st.floats(0.0, 0.3),
         "cascade.interbank_recovery": st.sampled_from(["clearing", "zero"]),
         "cascade.markets_open_in_stress": st.booleans(),
+        "lenders.bank.sale_rule": st.sampled_from(["stock_share", "leverage_target"]),
+        "lenders.credit_fund.sale_rule": st.sampled_from(["stock_share", "leverage_target"]),
+        "lenders.bank.leverage_buffer": st.floats(0.03, 0.6),
+        "lenders.bank.leverage_target": st.floats(0.05, 0.3),
     }
 )
 

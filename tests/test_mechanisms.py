@@ -1389,3 +1389,82 @@ def test_an_agent_reports_its_health_from_the_ledger() -> None:
     assert miner.health == "breach"
     model.default_agent(miner.index)
     assert miner.health == "defaulted" and miner.defaulted
+
+
+# --- leverage targeting (lenders.<kind>.sale_rule = "leverage_target") ---------------------------
+
+
+def _targeting_bank(liabilities: float) -> tuple[GPUCreditModel, float]:
+    """A leverage-targeting bank (cash 3 V, outside assets 6.5 V, outside liabilities ``liabilities`` V)
+    has lent 2 V against a neo-cloud's fleet worth V at the mark; the neo-cloud's default has just
+    handed it the fleet (its stock counts up to its claim: all of V)."""
+    v = fleet_value()
+    agents = [
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 0.0},
+        {
+            "id": "bank",
+            "type": "bank",
+            "cash": 3.0 * v,
+            "external_assets": 6.5 * v,
+            "external_liabilities": liabilities * v,
+        },
+    ]
+    loans = [{"creditor": "bank", "debtor": "nc", "tenor_months": 60, "spread": 0.05, "principal": 2.0 * v}]
+    overrides = {
+        **PINNED,
+        "lenders.bank.sale_rule": "leverage_target",
+        "lenders.bank.patient_sale_share": 0.0,
+    }
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
+    repossess(model.state, np.array([0]))
+    model.ledger.invalidate()
+    return model, v
+
+
+def test_a_leverage_targeting_lender_pays_debt_from_cash_then_sells_a_slice_back_to_target() -> None:
+    """Assets 3 + 6.5 + 1 = 10.5 V, equity 0.3675 V: leverage 3.5 %, below the 4 % buffer and above the
+    3 % minimum. Back to 5 % means assets of 0.3675 / 0.05 = 7.35 V: it pays 3 V of liabilities from
+    cash (depositors leave with it), then offers, at any price, 0.15 V of its 1 V of GPUs: a 15 % slice."""
+    from model.cascade import deleverage_from_cash, lender_offers
+
+    model, v = _targeting_bank(10.5 - 0.3675)
+    state, led = model.state, model.ledger
+    assert state.capital_ratio()[1] == pytest.approx(0.035)
+    to_sell = deleverage_from_cash(state)
+    assert to_sell[1] == pytest.approx(0.15 * v)
+    assert led.cash[1] == pytest.approx(0.0, abs=1e-6 * v)
+    assert led.external_liabilities[1] == pytest.approx((10.5 - 0.3675 - 3.0) * v)
+    assert state.lender_equity()[1] == pytest.approx(0.3675 * v)
+    offers = lender_offers(state, to_sell)
+    held = state.lot_values_at_mark().sum()
+    assert held == pytest.approx(v)
+    assert offers.units.sum() == pytest.approx(0.15 * 1000)
+    floor = state.scenario.cascade.scrap_value_share  # at any price: down to the scrap floor
+    np.testing.assert_allclose(offers.reserve, floor * state.fundamental()[offers.generation])
+
+
+def test_a_leverage_targeting_lender_fails_below_its_minimum_leverage() -> None:
+    """The same bank with liabilities 10.5 - 0.2625 V: leverage 2.5 % < 3 %, equity still positive. It
+    fails (insolvency) in the clearing; the same bank under the share-of-stock rule does not."""
+    from model.cascade import clear_lenders
+
+    model, v = _targeting_bank(10.5 - 0.2625)
+    assert model.state.lender_equity()[1] > 0
+    failed = clear_lenders(model.state)
+    assert failed.agents.tolist() == [1] and failed.cause.tolist() == [Cause.INSOLVENCY]
+    model.state.lender_params = {
+        **model.state.lender_params,
+        "leverage_targeting": np.zeros(model.ledger.n_agents, dtype=bool),
+    }
+    model.ledger.defaulted[:] = False
+    model.ledger.defaulted[0] = True
+    assert clear_lenders(model.state).agents.size == 0
+
+
+def test_leverage_fields_are_validated() -> None:
+    with pytest.raises(ValueError, match="leverage_min must be below leverage_target"):
+        load_scenario("baseline", {"lenders.bank.leverage_min": 0.06})
+    with pytest.raises(ValueError, match="leverage_buffer must be at least leverage_min"):
+        load_scenario("baseline", {"lenders.bank.leverage_buffer": 0.01})
+    with pytest.raises(ValueError, match="sale_rule"):
+        load_scenario("baseline", {"lenders.bank.sale_rule": "panic"})
