@@ -601,6 +601,7 @@ def _settle(led, loan_ids: np.ndarray, payment: np.ndarray) -> None:
     led.external_assets += np.bincount(loans.creditor[loan_ids], weights=change, minlength=led.n_agents)
     led.external_assets -= np.bincount(loans.debtor[loan_ids], weights=change, minlength=led.n_agents)
     loans.recovered[loan_ids] = payment
+    led.invalidate()  # outside assets moved: lender equity and assets change
 
 
 def _clear_pari_passu(
