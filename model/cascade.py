@@ -4,10 +4,11 @@ Each round, on whole arrays:
 1. test every borrower's covenants at the latest collateral price (DSCR once a month, in the first
    round of the month's first cascade; LTV at the secondary mark and BTC margin calls in every round);
 2. breached borrowers cure (cash, equity, selling GPUs) or default;
-3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their cash and
-   BTC recovered, their loans written off;
+3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their BTC and
+   cash paid to their creditors by priority; each loan's principal becomes its exposure at default;
 4. lenders' equity is re-measured and lender-to-lender claims cleared (Eisenberg-Noe, or zero recovery);
-5. lenders and curing borrowers post GPUs; the secondary market clears; every holder is re-marked.
+5. lenders and curing borrowers post GPUs (a lot whose workout period has ended goes to auction); the
+   secondary market clears; every holder is re-marked.
 The loop ends when a round brings no new default and no fall in any mark, or at the round cap (recorded).
 Every default records its cause and the agent that caused it, so a cascade is a tree.
 
@@ -403,12 +404,16 @@ def sell_pledged_btc(state: MarketState, amount: np.ndarray) -> None:
 
 
 def repossess(state: MarketState, defaulters: np.ndarray) -> None:
-    """All loans of the defaulters default. GPUs go to the GPU-secured lenders by seniority (a
-    waterfall on value at the current mark), then pro rata; BTC is sold; the rest of the estate's
-    cash is shared by all its creditors in proportion to what is still unrecovered."""
+    """All loans of the defaulters default: each loan's principal becomes its exposure at default and
+    its creditor pays the workout cost. GPUs go to the GPU-secured lenders by seniority (a waterfall
+    on value at the current mark), then pro rata; BTC is sold and its proceeds go to the BTC-secured
+    lenders first; the estate's cash then pays what the collateral does not cover, most senior loans
+    first (pro rata within a seniority class), then what is still owed in cash in the same order; the
+    rest belongs to the borrower's owners."""
     led = state.ledger
     loans = led.loans
     n = led.n_agents
+    month = state.world.month
     is_def = np.zeros(n, dtype=bool)
     is_def[defaulters] = True
     sel = np.flatnonzero(loans.active & is_def[loans.debtor])
@@ -417,11 +422,16 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     claim = loans.principal[sel]
     debtor = loans.debtor[sel]
 
-    # BTC: sold to the outside market, into the estate's cash
-    btc_cash = led.btc[defaulters] * state.world.btc_price
+    # BTC: sold to the outside market; the BTC-secured loans are paid first, the rest is estate cash
+    btc_cash = np.zeros(n)
+    btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
     led.cash_in += btc_cash.sum()
-    led.cash[defaulters] += btc_cash
     led.btc[defaulters] = 0.0
+    btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
+    to_btc_lender = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
+    led.cash[defaulters] += (
+        btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
+    )
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
     overdrawn = np.minimum(led.cash[defaulters], 0.0)
     led.cash_out += overdrawn.sum()
@@ -438,29 +448,60 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
 
-    # cash: shared by every creditor in proportion to what the collateral does not cover
-    uncovered = np.maximum(claim - allocated, 0.0)
-    total_uncovered = np.bincount(debtor, weights=uncovered, minlength=n)
-    weight = np.divide(
-        uncovered, total_uncovered[debtor], out=claim_share.copy(), where=total_uncovered[debtor] > 0
-    )
+    # cash: by priority, first to what neither the GPUs nor the BTC cover, then to what is still owed
     estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
-    paid = np.minimum(estate_cash[debtor] * weight, claim)
+    seniority = loans.seniority[sel]
+    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
+    paid = _waterfall(debtor, seniority, uncovered, estate_cash)
+    left = estate_cash - np.bincount(debtor, weights=paid, minlength=n)
+    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)
+    paid += to_btc_lender
     led.cash[handed_over] -= estate_cash[handed_over]
-    led.cash_out += estate_cash.sum() - paid.sum()  # what is left belongs to the borrower's owners
+    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
     led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
-    loans.recovered[sel] += paid
-    loans.written_off[sel] += claim
-    loans.principal[sel] = 0.0
-    loans.active[sel] = False
+    cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
+    pay_workout_costs(led, loans.creditor[sel], cost)
+    loans.recover(sel, paid, month)
 
     # lenders remember the default that has cost them most so far (for attributing their later decisions)
-    hurt_most, cost = largest_by_group(
-        n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor
+    hurt_most, hurt = largest_by_group(
+        n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0) + cost, debtor
     )
-    worse = cost > led.stress_loss
+    worse = hurt > led.stress_loss
     led.stress_source[worse] = hurt_most[worse]
-    led.stress_loss[worse] = cost[worse]
+    led.stress_loss[worse] = hurt[worse]
+
+
+def pay_workout_costs(led, creditors: np.ndarray, cost: np.ndarray) -> None:
+    """Creditors pay the workout costs of their defaulted loans to outside parties (lawyers, brokers):
+    from cash, then (lenders) by selling outside assets, as for debt service."""
+    if not np.any(cost > 0):
+        return
+    owed = np.bincount(creditors, weights=cost, minlength=led.n_agents)
+    from_outside = np.clip(owed - np.maximum(led.cash, 0.0), 0.0, led.external_assets)
+    led.external_assets -= from_outside
+    led.cash_in += from_outside.sum()  # outside assets sold for cash
+    led.cash += from_outside - owed
+    led.cash_out += owed.sum()
+
+
+def _waterfall(
+    debtor: np.ndarray, seniority: np.ndarray, owed: np.ndarray, available: np.ndarray
+) -> np.ndarray:
+    """What each loan (of ``debtor``, owed ``owed``) gets from its debtor's ``available`` cash (indexed
+    by agent): the most senior class (lowest number) first, pro rata within a class, never beyond what
+    is owed."""
+    paid = np.zeros(owed.size)
+    remaining = available.copy()
+    n = available.size
+    for level in np.unique(seniority[owed > 0]):
+        in_level = (seniority == level) & (owed > 0)
+        level_owed = np.bincount(debtor[in_level], weights=owed[in_level], minlength=n)
+        take = np.minimum(level_owed, remaining)
+        share = np.divide(owed, level_owed[debtor], out=np.zeros(owed.size), where=level_owed[debtor] > 0)
+        paid += np.where(in_level, np.minimum(take[debtor] * share, owed), 0.0)
+        remaining -= take
+    return paid
 
 
 def _repossess_fleets(
@@ -577,14 +618,14 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
 
+    # booked as in repossession: the whole claim is the exposure at default, what clearing pays is recovered
+    month = state.world.month
+    cost = loans.default(hit, month, state.world.base_rate, rules.workout_cost_share)
+    pay_workout_costs(led, hit_creditor, cost)
     if recovered is not None:  # what clearing pays moves from the estate's outside assets to the creditor's
         led.external_assets += np.bincount(hit_creditor, weights=recovered, minlength=led.n_agents)
         led.external_assets -= np.bincount(hit_debtor, weights=recovered, minlength=led.n_agents)
-        loans.recovered[hit] += recovered
-    # booked as in repossession: the whole claim is written off, what clearing pays is recovered
-    loans.written_off[hit] += hit_amount
-    loans.principal[hit] = 0.0
-    loans.active[hit] = False
+        loans.recover(hit, recovered, month)
     return Failures(failed, cause, parent)
 
 
@@ -652,22 +693,28 @@ def lender_offers(state: MarketState) -> Offers:
         led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
     )
     share, reserve_share = Lender.sale_plan(stressed, state.lender_params)
+    share, reserve_share = share[lots.holder], reserve_share[lots.holder]
+    rules = state.scenario.cascade
+    if rules.workout_months is not None:  # a workout that has run its course ends in an auction
+        since = led.loans.default_month[lots.loan]
+        ended = (since >= 0) & (state.world.month - since >= rules.workout_months)
+        share, reserve_share = np.where(ended, 1.0, share), np.where(ended, 0.0, reserve_share)
     fundamental = state.fundamental()
-    floor = state.scenario.cascade.scrap_value_share
-    units = lots.units * share[lots.holder]
+    floor = rules.scrap_value_share
+    units = lots.units * share
     keep = units > 1e-9
     gen = lots.generation[keep]
     return Offers(
         generation=gen,
         units=units[keep],
-        reserve=np.maximum(reserve_share[lots.holder][keep], floor) * fundamental[gen],
+        reserve=np.maximum(reserve_share[keep], floor) * fundamental[gen],
         seller=lots.holder[keep],
         lot=np.flatnonzero(keep),
         source=lots.source[keep],
     )
 
 
-def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray, month: int) -> np.ndarray:
     """Credit sale proceeds to their loans, each up to its unrecovered claim; returns what was kept."""
     order = np.argsort(loan_ids, kind="stable")
     ids, amt = loan_ids[order], amounts[order]
@@ -675,9 +722,9 @@ def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.n
     starts = run_starts(ids)
     group = np.cumsum(starts) - 1
     before = cum - amt - (cum - amt)[starts][group]
-    room = np.maximum(loans.written_off[ids] - loans.recovered[ids], 0.0)
+    room = np.maximum(loans.exposure_at_default[ids] - loans.recovered[ids], 0.0)
     kept_sorted = np.clip(room - before, 0.0, amt)
-    np.add.at(loans.recovered, ids, kept_sorted)
+    loans.recover(ids, kept_sorted, month)
     kept = np.empty_like(kept_sorted)
     kept[order] = kept_sorted
     return kept
@@ -726,7 +773,7 @@ def sell(
     lot_ids = offers.lot[from_lot]
     lots.units[lot_ids] -= result.filled[from_lot]
     # a lender keeps proceeds up to its claim; a surplus belongs to the defaulted borrower's owners
-    kept = _credit_recoveries(led.loans, lots.loan[lot_ids], proceeds[from_lot])
+    kept = _credit_recoveries(led.loans, lots.loan[lot_ids], proceeds[from_lot], state.world.month)
     led.cash_out += proceeds[from_lot].sum() - kept.sum()
     led.cash += np.bincount(offers.seller[from_lot], weights=kept, minlength=led.n_agents)
     # curing borrowers: units leave the fleet, proceeds repay their GPU-secured loans

@@ -100,6 +100,7 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     loans = led.loans
     act = np.flatnonzero(loans.active & ~led.defaulted[loans.debtor])
     principal = loans.principal[act]
+    loans.exposure_years[act] += principal / 12.0  # the balance at risk this month (fair spreads)
     rate = (world.base_rate + loans.spread[act]) / 12.0
     interest = principal * rate
     scheduled = (
@@ -219,9 +220,12 @@ def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:
     """Borrowers keep a cash buffer of some months of debt service and spend the rest outside the
     modelled fleet (growth capex, dividends): cash that piles up would otherwise make them
     unrealistically safe (an assumption; see docs/calibration.md). The borrowers in ``failed`` (this
-    month's payment failures, not yet in default) pay nothing out: their cash is their creditors'."""
+    month's payment failures, not yet in default) pay nothing out: their cash is their creditors'. Nor
+    does a borrower in breach (flagged by last month's covenant tests, cured or not) or with a DSCR
+    shortfall on record: the cash trap of credit agreements keeps its cash in the business."""
     led = state.ledger
     live = state.borrower_mask() & ~led.defaulted & np.isfinite(led.cash_buffer_months)
+    live &= ~state.in_breach & (led.dscr_breach_months == 0)
     live[failed] = False
     target = np.full(led.n_agents, np.inf)
     target[live] = led.cash_buffer_months[live] * led.debt_service_due[live]
