@@ -256,6 +256,11 @@ class LenderBehaviour(Strict):
         default=1.0, description="credit funds: drawdown of equity that starts investor redemptions"
     )
     redemption_per_month: Fraction = Field(default=0.0, description="share of equity redeemed per month")
+    pays_out_earnings: bool = Field(
+        default=False,
+        description="each month it pays out the equity above its starting capital ratio (dividends, "
+        "distributions), so retained interest does not lift the ratio and losses lower it",
+    )
 
 
 class TrancheSpec(Strict):

@@ -87,6 +87,7 @@ class Ledger:
         self.external_assets = np.zeros(n)  # lenders: assets outside this market (USD)
         self.external_liabilities = np.zeros(n)  # lenders: deposits, fund investors, trust notes
         self.peak_equity = np.zeros(n)  # credit funds: for the redemption trigger
+        self.target_capital_ratio = np.zeros(n)  # lenders: their capital ratio at the start (payouts)
         # contracts (neo-clouds): share of fleet on take-or-pay, contracted rent, end month, tenant
         self.contract_share = np.zeros(n)
         self.contract_rent = np.zeros(n)  # USD per H100-equivalent hour

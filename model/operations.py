@@ -216,6 +216,24 @@ def pay_redemptions(state: MarketState) -> None:
     led.peak_equity = np.where(funds, np.maximum(led.peak_equity, equity), 0.0)
 
 
+def pay_out_lender_earnings(state: MarketState) -> None:
+    """Live lenders that distribute their earnings (``lenders.<kind>.pays_out_earnings``) pay out of cash,
+    each month, the equity above their starting capital ratio: x = (E - t A) / (1 - t) brings E / A back
+    to t. Banks distribute profits above their capital target, funds their income to investors, ABS
+    trusts their excess spread. Without it, interest retained against free outside liabilities lifts
+    the ratio through any crisis whose losses are smaller than the interest (docs/calibration.md 9);
+    with it, the ratio stays at its start in calm months and falls with losses."""
+    led = state.ledger
+    pays = state.lender_mask() & ~led.defaulted & (state.lender_params["pays_out_earnings"] > 0)
+    if not pays.any():
+        return
+    target = led.target_capital_ratio
+    excess = (state.lender_equity() - target * state.lender_assets()) / np.maximum(1.0 - target, 1e-9)
+    paid = np.where(pays, np.clip(excess, 0.0, np.maximum(led.cash, 0.0)), 0.0)
+    led.cash -= paid
+    led.cash_out += paid.sum()
+
+
 def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:
     """Borrowers keep a cash buffer of some months of debt service and spend the rest outside the
     modelled fleet (growth capex, dividends): cash that piles up would otherwise make them

@@ -274,3 +274,43 @@ def test_a_borrower_in_breach_pays_no_surplus_out() -> None:
     led.dscr_breach_months[2] = 3  # a DSCR shortfall on record
     pay_out_surplus(state, np.zeros(0, dtype=np.int64))
     assert led.cash[:3].tolist() == [2000.0, 10_000.0, 10_000.0]
+
+
+# --- lenders' capital ---------------------------------------------------------------------------
+
+
+def test_lenders_paying_out_earnings_hold_their_capital_ratio_until_a_loss_lowers_it() -> None:
+    """A bank earns interest on a performing loan: paying out its earnings keeps its capital ratio at
+    its start; without the payout the retained interest lifts it. The borrower's default in month 4
+    (10 GPUs and some cash against a $1M loan) then costs the bank most of the loan, and the ratio
+    falls below the start and stays there."""
+    agents = [
+        {"id": "nc", "type": "neocloud", "cash": 2e5, "fleet": {"H100": 10}},
+        {"id": "bank", "type": "bank", "cash": 1e5, "external_assets": 1e6, "external_liabilities": 1.2e6},
+    ]
+    loans = [{"creditor": "bank", "debtor": "nc", "principal": 1e6, "spread": 0.08, "tenor_months": 60}]
+    ratios = {}
+    for pays in (True, False):
+        data = explicit_market(
+            agents,
+            loans,
+            overrides={
+                "lenders.bank.pays_out_earnings": pays,
+                "shocks": [{"month": 4, "kind": "default_agent", "agent": "nc"}],
+            },
+            months=6,
+        )
+        model = GPUCreditModel(data, seed=1)
+        bank = model.names.index("bank")
+        start = model.state.capital_ratio()[bank]
+        path = []
+        for _ in range(6):
+            model.step()
+            path.append(model.state.capital_ratio()[bank])
+        ratios[pays] = (start, path)
+    start, path = ratios[True]
+    assert 0.0 < start < 1.0
+    assert path[:3] == pytest.approx([start] * 3, rel=1e-9)  # calm months: earnings paid out
+    assert max(path[3:]) < start - 0.05  # the loss (the GPUs and cash cover a fraction of 1e6) stays
+    start_off, path_off = ratios[False]
+    assert start_off == start and path_off[2] > start + 1e-4  # retained interest lifts the ratio

@@ -451,11 +451,12 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
         f"(share of fundamental value) {change(at(d_lo, c_hi), at(d_hi, c_hi), 'price_to_fundamental_trough', two)} "
         f"(air-cooled buyers only, {c_lo:g} kW: defaults {change(at(d_lo, c_lo), at(d_hi, c_lo), 'defaults_total', one)}). "
         f"Book LTV before the shock averaged {ltv:.2f}, a cushion that promises full recovery, and lenders "
-        f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the principal written off."
+        f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the exposure at default (1 - LGD)."
     )
     body = (
-        "Recovery pools all borrower loans: cash recovered plus repossessed GPUs still held at the mark, "
-        "over principal written off. The price trough is the lowest secondary mark of any launched "
+        "Recovery pools all borrower loans: 1 - LGD, exposure-weighted; recoveries (cash as it arrived, "
+        "repossessed GPUs still held at the end at the mark) discounted to the default month at the loan "
+        "rate, net of workout costs (model.metrics.loan_outcomes). The price trough is the lowest secondary mark of any launched "
         "generation as a share of its fundamental value. A blind spot shows at the 30 kW cap: no buyer "
         "can host the repossessed H100/H200s (40 kW racks), so nothing trades, the mark never moves "
         "and covenants see no fall in value (fewer defaults than a thin market that clears, a "
