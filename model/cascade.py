@@ -26,7 +26,7 @@ import numpy as np
 
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause
+from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause, Ledger
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
@@ -428,7 +428,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.cash_in += btc_cash.sum()
     led.btc[defaulters] = 0.0
     btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
-    to_btc_lender = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
+    to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
     led.cash[defaulters] += (
         btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
     )
@@ -452,9 +452,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
     seniority = loans.seniority[sel]
     uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
-    paid = _waterfall(debtor, seniority, uncovered, estate_cash)
-    left = estate_cash - np.bincount(debtor, weights=paid, minlength=n)
-    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)
+    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
+    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
     paid += to_btc_lender
     led.cash[handed_over] -= estate_cash[handed_over]
     led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
@@ -472,7 +471,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.stress_loss[worse] = hurt[worse]
 
 
-def pay_workout_costs(led, creditors: np.ndarray, cost: np.ndarray) -> None:
+def pay_workout_costs(led: Ledger, creditors: np.ndarray, cost: np.ndarray) -> None:
     """Creditors pay the workout costs of their defaulted loans to outside parties (lawyers, brokers):
     from cash, then (lenders) by selling outside assets, as for debt service."""
     if not np.any(cost > 0):
@@ -487,10 +486,10 @@ def pay_workout_costs(led, creditors: np.ndarray, cost: np.ndarray) -> None:
 
 def _waterfall(
     debtor: np.ndarray, seniority: np.ndarray, owed: np.ndarray, available: np.ndarray
-) -> np.ndarray:
-    """What each loan (of ``debtor``, owed ``owed``) gets from its debtor's ``available`` cash (indexed
-    by agent): the most senior class (lowest number) first, pro rata within a class, never beyond what
-    is owed."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each loan (of ``debtor``, owed ``owed``) gets from its debtor's ``available`` value (cash,
+    BTC proceeds, GPUs at the mark; indexed by agent): the most senior class (lowest number) first, pro
+    rata within a class, never beyond what is owed. Returns it and what is left of each agent's value."""
     paid = np.zeros(owed.size)
     remaining = available.copy()
     n = available.size
@@ -501,7 +500,7 @@ def _waterfall(
         share = np.divide(owed, level_owed[debtor], out=np.zeros(owed.size), where=level_owed[debtor] > 0)
         paid += np.where(in_level, np.minimum(take[debtor] * share, owed), 0.0)
         remaining -= take
-    return paid
+    return paid, remaining
 
 
 def _repossess_fleets(
@@ -517,16 +516,9 @@ def _repossess_fleets(
     debtor = loans.debtor[sel]
     fleet_value = state.value_at_mark()
     secured = loans.collateral[sel] == GPU
-    allocated = np.zeros(sel.size)
-    remaining = fleet_value.copy()
-    levels = loans.seniority[sel][secured]
-    for level in np.unique(levels) if levels.size else ():
-        in_level = secured & (loans.seniority[sel] == level)
-        level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
-        take = np.minimum(level_claim, remaining)
-        share = np.divide(claim, level_claim[debtor], out=np.zeros(sel.size), where=level_claim[debtor] > 0)
-        allocated += np.where(in_level, take[debtor] * share, 0.0)
-        remaining -= take
+    allocated, remaining = _waterfall(
+        debtor, loans.seniority[sel], np.where(secured, claim, 0.0), fleet_value
+    )
     alloc_share = np.divide(
         allocated, fleet_value[debtor], out=np.zeros(sel.size), where=fleet_value[debtor] > 0
     )
