@@ -330,10 +330,10 @@ def draw_network(model: LiveModel) -> Figure:
             continue
         if d.get("tie") == "loan" and isinstance(key, int | np.integer) and key < len(loans):
             segs.append((pos[u], pos[v]))
-            written_off = loans.written_off[key] > 0
+            defaulted = loans.exposure_at_default[key] > 0
             exposure = float(loans.principal[key])
-            widths.append(0.4 + 5.0 * math.sqrt(exposure / top) if not written_off else 0.8)
-            colours.append((0.85, 0.1, 0.1, 0.35) if written_off else (0.25, 0.3, 0.4, 0.45))
+            widths.append(0.4 + 5.0 * math.sqrt(exposure / top) if not defaulted else 0.8)
+            colours.append((0.85, 0.1, 0.1, 0.35) if defaulted else (0.25, 0.3, 0.4, 0.45))
         else:
             other.append((pos[u], pos[v]))
     ax.add_collection(

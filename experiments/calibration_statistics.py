@@ -126,7 +126,9 @@ class SummaryValue(Strict):
 
 class SummaryRatio(Strict):
     numerator: str = Field(description="a run-summary metric, e.g. credit_miner_term_loan_recovered")
-    denominator: str = Field(description="a run-summary metric, e.g. credit_miner_term_loan_written_off")
+    denominator: str = Field(
+        description="a run-summary metric, e.g. credit_miner_term_loan_exposure_at_default"
+    )
 
     @property
     def series(self) -> list[str]:

@@ -4,10 +4,11 @@ Each round, on whole arrays:
 1. test every borrower's covenants at the latest collateral price (DSCR once a month, in the first
    round of the month's first cascade; LTV at the secondary mark and BTC margin calls in every round);
 2. breached borrowers cure (cash, equity, selling GPUs) or default;
-3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their cash and
-   BTC recovered, their loans written off;
+3. defaulted borrowers' GPUs are repossessed into lots held by their secured lenders, their BTC and
+   cash paid to their creditors by priority; each loan's principal becomes its exposure at default;
 4. lenders' equity is re-measured and lender-to-lender claims cleared (Eisenberg-Noe, or zero recovery);
-5. lenders and curing borrowers post GPUs; the secondary market clears; every holder is re-marked.
+5. lenders and curing borrowers post GPUs (a lot whose workout period has ended goes to auction); the
+   secondary market clears; every holder is re-marked.
 The loop ends when a round brings no new default and no fall in any mark, or at the round cap (recorded).
 Every default records its cause and the agent that caused it, so a cascade is a tree.
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from agents import Borrower, Lender, Miner
 from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause
+from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause, Ledger
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
@@ -404,12 +405,16 @@ def sell_pledged_btc(state: MarketState, amount: np.ndarray) -> None:
 
 
 def repossess(state: MarketState, defaulters: np.ndarray) -> None:
-    """All loans of the defaulters default. GPUs go to the GPU-secured lenders by seniority (a
-    waterfall on value at the current mark), then pro rata; BTC is sold; the rest of the estate's
-    cash is shared by all its creditors in proportion to what is still unrecovered."""
+    """All loans of the defaulters default: each loan's principal becomes its exposure at default and
+    its creditor pays the workout cost. GPUs go to the GPU-secured lenders by seniority (a waterfall
+    on value at the current mark), then pro rata; BTC is sold and its proceeds go to the BTC-secured
+    lenders first; the estate's cash then pays what the collateral does not cover, most senior loans
+    first (pro rata within a seniority class), then what is still owed in cash in the same order; the
+    rest belongs to the borrower's owners."""
     led = state.ledger
     loans = led.loans
     n = led.n_agents
+    month = state.world.month
     is_def = np.zeros(n, dtype=bool)
     is_def[defaulters] = True
     sel = np.flatnonzero(loans.active & is_def[loans.debtor])
@@ -418,11 +423,16 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     claim = loans.principal[sel]
     debtor = loans.debtor[sel]
 
-    # BTC: sold to the outside market, into the estate's cash
-    btc_cash = led.btc[defaulters] * state.world.btc_price
+    # BTC: sold to the outside market; the BTC-secured loans are paid first, the rest is estate cash
+    btc_cash = np.zeros(n)
+    btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
     led.cash_in += btc_cash.sum()
-    led.cash[defaulters] += btc_cash
     led.btc[defaulters] = 0.0
+    btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
+    to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
+    led.cash[defaulters] += (
+        btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
+    )
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
     overdrawn = np.minimum(led.cash[defaulters], 0.0)
     led.cash_out += overdrawn.sum()
@@ -439,29 +449,59 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
 
-    # cash: shared by every creditor in proportion to what the collateral does not cover
-    uncovered = np.maximum(claim - allocated, 0.0)
-    total_uncovered = np.bincount(debtor, weights=uncovered, minlength=n)
-    weight = np.divide(
-        uncovered, total_uncovered[debtor], out=claim_share.copy(), where=total_uncovered[debtor] > 0
-    )
+    # cash: by priority, first to what neither the GPUs nor the BTC cover, then to what is still owed
     estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
-    paid = np.minimum(estate_cash[debtor] * weight, claim)
+    seniority = loans.seniority[sel]
+    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
+    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
+    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
+    paid += to_btc_lender
     led.cash[handed_over] -= estate_cash[handed_over]
-    led.cash_out += estate_cash.sum() - paid.sum()  # what is left belongs to the borrower's owners
+    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
     led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
-    loans.recovered[sel] += paid
-    loans.written_off[sel] += claim
-    loans.principal[sel] = 0.0
-    loans.active[sel] = False
+    cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
+    pay_workout_costs(led, loans.creditor[sel], cost)
+    loans.recover(sel, paid, month)
 
     # lenders remember the default that has cost them most so far (for attributing their later decisions)
-    hurt_most, cost = largest_by_group(
-        n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0), debtor
+    hurt_most, hurt = largest_by_group(
+        n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0) + cost, debtor
     )
-    worse = cost > led.stress_loss
+    worse = hurt > led.stress_loss
     led.stress_source[worse] = hurt_most[worse]
-    led.stress_loss[worse] = cost[worse]
+    led.stress_loss[worse] = hurt[worse]
+
+
+def pay_workout_costs(led: Ledger, creditors: np.ndarray, cost: np.ndarray) -> None:
+    """Creditors pay the workout costs of their defaulted loans to outside parties (lawyers, brokers):
+    from cash, then (lenders) by selling outside assets, as for debt service."""
+    if not np.any(cost > 0):
+        return
+    owed = np.bincount(creditors, weights=cost, minlength=led.n_agents)
+    from_outside = np.clip(owed - np.maximum(led.cash, 0.0), 0.0, led.external_assets)
+    led.external_assets -= from_outside
+    led.cash_in += from_outside.sum()  # outside assets sold for cash
+    led.cash += from_outside - owed
+    led.cash_out += owed.sum()
+
+
+def _waterfall(
+    debtor: np.ndarray, seniority: np.ndarray, owed: np.ndarray, available: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each loan (of ``debtor``, owed ``owed``) gets from its debtor's ``available`` value (cash,
+    BTC proceeds, GPUs at the mark; indexed by agent): the most senior class (lowest number) first, pro
+    rata within a class, never beyond what is owed. Returns it and what is left of each agent's value."""
+    paid = np.zeros(owed.size)
+    remaining = available.copy()
+    n = available.size
+    for level in np.unique(seniority[owed > 0]):
+        in_level = (seniority == level) & (owed > 0)
+        level_owed = np.bincount(debtor[in_level], weights=owed[in_level], minlength=n)
+        take = np.minimum(level_owed, remaining)
+        share = np.divide(owed, level_owed[debtor], out=np.zeros(owed.size), where=level_owed[debtor] > 0)
+        paid += np.where(in_level, np.minimum(take[debtor] * share, owed), 0.0)
+        remaining -= take
+    return paid, remaining
 
 
 def _repossess_fleets(
@@ -477,16 +517,9 @@ def _repossess_fleets(
     debtor = loans.debtor[sel]
     fleet_value = state.value_at_mark()
     secured = loans.collateral[sel] == GPU
-    allocated = np.zeros(sel.size)
-    remaining = fleet_value.copy()
-    levels = loans.seniority[sel][secured]
-    for level in np.unique(levels) if levels.size else ():
-        in_level = secured & (loans.seniority[sel] == level)
-        level_claim = np.bincount(debtor[in_level], weights=claim[in_level], minlength=n)
-        take = np.minimum(level_claim, remaining)
-        share = np.divide(claim, level_claim[debtor], out=np.zeros(sel.size), where=level_claim[debtor] > 0)
-        allocated += np.where(in_level, take[debtor] * share, 0.0)
-        remaining -= take
+    allocated, remaining = _waterfall(
+        debtor, loans.seniority[sel], np.where(secured, claim, 0.0), fleet_value
+    )
     alloc_share = np.divide(
         allocated, fleet_value[debtor], out=np.zeros(sel.size), where=fleet_value[debtor] > 0
     )
@@ -584,23 +617,24 @@ def clear_lenders(state: MarketState) -> Failures:
         )
         parent = np.where(own, led.stress_source[failed], most_exposed[failed])
 
+    # booked as in repossession: the whole claim is the exposure at default, what clearing pays is recovered
+    month = state.world.month
+    cost = loans.default(hit, month, state.world.base_rate, rules.workout_cost_share)
+    pay_workout_costs(led, hit_creditor, cost)
     if not zero:  # what clearing pays moves from the estate's outside assets to the creditor's
-        _settle(led, hit, recovery[hit_debtor] * hit_amount)
-    # booked as in repossession: the whole claim is written off, what clearing pays is recovered
-    loans.written_off[hit] += hit_amount
-    loans.principal[hit] = 0.0
-    loans.active[hit] = False
+        _settle(led, hit, recovery[hit_debtor] * hit_amount, month)
     return Failures(failed, cause, parent)
 
 
-def _settle(led, loan_ids: np.ndarray, payment: np.ndarray) -> None:
+def _settle(led, loan_ids: np.ndarray, payment: np.ndarray, month: int) -> None:
     """Book ``payment`` as what each interbank loan recovers: the change from what it recovered so far
-    moves from its debtor's outside assets to its creditor's."""
+    moves from its debtor's outside assets to its creditor's, booked as a recovery in ``month`` (a new
+    clearing of an earlier estate can lower it)."""
     loans = led.loans
     change = payment - loans.recovered[loan_ids]
     led.external_assets += np.bincount(loans.creditor[loan_ids], weights=change, minlength=led.n_agents)
     led.external_assets -= np.bincount(loans.debtor[loan_ids], weights=change, minlength=led.n_agents)
-    loans.recovered[loan_ids] = payment
+    loans.recover(loan_ids, change, month)
     led.invalidate()  # outside assets moved: lender equity and assets change
 
 
@@ -621,7 +655,7 @@ def _clear_pari_passu(
     cleared = np.flatnonzero(interbank & ~loans.active & estate[loans.debtor] & lender[loans.creditor])
     debtor = np.concatenate([loans.debtor[live_claims], loans.debtor[cleared]])
     creditor = np.concatenate([loans.creditor[live_claims], loans.creditor[cleared]])
-    face = np.concatenate([loans.principal[live_claims], loans.written_off[cleared]])
+    face = np.concatenate([loans.principal[live_claims], loans.exposure_at_default[cleared]])
     booked = np.concatenate([loans.principal[live_claims], loans.recovered[cleared]])
     claims = np.bincount(creditor, weights=booked, minlength=n)
     paid_out = np.bincount(loans.debtor[cleared], weights=loans.recovered[cleared], minlength=n)
@@ -645,7 +679,12 @@ def _clear_pari_passu(
     recovery = np.ones(n)
     recovery[nodes] = result.recovery
     if cleared.size:
-        _settle(led, cleared, recovery[loans.debtor[cleared]] * loans.written_off[cleared])
+        _settle(
+            led,
+            cleared,
+            recovery[loans.debtor[cleared]] * loans.exposure_at_default[cleared],
+            state.world.month,
+        )
     # a lender with negative equity (zero too, with the tie rule) fails even where the clearing has it
     # pay in full (its debts outside the interbank network can exceed what it holds)
     failing = np.zeros(n, dtype=bool)
@@ -678,15 +717,21 @@ def lender_offers(state: MarketState, to_sell: np.ndarray | None = None) -> Offe
     share, reserve_share = Lender.sale_plan(stressed, state.lender_params)
     if to_sell is not None:
         share, reserve_share = _deleveraging_sales(state, share, reserve_share, to_sell)
+    share, reserve_share = share[lots.holder], reserve_share[lots.holder]
+    rules = state.scenario.cascade
+    if rules.workout_months is not None:  # a workout that has run its course ends in an auction
+        since = led.loans.default_month[lots.loan]
+        ended = (since >= 0) & (state.world.month - since >= rules.workout_months)
+        share, reserve_share = np.where(ended, 1.0, share), np.where(ended, 0.0, reserve_share)
     fundamental = state.fundamental()
-    floor = state.scenario.cascade.scrap_value_share
-    units = lots.units * share[lots.holder]
+    floor = rules.scrap_value_share
+    units = lots.units * share
     keep = units > 1e-9
     gen = lots.generation[keep]
     return Offers(
         generation=gen,
         units=units[keep],
-        reserve=np.maximum(reserve_share[lots.holder][keep], floor) * fundamental[gen],
+        reserve=np.maximum(reserve_share[keep], floor) * fundamental[gen],
         seller=lots.holder[keep],
         lot=np.flatnonzero(keep),
         source=lots.source[keep],
@@ -741,7 +786,7 @@ def _deleveraging_sales(
     return np.where(live, target_share, share), np.where(live, target_reserve, reserve_share)
 
 
-def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray, month: int) -> np.ndarray:
     """Credit sale proceeds to their loans, each up to its unrecovered claim; returns what was kept."""
     order = np.argsort(loan_ids, kind="stable")
     ids, amt = loan_ids[order], amounts[order]
@@ -749,9 +794,9 @@ def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray) -> np.n
     starts = run_starts(ids)
     group = np.cumsum(starts) - 1
     before = cum - amt - (cum - amt)[starts][group]
-    room = np.maximum(loans.written_off[ids] - loans.recovered[ids], 0.0)
+    room = np.maximum(loans.exposure_at_default[ids] - loans.recovered[ids], 0.0)
     kept_sorted = np.clip(room - before, 0.0, amt)
-    np.add.at(loans.recovered, ids, kept_sorted)
+    loans.recover(ids, kept_sorted, month)
     kept = np.empty_like(kept_sorted)
     kept[order] = kept_sorted
     return kept
@@ -800,7 +845,7 @@ def sell(
     lot_ids = offers.lot[from_lot]
     lots.units[lot_ids] -= result.filled[from_lot]
     # a lender keeps proceeds up to its claim; a surplus belongs to the defaulted borrower's owners
-    kept = _credit_recoveries(led.loans, lots.loan[lot_ids], proceeds[from_lot])
+    kept = _credit_recoveries(led.loans, lots.loan[lot_ids], proceeds[from_lot], state.world.month)
     led.cash_out += proceeds[from_lot].sum() - kept.sum()
     led.cash += np.bincount(offers.seller[from_lot], weights=kept, minlength=led.n_agents)
     # curing borrowers: units leave the fleet, proceeds repay their GPU-secured loans

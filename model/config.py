@@ -43,6 +43,15 @@ MarginCall = Annotated[
     Field(description='loan / BTC value that triggers a margin call; "none" (or no key) = no call'),
 ]
 
+WorkoutMonths = Annotated[
+    Annotated[int, Field(ge=1, le=120)] | None,
+    BeforeValidator(_no_covenant),
+    Field(
+        description="months after a default at which its creditor auctions the repossessed GPUs it still "
+        'holds (down to the scrap floor); "none" (or no key) = no deadline'
+    ),
+]
+
 
 class ConfigError(ValueError):
     """A scenario (or experiment) that cannot run; the message names the field and what is allowed."""
@@ -262,6 +271,11 @@ class LenderBehaviour(Strict):
     )
     leverage_target: Fraction = Field(
         default=0.05, description="leverage_target rule: equity/assets it deleverages back to"
+    )
+    pays_out_earnings: bool = Field(
+        default=False,
+        description="each month it pays out the equity above its starting capital ratio (dividends, "
+        "distributions), so retained interest does not lift the ratio and losses lower it",
     )
 
     @model_validator(mode="after")
@@ -492,6 +506,11 @@ class CascadeRules(Strict):
         default=1.0536,
         le=100.0,
         description="exponential price impact; 1.0536: selling 10 % lowers the price 10 %",
+    )
+    workout_months: WorkoutMonths = None
+    workout_cost_share: Fraction = Field(
+        default=0.0,
+        description="cost of working out a default (legal, broker), paid by the creditor, share of EAD",
     )
 
 

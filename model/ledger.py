@@ -87,6 +87,7 @@ class Ledger:
         self.external_assets = np.zeros(n)  # lenders: assets outside this market (USD)
         self.external_liabilities = np.zeros(n)  # lenders: deposits, fund investors, trust notes
         self.peak_equity = np.zeros(n)  # credit funds: for the redemption trigger
+        self.target_capital_ratio = np.zeros(n)  # lenders: their capital ratio at the start (payouts)
         # contracts (neo-clouds): share of fleet on take-or-pay, contracted rent, end month, tenant
         self.contract_share = np.zeros(n)
         self.contract_rent = np.zeros(n)  # USD per H100-equivalent hour
@@ -240,7 +241,7 @@ class LoanBook:
         "dscr_min",
         "ltv_max",
         "margin_call_ltv",
-        "written_off",
+        "exposure_at_default",
         "recovered",
         "repaid",
     )
@@ -249,13 +250,23 @@ class LoanBook:
         "principal",
         "age",
         "tenor",
-        "written_off",
+        "exposure_at_default",
         "recovered",
         "repaid",
         "active",
     )
     """The columns that change during a run: the book owns them, so one array passed for two of them
     does not become one balance and the caller's array does not change with the book."""
+
+    OUTCOMES = {
+        "default_month": -1,  # the month the loan defaulted (-1: it has not)
+        "default_rate": 0.0,  # its annual rate (base rate then + spread): recoveries are discounted at it
+        "recovery_pv": 0.0,  # recoveries discounted to the default month at ``default_rate``
+        "workout_cost": 0.0,  # what the creditor paid to work the default out (USD, at default)
+        "exposure_years": 0.0,  # interest-bearing balance x years, summed month by month (USD-years)
+    }
+    """Columns every book starts with at these values: what happened to each loan, for the credit
+    measures (``model.metrics.loan_outcomes``)."""
 
     def __init__(self, **arrays: np.ndarray) -> None:
         for name in self.FIELDS_INT:
@@ -265,6 +276,9 @@ class LoanBook:
         self.active = np.array(arrays["active"], dtype=bool)
         self.original_principal = self.principal.copy()
         self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
+        for name, start in self.OUTCOMES.items():
+            setattr(self, name, np.full(self.principal.size, start))
+        self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
 
     @classmethod
     def empty(cls) -> LoanBook:
@@ -276,6 +290,35 @@ class LoanBook:
 
     def rate(self, base_rate: float) -> np.ndarray:
         return base_rate + self.spread
+
+    def default(self, ids: np.ndarray, month: int, base_rate: float, workout_cost_share: float) -> np.ndarray:
+        """Loans ``ids`` default in ``month``: their principal becomes the exposure at default (EAD),
+        recoveries will be discounted at the rate they carried then, and their creditors pay the
+        workout cost, a share of the EAD. Returns the cost per loan (the caller moves the cash)."""
+        claim = self.principal[ids]
+        self.exposure_at_default[ids] += claim
+        self.default_month[ids] = month
+        self.default_rate[ids] = base_rate + self.spread[ids]
+        cost = workout_cost_share * claim
+        self.workout_cost[ids] += cost
+        self.principal[ids] = 0.0
+        self.active[ids] = False
+        return cost
+
+    def recover(self, ids: np.ndarray, amounts: np.ndarray, month: int) -> None:
+        """Book recoveries on defaulted loans (``ids`` may repeat): cash as it arrives, and its value at
+        the default month, discounted monthly at the loan's rate (``recovery_pv``)."""
+        if ids.size == 0:
+            return
+        np.add.at(self.recovered, ids, amounts)
+        np.add.at(self.recovery_pv, ids, amounts * self.discount(ids, month))
+        self.recovery_log.append((month, ids.copy(), np.asarray(amounts, dtype=np.float64).copy()))
+
+    def discount(self, ids: np.ndarray, month: int | float) -> np.ndarray:
+        """Value at the default month of one dollar received in ``month`` (monthly compounding at the
+        rate the loan carried at default, as its interest is charged)."""
+        months = np.maximum(month - self.default_month[ids], 0)
+        return (1.0 + self.default_rate[ids] / 12.0) ** -months
 
 
 class Lots:

@@ -221,7 +221,7 @@ class MetricsRecorder:
                 "parent": led.default_parent[idx],
                 "parent_name": [names[p] if p >= 0 else "" for p in led.default_parent[idx]],
                 "book_ltv": led.book_ltv_at_default[idx],
-                "recovery": [borrower_recovery(self.model, i) for i in idx],
+                "recovery": borrower_recoveries(self.model, idx),
             }
         )
 
@@ -237,53 +237,89 @@ def _borrower_gpu_loans(led: Any) -> np.ndarray:
     return borrower & (loans.collateral == COLLATERALS.index("gpu"))
 
 
+def loan_outcomes(model: GPUCreditModel) -> dict[str, np.ndarray]:
+    """Exposure, recovery and loss of every loan, defined once (every credit measure reads these).
+
+    - ``exposure_at_default`` (EAD): the principal outstanding when the loan defaulted.
+    - ``recovered``: what came back, undiscounted: cash received as it arrived (estate cash and BTC at
+      default, sale proceeds of repossessed GPUs over the workout, interbank clearing).
+    - ``held``: repossessed GPUs the creditor still holds at the end of the run, at the mark, up to
+      the unrecovered claim (``MarketState.repossessed_value``).
+    - ``book_loss``: what the creditor's equity lost: EAD + workout cost - recovered - held.
+    - ``loss``: the economic loss at the default month: EAD + workout cost - each recovery discounted
+      to the default month at the loan's rate (``LoanBook.recover``) - the stock still held,
+      discounted from the run's last month. Loss given default = loss / EAD.
+    - ``in_workout``: defaulted loans whose creditor still held repossessed GPUs at the end of the run.
+    Loans that have not defaulted have zero in every column."""
+    loans = model.ledger.loans
+    held = np.zeros(len(loans))
+    if len(model.ledger.lots):
+        loan, value = model.state.repossessed_value()
+        held[loan] = value
+    defaulted = loans.default_month >= 0
+    everything = np.arange(len(loans))
+    held_pv = held * np.where(defaulted, loans.discount(everything, model.state.world.month), 0.0)
+    ead = loans.exposure_at_default
+    return {
+        "defaulted": defaulted,
+        "exposure_at_default": ead,
+        "workout_cost": loans.workout_cost,
+        "recovered": loans.recovered,
+        "held": held,
+        "book_loss": np.where(defaulted, ead + loans.workout_cost - loans.recovered - held, 0.0),
+        "loss": np.where(defaulted, ead + loans.workout_cost - loans.recovery_pv - held_pv, 0.0),
+        "in_workout": defaulted & (held > 0),
+    }
+
+
 def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
-    """Loan outcomes by borrower type and instrument, as sums that pool across runs: loans, defaulted
-    loans, starting principal, principal written off at default, and what came back (cash recovered
-    plus repossessed GPUs still held, at the mark). PD = defaulted / loans; LGD = 1 - back / written off."""
+    """Loan outcomes by borrower type and instrument, as sums that pool across runs (``loan_outcomes``):
+    loans, defaulted loans, starting principal, exposure at default, recovered (EAD - economic loss:
+    discounted at the loan rate, net of workout costs, so LGD = 1 - recovered / EAD, exposure-weighted),
+    economic loss, the balance at risk in USD-years (the denominator of a fair spread), the loans'
+    tenors in months (their mean is the instrument's horizon) and the EAD still in workout at the end."""
     led = model.ledger
     loans = led.loans
-    held = np.bincount(
-        led.lots.loan,
-        weights=model.state.lot_values_at_mark(),
-        minlength=len(loans),
-    )
-    back = np.minimum(loans.recovered + held, loans.written_off)
-    defaulted = led.defaulted[loans.debtor] & (loans.written_off > 0)
+    out = loan_outcomes(model)
+    defaulted = out["defaulted"] & (out["exposure_at_default"] > 0)
     cells: dict[str, dict[str, float]] = {}
     for kind in BORROWER_KINDS:
         for instrument in BORROWER_INSTRUMENTS:
             m = (led.kind[loans.debtor] == kind) & (loans.instrument == INSTRUMENTS.index(instrument))
             d = m & defaulted
+            ead = float(out["exposure_at_default"][d].sum())
+            loss = float(out["loss"][d].sum())
             cells[f"{KIND_NAMES[kind]}_{instrument}"] = {
                 "loans": int(m.sum()),
                 "defaulted": int(d.sum()),
                 "principal": float(loans.original_principal[m].sum()),
-                "written_off": float(loans.written_off[d].sum()),
-                "recovered": float(back[d].sum()),
+                "exposure_at_default": ead,
+                "recovered": ead - loss,
+                "loss": loss,
+                "exposure_years": float(loans.exposure_years[m].sum()),
+                "tenor_months": float(loans.rollover_tenor[m].sum()),
+                "in_workout": float(out["exposure_at_default"][d & out["in_workout"]].sum()),
             }
     return cells
 
 
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
-    """Loss to each creditor on defaulted loans: written off, less cash recovered and less the
-    repossessed GPUs it still holds (``MarketState.repossessed_value``: at the mark, up to the claim)."""
+    """Loss to each creditor's equity on its defaulted loans (``loan_outcomes``' book loss)."""
     loans = model.ledger.loans
-    held = np.zeros(len(loans))
-    loan, value = model.state.repossessed_value()
-    held[loan] = value
-    loss = loans.written_off - loans.recovered - held
     return np.bincount(
-        loans.creditor, weights=np.where(loans.written_off > 0, loss, 0.0), minlength=model.ledger.n_agents
+        loans.creditor, weights=loan_outcomes(model)["book_loss"], minlength=model.ledger.n_agents
     )
 
 
-def borrower_recovery(model: GPUCreditModel, agent: int) -> float:
-    """Realised recovery on a defaulted agent's loans: cash recovered over the claim at default."""
+def borrower_recoveries(model: GPUCreditModel, agents: np.ndarray) -> np.ndarray:
+    """Recovery rate (1 - LGD, exposure-weighted over its loans, ``loan_outcomes``) of each agent in
+    ``agents``; NaN for one whose loans had no exposure at default."""
     loans = model.ledger.loans
-    mine = (loans.debtor == agent) & (loans.written_off > 0)
-    claim = loans.written_off[mine].sum()
-    return float(loans.recovered[mine].sum() / claim) if claim > 0 else float("nan")
+    out = loan_outcomes(model)
+    n = model.ledger.n_agents
+    ead = np.bincount(loans.debtor, weights=out["exposure_at_default"], minlength=n)[agents]
+    loss = np.bincount(loans.debtor, weights=out["loss"], minlength=n)[agents]
+    return np.divide(ead - loss, ead, out=np.full(ead.size, np.nan), where=ead > 0)
 
 
 def cascade_sizes(defaults: pd.DataFrame) -> dict[int, int]:

@@ -20,7 +20,14 @@ from model.config import ConfigError, Scenario, load_scenario
 from model.ledger import Cause, Kind
 from model.metrics import MetricsRecorder
 from model.network import build_market
-from model.operations import earn, pay_debt_service, pay_out_surplus, pay_redemptions, retire_end_of_life
+from model.operations import (
+    earn,
+    pay_debt_service,
+    pay_out_lender_earnings,
+    pay_out_surplus,
+    pay_redemptions,
+    retire_end_of_life,
+)
 from model.secondary import BuyerBook, Marks
 from model.state import MarketState
 from model.world import MarketWorld
@@ -126,6 +133,7 @@ class GPUCreditModel(mesa.Model):
             last_driver=np.full(len(world.generations), -1, dtype=np.int64),
         )
         self.state.refresh_fundamental()
+        self.ledger.target_capital_ratio = self.state.capital_ratio()
         self._create_agents()
         self.last_cascade = CascadeReport()
         self.metrics = MetricsRecorder(self)
@@ -195,6 +203,7 @@ class GPUCreditModel(mesa.Model):
         pay_redemptions(self.state)
         failed = pay_debt_service(self.state, ocf)
         pay_out_surplus(self.state, failed.agents)
+        pay_out_lender_earnings(self.state)
         return Failures(failed.agents, failed.cause, failed.parent)
 
     def resolve_defaults(self, initial: Failures) -> CascadeReport:

@@ -254,7 +254,7 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         dscr_min=[x.dscr_min for x in loans],
         ltv_max=[NO_LIMIT if x.ltv_max is None else x.ltv_max for x in loans],
         margin_call_ltv=[NO_LIMIT if x.margin_call_ltv is None else x.margin_call_ltv for x in loans],
-        written_off=np.zeros(len(loans)),
+        exposure_at_default=np.zeros(len(loans)),
         recovered=np.zeros(len(loans)),
         repaid=np.zeros(len(loans)),
         active=np.ones(len(loans), dtype=bool),
@@ -571,7 +571,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     count = loan_rows["principal"].size
     ledger.loans = LoanBook(
         **loan_rows,
-        written_off=np.zeros(count),
+        exposure_at_default=np.zeros(count),
         recovered=np.zeros(count),
         repaid=np.zeros(count),
         active=np.ones(count, dtype=bool),

@@ -100,6 +100,7 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     loans = led.loans
     act = np.flatnonzero(loans.active & ~led.defaulted[loans.debtor])
     principal = loans.principal[act]
+    loans.exposure_years[act] += principal / 12.0  # the balance at risk this month (fair spreads)
     rate = (world.base_rate + loans.spread[act]) / 12.0
     interest = principal * rate
     scheduled = (
@@ -215,13 +216,34 @@ def pay_redemptions(state: MarketState) -> None:
     led.peak_equity = np.where(funds, np.maximum(led.peak_equity, equity), 0.0)
 
 
+def pay_out_lender_earnings(state: MarketState) -> None:
+    """Live lenders that distribute their earnings (``lenders.<kind>.pays_out_earnings``) pay out of cash,
+    each month, the equity above their starting capital ratio: x = (E - t A) / (1 - t) brings E / A back
+    to t. Banks distribute profits above their capital target, funds their income to investors, ABS
+    trusts their excess spread. Without it, interest retained against free outside liabilities lifts
+    the ratio through any crisis whose losses are smaller than the interest (docs/calibration.md 9);
+    with it, the ratio stays at its start in calm months and falls with losses."""
+    led = state.ledger
+    pays = state.lender_mask() & ~led.defaulted & (state.lender_params["pays_out_earnings"] > 0)
+    if not pays.any():
+        return
+    target = led.target_capital_ratio
+    excess = (state.lender_equity() - target * state.lender_assets()) / np.maximum(1.0 - target, 1e-9)
+    paid = np.where(pays, np.clip(excess, 0.0, np.maximum(led.cash, 0.0)), 0.0)
+    led.cash -= paid
+    led.cash_out += paid.sum()
+
+
 def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:
     """Borrowers keep a cash buffer of some months of debt service and spend the rest outside the
     modelled fleet (growth capex, dividends): cash that piles up would otherwise make them
     unrealistically safe (an assumption; see docs/calibration.md). The borrowers in ``failed`` (this
-    month's payment failures, not yet in default) pay nothing out: their cash is their creditors'."""
+    month's payment failures, not yet in default) pay nothing out: their cash is their creditors'. Nor
+    does a borrower in breach (flagged by last month's covenant tests, cured or not) or with a DSCR
+    shortfall on record: the cash trap of credit agreements keeps its cash in the business."""
     led = state.ledger
     live = state.borrower_mask() & ~led.defaulted & np.isfinite(led.cash_buffer_months)
+    live &= ~state.in_breach & (led.dscr_breach_months == 0)
     live[failed] = False
     target = np.full(led.n_agents, np.inf)
     target[live] = led.cash_buffer_months[live] * led.debt_service_due[live]

@@ -150,7 +150,9 @@ class MarketState:
         loans, lots = led.loans, led.lots
         loan, lot_of = lots.by_loan()
         held = np.bincount(lot_of, weights=self.lot_values_at_mark(), minlength=loan.size)
-        return loan, np.minimum(held, np.maximum(loans.written_off[loan] - loans.recovered[loan], 0.0))
+        return loan, np.minimum(
+            held, np.maximum(loans.exposure_at_default[loan] - loans.recovered[loan], 0.0)
+        )
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()

@@ -57,7 +57,8 @@ def test_new_summary_measures_are_consistent():
     assert (defaulted_loans > 0) == (s["defaults_by_type"]["miner"] + s["defaults_by_type"]["neocloud"] > 0)
     for c in cells.values():
         assert 0 <= c["defaulted"] <= c["loans"]
-        assert 0.0 <= c["recovered"] <= c["written_off"] + 1e-6
+        assert c["recovered"] <= c["exposure_at_default"] + 1e-6
+        assert c["loss"] == pytest.approx(c["exposure_at_default"] - c["recovered"])
     assert 0.0 <= s["dscr_breach_probability"] <= 1.0
     losses = sum(s["lender_losses_by_type"].values())
     assert s["systemic_loss"] == pytest.approx(losses / m.metrics.initial_lender_equity)
@@ -182,13 +183,13 @@ def test_the_2022_replay_follows_the_recorded_paths(tiny_results):
         assert rent == pytest.approx(m.state.world.hashprice() * 0.1 / 24, rel=0.01), month
 
 
-def test_fair_spread_is_hazard_times_lgd():
+def test_fair_spread_is_default_intensity_times_lgd():
     from experiments.named.analyses import fair_spread
 
-    d, n = np.array([1, 1]), np.array([2, 2])  # PD 0.5 over 5 years
-    s = fair_spread(d, n, np.array([100.0, 100.0]), np.array([40.0, 40.0]), 5.0)
-    assert s == pytest.approx(-np.log(0.5) / 5 * 0.6)
-    assert fair_spread(np.array([0]), np.array([3]), np.array([0.0]), np.array([0.0]), 5.0) == 0.0
+    years, ead, recovered = np.array([100.0, 300.0]), np.array([50.0, 150.0]), np.array([20.0, 60.0])
+    s = fair_spread(years, ead, recovered)  # intensity 200 / 400 per year, LGD 120 / 200
+    assert s == pytest.approx(0.5 * 0.6)
+    assert fair_spread(np.array([10.0]), np.array([0.0]), np.array([0.0])) == 0.0
 
 
 def test_unknown_experiment_is_one_clear_message(capsys):

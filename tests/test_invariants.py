@@ -41,12 +41,14 @@ class Books:
         assert abs(led.cash.sum() - expected) <= REL * scale, f"cash {where}"
         # every loan's original principal is outstanding, repaid or written off
         np.testing.assert_allclose(
-            loans.principal + loans.repaid + loans.written_off,
+            loans.principal + loans.repaid + loans.exposure_at_default,
             loans.original_principal,
             rtol=REL,
             err_msg=f"principal identity {where}",
         )
-        assert np.all(loans.recovered <= loans.written_off * (1 + REL) + 1e-6), f"recovered > claim {where}"
+        assert np.all(loans.recovered <= loans.exposure_at_default * (1 + REL) + 1e-6), (
+            f"recovered > claim {where}"
+        )
         # no negative holdings
         assert led.gpus.min(initial=0.0) >= -1e-9, f"negative GPUs {where}"
         assert led.lots.units.min(initial=0.0) >= -1e-9, f"negative lot {where}"

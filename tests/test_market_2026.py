@@ -105,7 +105,7 @@ def test_a_coreweave_default_writes_down_its_lenders_and_keeps_the_books() -> No
     theirs = loans.debtor == coreweave
     assert model.ledger.defaulted[coreweave]
     assert not loans.active[theirs].any()
-    assert loans.written_off[theirs].sum() > 0
+    assert loans.exposure_at_default[theirs].sum() > 0
     model.step()
     books.check("a month later")
 

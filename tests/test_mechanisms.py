@@ -1068,7 +1068,7 @@ def test_gpus_go_to_secured_lenders_by_seniority() -> None:
     repossess(model.state, np.array([0]))
     assert units_by_holder(model) == pytest.approx({1: 600.0, 2: 400.0})
     loans, led = model.ledger.loans, model.ledger
-    assert loans.written_off.tolist() == pytest.approx([0.6 * v, 0.6 * v])
+    assert loans.exposure_at_default.tolist() == pytest.approx([0.6 * v, 0.6 * v])
     assert loans.recovered.tolist() == pytest.approx([0.0, 1000.0])
     assert not loans.active.any() and loans.principal.tolist() == [0.0, 0.0]
     assert led.gpus[0].sum() == 0.0 and led.cash[0] == 0.0 and led.cash[2] == pytest.approx(1000.0)
@@ -1182,7 +1182,7 @@ def test_lender_contagion_is_a_cause_tree_within_the_round(recovery) -> None:
     assert led.default_cause[failed].tolist() == [Cause.INSOLVENCY, Cause.COUNTERPARTY][: len(failed)]
     assert led.default_parent[failed].tolist() == [0, 1][: len(failed)]
     assert led.default_round[failed].tolist() == [0] * len(failed)
-    written_off = led.loans.written_off.tolist()
+    written_off = led.loans.exposure_at_default.tolist()
     assert written_off == ([10.0, 10.0, 2.0] if recovery == "zero" else [10.0, 10.0, 0.0])
     recovered = 0.0 if recovery == "zero" else 10.0 * 100.0 / 105.0
     assert led.loans.recovered.tolist() == pytest.approx([0.0, recovered, 0.0])
@@ -1263,7 +1263,7 @@ def test_a_lender_with_negative_equity_fails_under_clearing_too() -> None:
     # -5 before the clearing; the part of its debt it does not pay (10 / 21) is written off
     assert model.state.lender_equity()[1] == pytest.approx(-5.0 + 10.0 * 5.0 / 105.0)
     assert led.defaulted[1] and led.default_cause[1] == Cause.INSOLVENCY and led.default_parent[1] == 2
-    assert led.loans.written_off[0] == 10.0 and not led.loans.active[0]
+    assert led.loans.exposure_at_default[0] == 10.0 and not led.loans.active[0]
     assert led.loans.recovered[0] == pytest.approx(10.0 * 100.0 / 105.0)
 
 
@@ -1303,7 +1303,7 @@ def test_losses_are_pari_passu_in_every_round() -> None:
     assert np.flatnonzero(led.defaulted[banks]).tolist() == [1, 2]
     assert led.default_cause[2] == Cause.INSOLVENCY
     b2_pays = 10.0 * 100.0 / 105.0
-    assert loans_.written_off[1] == 10.0 and not loans_.active[1]
+    assert loans_.exposure_at_default[1] == 10.0 and not loans_.active[1]
     assert loans_.recovered[1] == pytest.approx(b2_pays, rel=1e-12)
     assert loans_.recovered[0] == pytest.approx(10.0 * (90.0 + b2_pays) / 110.0, rel=1e-12)
     assert led.external_assets[banks].tolist() == pytest.approx(
@@ -1353,7 +1353,7 @@ def test_loan_book_owns_its_balances_even_if_one_array_is_passed_for_two() -> No
     ints = {name: np.zeros(2, dtype=np.int64) for name in LoanBook.FIELDS_INT}
     floats = {name: zeros for name in LoanBook.FIELDS_FLOAT}
     book = LoanBook(**{**ints, **floats, "principal": np.array([100.0, 50.0])}, active=np.ones(2, dtype=bool))
-    book.written_off[0] += 10.0
+    book.exposure_at_default[0] += 10.0
     assert book.recovered.tolist() == [0.0, 0.0]
     assert book.repaid.tolist() == [0.0, 0.0]
     assert zeros.tolist() == [0.0, 0.0]  # the caller's array is not the book's either

@@ -33,5 +33,5 @@ def test_a_borrower_can_lend_and_its_claim_is_written_off_when_its_debtor_fails(
     loans = model.ledger.loans
     claim = np.flatnonzero((loans.creditor == lender) & (loans.debtor == debtor))[0]
     assert model.ledger.defaulted[debtor]
-    assert loans.written_off[claim] == 2e6 and not loans.active[claim]
+    assert loans.exposure_at_default[claim] == 2e6 and not loans.active[claim]
     assert 0.0 <= loans.recovered[claim] < 2e6

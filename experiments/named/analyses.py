@@ -115,13 +115,36 @@ def counts(scenario: dict[str, Any]) -> tuple[int, int]:
     return int(gen["miners"]["count"]), int(gen["neoclouds"]["count"])
 
 
-def recovery_columns(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Written-off principal and what came back, summed over every credit cell kept in the runs."""
-    wo = [c for c in runs if c.startswith("credit_") and c.endswith("_written_off")]
-    rec = [c.removesuffix("_written_off") + "_recovered" for c in wo]
+OLD_EXPOSURE = "written_off"
+"""What result files written before issue 19 call the exposure at default (the same quantity). Their
+``recovered`` is the older measure: undiscounted, gross of workout costs, with repossessed GPUs still
+held at the end of the run at the mark; ``model.metrics.loan_outcomes`` says what it is now."""
+
+
+def credit(runs: pd.DataFrame, cell: str, field: str) -> pd.Series:
+    """Column ``credit_<cell>_<field>`` of the runs; ``exposure_at_default`` is read under its old name
+    from result files that have it."""
+    name = f"credit_{cell}_{field}"
+    if name not in runs and field == "exposure_at_default":
+        name = f"credit_{cell}_{OLD_EXPOSURE}"
+    return num(runs[name])
+
+
+def exposure_and_recovery(runs: pd.DataFrame, cells: list[str] | None = None) -> tuple[pd.Series, pd.Series]:
+    """Exposure at default and what came back (``recovered``: LGD = 1 - recovered / EAD), summed over
+    ``cells`` (default: every credit cell kept in the runs)."""
+    if cells is None:
+        cells = sorted(
+            {
+                c.removeprefix("credit_").removesuffix(f"_{suffix}")
+                for c in runs
+                for suffix in ("exposure_at_default", OLD_EXPOSURE)
+                if c.startswith("credit_") and c.endswith(f"_{suffix}")
+            }
+        )
     return (
-        sum(num(runs[c]).fillna(0.0) for c in wo),
-        sum(num(runs[c]).fillna(0.0) for c in rec),
+        sum(credit(runs, c, "exposure_at_default").fillna(0.0) for c in cells),
+        sum(credit(runs, c, "recovered").fillna(0.0) for c in cells),
     )
 
 
@@ -224,12 +247,8 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
     s = sweeps[0]
     runs = ok_runs(s.runs)
     profile = "generated.neoclouds.amortisation"
-    wo = num(runs["credit_neocloud_term_loan_written_off"]) + num(
-        runs["credit_neocloud_asset_backed_written_off"]
-    )
-    rec = num(runs["credit_neocloud_term_loan_recovered"]) + num(
-        runs["credit_neocloud_asset_backed_recovered"]
-    )
+    secured = ["neocloud_term_loan", "neocloud_asset_backed"]
+    wo, rec = exposure_and_recovery(runs, secured)
     runs["neocloud_lgd"] = np.where(wo > 0, 1.0 - rec / wo.where(wo > 0, 1.0), np.nan)
     table = ci_table(
         runs,
@@ -238,12 +257,7 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
     )
     pooled = []
     for _, g in runs.groupby(["loan_tenor_months", profile], sort=True):
-        gwo = num(g["credit_neocloud_term_loan_written_off"]) + num(
-            g["credit_neocloud_asset_backed_written_off"]
-        )
-        grec = num(g["credit_neocloud_term_loan_recovered"]) + num(
-            g["credit_neocloud_asset_backed_recovered"]
-        )
+        gwo, grec = exposure_and_recovery(g, secured)
         pooled.append(1.0 - pooled_ratio(grec.to_numpy(), gwo.to_numpy(), 2)[0])
     table["pooled_neocloud_lgd"] = pooled
     files = [write_csv(table, out / "duration_mismatch.csv")]
@@ -372,7 +386,7 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
     s = sweeps[0]
     runs = ok_runs(s.runs)
     depth, cap = "buyer_depth_scale", "buyer_rack_kw_cap"
-    wo, rec = recovery_columns(runs)
+    wo, rec = exposure_and_recovery(runs)
     runs["recovery"] = np.where(wo > 0, rec / wo.where(wo > 0, 1.0), np.nan)
     ts = pd.read_parquet(s.folder / "timeseries.parquet")
     shock_month = 3
@@ -437,11 +451,12 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
         f"(share of fundamental value) {change(at(d_lo, c_hi), at(d_hi, c_hi), 'price_to_fundamental_trough', two)} "
         f"(air-cooled buyers only, {c_lo:g} kW: defaults {change(at(d_lo, c_lo), at(d_hi, c_lo), 'defaults_total', one)}). "
         f"Book LTV before the shock averaged {ltv:.2f}, a cushion that promises full recovery, and lenders "
-        f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the principal written off."
+        f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the exposure at default (1 - LGD)."
     )
     body = (
-        "Recovery pools all borrower loans: cash recovered plus repossessed GPUs still held at the mark, "
-        "over principal written off. The price trough is the lowest secondary mark of any launched "
+        "Recovery pools all borrower loans: 1 - LGD, exposure-weighted; recoveries (cash as it arrived, "
+        "repossessed GPUs still held at the end at the mark) discounted to the default month at the loan "
+        "rate, net of workout costs (model.metrics.loan_outcomes). The price trough is the lowest secondary mark of any launched "
         "generation as a share of its fundamental value. A blind spot shows at the 30 kW cap: no buyer "
         "can host the repossessed H100/H200s (40 kW racks), so nothing trades, the mark never moves "
         "and covenants see no fall in value (fewer defaults than a thin market that clears, a "
@@ -591,17 +606,17 @@ CELLS = (
 )
 
 
-def fair_spread(
-    defaulted: np.ndarray, loans: np.ndarray, wo: np.ndarray, rec: np.ndarray, years: float
-) -> float:
-    """Annual spread that pays for expected loss: hazard x LGD, with the hazard from the default
-    probability over the loan's life (PD capped at 99.9 %)."""
-    n, d = loans.sum(), defaulted.sum()
-    if n <= 0:
-        return math.nan
-    pd_ = min(d / n, 0.999)
-    lgd = 1.0 - rec.sum() / wo.sum() if wo.sum() > 0 else 0.0
-    return -math.log(1.0 - pd_) / years * lgd
+SPREAD_FIELDS = ("exposure_years", "exposure_at_default", "recovered")
+
+
+def fair_spread(exposure_years: np.ndarray, ead: np.ndarray, recovered: np.ndarray) -> float:
+    """Annual spread that pays for the expected loss: economic loss (EAD x LGD, discounted at the loan
+    rate and net of workout costs) per USD-year of balance at risk. Defaults count when they happened
+    and on the balance then outstanding, and each loan is at risk only while it runs (its own tenor,
+    amortisation and rollovers, up to the end of the run), so the horizon is the instrument's. It is the
+    exposure-weighted default intensity (EAD per USD-year) times the exposure-weighted LGD."""
+    years = exposure_years.sum()
+    return float((ead.sum() - recovered.sum()) / years) if years > 0 else math.nan
 
 
 def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
@@ -609,7 +624,6 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
 
     s = sweeps[0]
     runs = ok_runs(s.runs)
-    years = s.sweep.plan.months / 12.0
     rng = np.random.default_rng(s.experiment.master_seed)
     rows = []
     for x, g in runs.groupby("rent_deflation"):
@@ -620,31 +634,34 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
                 else [cell]
             )
             cols = {
-                k: sum(num(g[f"credit_{p}_{k}"]).fillna(0).to_numpy() for p in parts)
-                for k in ("loans", "defaulted", "written_off", "recovered")
+                k: sum(credit(g, p, k).fillna(0).to_numpy() for p in parts)
+                for k in ("loans", "defaulted", "tenor_months", *SPREAD_FIELDS)
             }
             if cols["loans"].sum() == 0:
                 continue
-            est = fair_spread(cols["defaulted"], cols["loans"], cols["written_off"], cols["recovered"], years)
+            est = fair_spread(*(cols[k] for k in SPREAD_FIELDS))
             idx = rng.integers(0, len(g), size=(BOOTSTRAP, len(g)))
-            boot = [
-                fair_spread(*(cols[k][i] for k in ("defaulted", "loans", "written_off", "recovered")), years)
-                for i in idx
-            ]
+            boot = [fair_spread(*(cols[k][i] for k in SPREAD_FIELDS)) for i in idx]
             lo, hi = np.nanquantile(boot, [0.025, 0.975])
-            d, n = cols["defaulted"].sum(), cols["loans"].sum()
-            lgd = (
-                1.0 - cols["recovered"].sum() / cols["written_off"].sum()
-                if cols["written_off"].sum() > 0
-                else math.nan
+            n, years, ead = (
+                cols["loans"].sum(),
+                cols["exposure_years"].sum(),
+                cols["exposure_at_default"].sum(),
             )
+            intensity = ead / years if years > 0 else math.nan
+            horizon = cols["tenor_months"].sum() / n / 12.0
             rows.append(
                 {
                     "rent_deflation": x,
                     "cell": cell,
                     "loans": int(n),
-                    "pd_life": d / n,
-                    "lgd": lgd,
+                    "share_defaulted": cols["defaulted"].sum() / n,
+                    "default_intensity": intensity,
+                    "horizon_years": horizon,
+                    "pd_horizon": 1.0 - math.exp(-intensity * horizon)
+                    if np.isfinite(intensity)
+                    else math.nan,
+                    "lgd": 1.0 - cols["recovered"].sum() / ead if ead > 0 else math.nan,
                     "fair_spread_bp": 1e4 * est,
                     "low_bp": 1e4 * lo,
                     "high_bp": 1e4 * hi,
@@ -705,7 +722,8 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
     ax.set_yscale("symlog", linthresh=100)
     ax.legend(frameon=False, fontsize=7, ncol=2)
     ax.set_title(
-        f"Experiment 6: fair vs market spreads ({s.sweep.plan.months}-month loan life, bootstrap 95 % CI)"
+        f"Experiment 6: fair vs market spreads (loss per USD-year at risk, {s.sweep.plan.months} months, "
+        "bootstrap 95 % CI)"
     )
     key = save_figure(fig, out / "credit_spreads.png")
 
@@ -719,20 +737,25 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
                     "fair_spread_bp": math.nan,
                     "low_bp": math.nan,
                     "high_bp": math.nan,
-                    "pd_life": math.nan,
+                    "pd_horizon": math.nan,
+                    "horizon_years": math.nan,
                     "lgd": math.nan,
                 }
             )
         )
 
     nt, mt, na = get("neocloud_term_loan"), get("miner_term_loan"), get("neocloud_all")
+
+    def pd_lgd(r: pd.Series) -> str:
+        return f"PD {pct(r['pd_horizon'])} over {r['horizon_years']:.1f} years, LGD {pct(r['lgd'])}"
+
     finding = (
-        f"At {pct(base)} a year rent deflation the simulated {years:.0f}-year default probability and loss given "
-        f"default imply a fair spread of {nt['fair_spread_bp']:.0f} bp [{nt['low_bp']:.0f}, {nt['high_bp']:.0f}] on "
-        f"neo-cloud term loans (PD {pct(nt['pd_life'])}, LGD {pct(nt['lgd'])}) and {mt['fair_spread_bp']:.0f} bp "
-        f"[{mt['low_bp']:.0f}, {mt['high_bp']:.0f}] on miners' term loans, against 600-1,300 bp on CoreWeave's "
-        f"DDTL 2.0 and 368-643 bp on its CDS. Across all of a neo-cloud's debt the fair spread is "
-        f"{na['fair_spread_bp']:.0f} bp, {na['fair_spread_bp'] / 643:.1f}x the widest CDS quote: "
+        f"At {pct(base)} a year rent deflation the simulated defaults and losses imply a fair spread of "
+        f"{nt['fair_spread_bp']:.0f} bp [{nt['low_bp']:.0f}, {nt['high_bp']:.0f}] on neo-cloud term loans "
+        f"({pd_lgd(nt)}) and {mt['fair_spread_bp']:.0f} bp [{mt['low_bp']:.0f}, {mt['high_bp']:.0f}] on miners' "
+        f"term loans ({pd_lgd(mt)}), against 600-1,300 bp on CoreWeave's DDTL 2.0 and 368-643 bp on its CDS. "
+        f"Across all of a neo-cloud's debt the fair spread is {na['fair_spread_bp']:.0f} bp, "
+        f"{na['fair_spread_bp'] / 643:.1f}x the widest CDS quote: "
         + (
             "the market under-prices the risk the model simulates."
             if na["fair_spread_bp"] > 643
@@ -740,15 +763,22 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
         )
     )
     body = (
-        "Fair spread = hazard x LGD, hazard = -ln(1 - PD) / loan life; PD and LGD pooled over the "
-        "replicates (LGD counts repossessed GPUs still held at the mark as recovered). This is the "
-        "actuarial spread under the simulated (physical) probabilities, with no risk premium: a market "
-        "spread below it is under-priced even before any premium. Market figures (orange):\n\n"
+        "Fair spread = economic loss per USD-year at risk: the sum over loans of EAD x LGD (recoveries "
+        "discounted to the default month at the loan's rate, net of workout costs; repossessed GPUs still "
+        "held at the end valued at the mark) over the sum of each loan's monthly balance while it runs "
+        "(amortisation, rollovers and its own tenor, up to the end of the run). It is the "
+        "exposure-weighted default intensity (EAD per USD-year) times the exposure-weighted LGD; PD over "
+        "the horizon is 1 - exp(-intensity x the cell's mean tenor). This is the actuarial spread under "
+        "the simulated (physical) probabilities, with no risk premium: a market spread below it is "
+        "under-priced even before any premium. docs/calibration.md section 23 explains the gaps. Market "
+        "figures (orange):\n\n"
         + "\n".join(f"- `{k}`: {lo:.0f}-{hi:.0f} bp, {src}" for k, (lo, hi, src) in MARKET_SPREADS.items())
-        + "\n\n| cell | PD over life | LGD | fair spread (bp) | 95 % CI | scenario's spread (bp) |\n|---|---|---|---|---|---|\n"
+        + "\n\n| cell | share defaulted | PD over horizon (years) | LGD | fair spread (bp) | 95 % CI | "
+        "scenario's spread (bp) |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(
-            f"| {r['cell']} | {r['pd_life']:.2f} | {r['lgd']:.2f} | {r['fair_spread_bp']:.0f} | "
-            f"[{r['low_bp']:.0f}, {r['high_bp']:.0f}] | {r['contract_spread_bp']:.0f} |"
+            f"| {r['cell']} | {r['share_defaulted']:.2f} | {r['pd_horizon']:.2f} ({r['horizon_years']:.1f}) | "
+            f"{r['lgd']:.2f} | {r['fair_spread_bp']:.0f} | [{r['low_bp']:.0f}, {r['high_bp']:.0f}] | "
+            f"{r['contract_spread_bp']:.0f} |"
             for _, r in t.iterrows()
         )
     )
@@ -880,7 +910,7 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
     s = sweeps[0]
     runs = ok_runs(s.runs)
     depth, power = "buyer_depth_scale", "world.power.price_per_kwh"
-    wo, rec = num(runs["credit_miner_term_loan_written_off"]), num(runs["credit_miner_term_loan_recovered"])
+    wo, rec = exposure_and_recovery(runs, ["miner_term_loan"])
     runs["recovery"] = np.where(wo > 0, rec / wo.where(wo > 0, 1.0), np.nan)
     n_miners = sum(1 for a in s.scenario["explicit"]["agents"] if a["type"] == "miner")
     runs["miner_default_rate"] = num(runs["defaults_by_type_miner"]) / n_miners

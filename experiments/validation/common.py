@@ -187,7 +187,7 @@ INTERBANK_TERMS: dict[str, tuple[Any, type]] = {
     "dscr_min": (0.0, np.float64),
     "ltv_max": (np.inf, np.float64),  # no covenant
     "margin_call_ltv": (np.inf, np.float64),  # no margin call
-    "written_off": (0.0, np.float64),
+    "exposure_at_default": (0.0, np.float64),
     "recovered": (0.0, np.float64),
     "repaid": (0.0, np.float64),
     "active": (True, np.bool_),

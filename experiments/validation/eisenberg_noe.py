@@ -70,7 +70,7 @@ def engine_recovery(example: dict) -> tuple[dict[str, float], dict[str, bool]]:
     for i, b in enumerate(names):
         mine = loans_.debtor == i
         owed = loans_.original_principal[mine].sum()
-        lost = (loans_.written_off[mine] - loans_.recovered[mine]).sum()
+        lost = (loans_.exposure_at_default[mine] - loans_.recovered[mine]).sum()
         recovery[b] = 1.0 - lost / owed if owed > 0 else 1.0
         failed[b] = bool(led.defaulted[i])
     return recovery, failed

@@ -148,7 +148,7 @@ class FireSaleEngine:
             dscr_min=np.zeros(n),
             ltv_max=np.full(n, np.inf),  # no covenants: the loans are written off
             margin_call_ltv=np.full(n, np.inf),
-            written_off=np.where(degree > 0, BANK_ASSETS, 0.0),
+            exposure_at_default=np.where(degree > 0, BANK_ASSETS, 0.0),
             recovered=np.zeros(n),
             repaid=np.zeros(n),
             active=np.zeros(n, dtype=bool),
