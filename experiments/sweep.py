@@ -32,6 +32,7 @@ from experiments.design import Experiment, Plan, build_plan, load_experiment, pa
 from experiments.design import scenario_for as _scenario_for
 from model.config import ConfigError
 from model.manifest import atomic_write_bytes, atomic_write_json, file_digest, parquet_bytes
+from model.streams import streams_record
 
 EXECUTORS = ("serial", "processes", "dask")
 RUNS_DIR = "runs"
@@ -444,6 +445,7 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
         "experiment": exp.model_dump(mode="json"),
         "config": sweep.plan.scenario,
         "seed": exp.master_seed,
+        "random_streams": streams_record(None),
         "design": {
             "kind": exp.design.kind,
             "points": len(sweep.plan.points),

@@ -23,6 +23,7 @@ from model.network import build_market
 from model.operations import earn, pay_debt_service, pay_out_surplus, pay_redemptions, retire_end_of_life
 from model.secondary import BuyerBook, Marks
 from model.state import MarketState
+from model.streams import Streams
 from model.world import MarketWorld
 
 AGENT_CLASS = {
@@ -82,7 +83,8 @@ class GPUCreditModel(mesa.Model):
 
     Args:
         scenario: a scenario name (``experiments/scenarios/NAME.toml``), a path, a dict, or a Scenario.
-        seed: the run's seed (default: the scenario's); all randomness flows from it.
+        seed: the run's seed (default: the scenario's); all randomness flows from it, one stream per
+            subsystem (``model.streams``).
         months: horizon (default: the scenario's).
         overrides: dotted-path overrides, e.g. ``{"world.rent.shock_volatility": 0.1}``.
         **params: short names for the main parameters (see ``PARAMETER_ALIASES``).
@@ -107,10 +109,12 @@ class GPUCreditModel(mesa.Model):
             self.config = load_scenario(data, all_overrides, seed=seed, months=months)
         else:
             self.config = load_scenario(scenario, all_overrides, seed=seed, months=months)
-        super().__init__(rng=self.config.seed)
+        self.streams = Streams(self.config.seed)
+        # Mesa's own generators (model.rng, model.random) come from a stream of their own
+        super().__init__(rng=int(self.streams.seed_of("mesa").generate_state(1)[0]))
         self.months = self.config.months
-        world = MarketWorld(self.config.world, self.rng)
-        market = build_market(self.config, world, self.rng)
+        world = MarketWorld(self.config.world, self.streams)
+        market = build_market(self.config, world, self.streams)
         self.ledger = market.ledger
         self._topology = market.topology  # the graph is built on first use of ``self.graph``
         self.names = market.names
@@ -119,7 +123,7 @@ class GPUCreditModel(mesa.Model):
             ledger=self.ledger,
             world=world,
             marks=Marks(len(world.generations), self.config.cascade.mark_recovery_half_life_months),
-            rng=self.rng,
+            streams=self.streams,
             lender_params=Lender.behaviour_arrays(self.ledger.kind, self.config.lenders),
             in_breach=np.zeros(self.ledger.n_agents, dtype=bool),
             redeeming=np.zeros(self.ledger.n_agents, dtype=bool),

@@ -9,6 +9,7 @@ import numpy as np
 from model.config import Scenario
 from model.ledger import LENDER_KINDS, Kind, Ledger
 from model.secondary import Marks
+from model.streams import Streams
 from model.world import MarketWorld
 
 
@@ -18,7 +19,7 @@ class MarketState:
     ledger: Ledger
     world: MarketWorld
     marks: Marks
-    rng: np.random.Generator
+    streams: Streams
     lender_params: dict[str, np.ndarray]
     in_breach: np.ndarray
     redeeming: np.ndarray
