@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments.seed_distribution import format_distribution, seed_distribution  # noqa: E402
 from model.config import canonical_dict  # noqa: E402
 from model.manifest import (  # noqa: E402
     atomic_write_bytes,
@@ -41,8 +42,10 @@ def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
 def run_command_summary(model: GPUCreditModel) -> dict[str, Any]:
     """The run's summary with the fire-sale amplification, which runs the price-channel twin (so it is
     here, for the run command and its replay, not in ``run_summary`` that sweeps call per run)."""
-    return run_summary(model) | {
-        "fire_sale_amplification": fire_sale_amplification(model, price_channel_twin(model))
+    summary = run_summary(model)
+    return summary | {
+        "fire_sale_amplification": fire_sale_amplification(model, price_channel_twin(model)),
+        "seed_distribution": seed_distribution(model, summary),
     }
 
 
@@ -153,6 +156,8 @@ def format_summary(model: GPUCreditModel, summary: dict[str, Any] | None = None)
             f"fire-sale amplification: {ratio} ({a['defaults_price_channel_on']} defaults with the price "
             f"channel, {a['defaults_price_channel_off']} without it, same seed)"
         )
+    if "seed_distribution" in s:
+        lines += format_distribution(s["seed_distribution"])
     lines.append(
         "lender losses ($M): "
         + ", ".join(f"{k} {v / 1e6:,.1f}" for k, v in s["lender_losses_by_type"].items())
