@@ -406,6 +406,11 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     """All loans of the defaulters default. GPUs go to the GPU-secured lenders by seniority (a
     waterfall on value at the current mark), then pro rata; BTC is sold; the rest of the estate's
     cash is shared by all its creditors in proportion to what is still unrecovered."""
+    if state.neutralised is not None and state.neutralised[defaulters].any():
+        settle_outside(state, defaulters[state.neutralised[defaulters]])
+        defaulters = defaulters[~state.neutralised[defaulters]]
+        if not defaulters.size:
+            return
     led = state.ledger
     loans = led.loans
     n = led.n_agents
@@ -461,6 +466,26 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     worse = cost > led.stress_loss
     led.stress_source[worse] = hurt_most[worse]
     led.stress_loss[worse] = cost[worse]
+
+
+def settle_outside(state: MarketState, defaulters: np.ndarray) -> None:
+    """A counterfactual default without its fire sale and its clearing losses (``model.attribution``):
+    the borrower leaves the market as it would, but its creditors are paid every loan in full from
+    outside and its GPUs leave the market unsold, so neither a mark nor a lender's capital moves."""
+    led = state.ledger
+    loans = led.loans
+    is_def = np.zeros(led.n_agents, dtype=bool)
+    is_def[defaulters] = True
+    sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    led.book_ltv_at_default[defaulters] = np.nan
+    claim = loans.principal[sel]
+    led.cash += np.bincount(loans.creditor[sel], weights=claim, minlength=led.n_agents)
+    led.cash_in += claim.sum()
+    loans.recovered[sel] += claim
+    loans.written_off[sel] += claim
+    loans.principal[sel] = 0.0
+    loans.active[sel] = False
+    led.gpus[defaulters] = 0.0
 
 
 def _repossess_fleets(

@@ -87,6 +87,8 @@ class GPUCreditModel(mesa.Model):
             subsystem (``model.streams``).
         months: horizon (default: the scenario's).
         overrides: dotted-path overrides, e.g. ``{"world.rent.shock_volatility": 0.1}``.
+        neutralise: names of borrowers whose default, if it comes, makes no forced sale and costs
+            their creditors nothing (counterfactual runs of ``model.attribution``).
         **params: short names for the main parameters (see ``PARAMETER_ALIASES``).
     """
 
@@ -97,6 +99,7 @@ class GPUCreditModel(mesa.Model):
         months: int | None = None,
         overrides: dict[str, Any] | None = None,
         rng: Any = None,
+        neutralise: tuple[str, ...] = (),
         **params: Any,
     ) -> None:
         seed = rng if seed is None and isinstance(rng, int | np.integer) else seed
@@ -129,6 +132,9 @@ class GPUCreditModel(mesa.Model):
             redeeming=np.zeros(self.ledger.n_agents, dtype=bool),
             last_driver=np.full(len(world.generations), -1, dtype=np.int64),
         )
+        if neutralise:  # a counterfactual run (model.attribution)
+            self.state.neutralised = np.zeros(self.ledger.n_agents, dtype=bool)
+            self.state.neutralised[[self._index_of(name) for name in neutralise]] = True
         self.state.refresh_fundamental()
         self._create_agents()
         self.last_cascade = CascadeReport()

@@ -25,6 +25,9 @@ class MarketState:
     redeeming: np.ndarray
     last_driver: np.ndarray  # per generation: the borrower whose fire sale last set the mark
     dscr_tested_month: int = -1  # DSCR covenants are tested once a month (model.cascade)
+    # counterfactual runs (model.attribution): borrowers whose default makes no forced sale and costs
+    # their creditors nothing (None: every default is resolved as usual)
+    neutralised: np.ndarray | None = None
 
     @property
     def markets_open(self) -> bool:
