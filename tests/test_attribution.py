@@ -98,3 +98,25 @@ def test_a_neutralised_default_sells_nothing_and_costs_its_creditors_nothing() -
     assert without_big.ledger.gpus[big].sum() == 0.0
     prices = without_big.metrics.generations_table().query("generation == 'H200'")
     assert (prices["secondary_price"] == prices["fundamental_value"]).all()  # no H200 ever sold
+
+
+def test_the_run_outputs_carry_the_attribution(tmp_path) -> None:
+    """summary.json holds the attribution, the cause tree (defaults.parquet) its counts, the printed
+    summary its months."""
+    import json
+
+    import pandas as pd
+
+    from experiments.run_report import format_summary, write_run_outputs
+
+    model = run_market()
+    write_run_outputs(model, tmp_path, command=["test"], figures=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["counterfactual_attribution"]["defaults"][0]["brought_forward"] == [
+        {"name": "small-2", "month": 1, "month_without": 3}
+    ]
+    tree = pd.read_parquet(tmp_path / "defaults.parquet").set_index("name")
+    assert tree["extra_defaults"].to_dict() == {"big": 1.0, "small-1": 0.0, "small-2": 0.0}
+    assert tree["brought_forward"].to_dict() == {"big": 1.0, "small-1": 0.0, "small-2": 0.0}
+    text = format_summary(model, summary)
+    assert "big (month 1): 1 extra default(s) (small-1 m1); 1 brought forward (small-2 m1 not m3)" in text
