@@ -58,14 +58,18 @@ class HardwareBuyer(BalanceSheetAgent):
                 [last_resort_value if spec is None else regular_value(spec) for spec in specs], dtype=float
             )
 
+        budget = each(
+            lambda spec: spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0),
+            policy.buyer_of_last_resort_budget,
+        )
+        # a buyer whose month's budget does not pay for one unit of a generation at its own valuation
+        # stays out of that generation's market (demand is in whole-unit budgets, not dust)
+        eligible &= budget[:, None] >= valuation
         return BuyerBook(
             valuation=valuation,
             dispersion=each(lambda spec: spec.valuation_dispersion, 0.01),
             eligible=eligible,
-            budget=each(
-                lambda spec: spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0),
-                policy.buyer_of_last_resort_budget,
-            ),
+            budget=budget,
             # finite: inf x a zero budget share would be NaN
             capacity=each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS),
         )

@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments.seed_distribution import format_distribution, seed_distribution  # noqa: E402
+from model.attribution import counterfactual_attribution  # noqa: E402
 from model.config import canonical_dict  # noqa: E402
 from model.manifest import (  # noqa: E402
     atomic_write_bytes,
@@ -41,9 +43,22 @@ def tables(model: GPUCreditModel) -> dict[str, pd.DataFrame]:
 def run_command_summary(model: GPUCreditModel) -> dict[str, Any]:
     """The run's summary with the fire-sale amplification, which runs the price-channel twin (so it is
     here, for the run command and its replay, not in ``run_summary`` that sweeps call per run)."""
-    return run_summary(model) | {
-        "fire_sale_amplification": fire_sale_amplification(model, price_channel_twin(model))
+    summary = run_summary(model)
+    return summary | {
+        "fire_sale_amplification": fire_sale_amplification(model, price_channel_twin(model)),
+        "seed_distribution": seed_distribution(model, summary),
+        "counterfactual_attribution": counterfactual_attribution(model),
     }
+
+
+def attributed_defaults(defaults: pd.DataFrame, attribution: dict[str, Any]) -> pd.DataFrame:
+    """The cause tree with each attributed default's counted effect: the extra defaults it caused and
+    the defaults it brought forward (NaN for defaults not attributed)."""
+    counted = {d["name"]: d for d in attribution["defaults"]}
+    out = defaults.copy()
+    for column, key in (("extra_defaults", "extra_defaults"), ("brought_forward", "brought_forward")):
+        out[column] = [float(len(counted[n][key])) if n in counted else float("nan") for n in out["name"]]
+    return out
 
 
 def write_run_outputs(
@@ -57,11 +72,13 @@ def write_run_outputs(
     ``out`` (each file atomically)."""
     out = Path(out)
     digests: dict[str, str] = {}
+    summary = run_command_summary(model) if summary is None else summary
     for name, frame in tables(model).items():
+        if name == "defaults" and "counterfactual_attribution" in summary:
+            frame = attributed_defaults(frame, summary["counterfactual_attribution"])
         path = out / f"{name}.parquet"
         atomic_write_bytes(path, parquet_bytes(frame))
         digests[path.name] = file_digest(path)
-    summary = run_command_summary(model) if summary is None else summary
     atomic_write_json(out / "summary.json", summary)
     digests["summary.json"] = file_digest(out / "summary.json")
     manifest = run_manifest(canonical_dict(model.config), model.config.seed, digests, command)
@@ -153,6 +170,10 @@ def format_summary(model: GPUCreditModel, summary: dict[str, Any] | None = None)
             f"fire-sale amplification: {ratio} ({a['defaults_price_channel_on']} defaults with the price "
             f"channel, {a['defaults_price_channel_off']} without it, same seed)"
         )
+    if s.get("counterfactual_attribution", {}).get("attributed"):
+        lines += format_attribution(s["counterfactual_attribution"])
+    if "seed_distribution" in s:
+        lines += format_distribution(s["seed_distribution"])
     lines.append(
         "lender losses ($M): "
         + ", ".join(f"{k} {v / 1e6:,.1f}" for k, v in s["lender_losses_by_type"].items())
@@ -172,6 +193,40 @@ def format_summary(model: GPUCreditModel, summary: dict[str, Any] | None = None)
             f"book LTV at default {s['book_ltv_at_default']:.1%} vs realised recovery {recovery} (mean over defaulted borrowers)"
         )
     return "\n".join(lines)
+
+
+def _first_few(items: list[str], shown: int = 5) -> str:
+    """Up to ``shown`` items, then how many more (summary.json has them all)."""
+    more = f", {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+def format_attribution(attribution: dict[str, Any]) -> list[str]:
+    """The summary's lines: each attributed default with a counted effect (same seed, its fire sale and
+    clearing losses removed)."""
+    a = attribution
+    lines = [
+        f"counterfactual attribution ({a['attributed']} of {a['borrower_defaults']} borrower defaults, "
+        "each re-run on the same seed without its fire sale and clearing losses):"
+    ]
+    quiet = []
+    for d in a["defaults"]:
+        extra = _first_few([f"{e['name']} m{e['month']}" for e in d["extra_defaults"]])
+        forward = _first_few(
+            [f"{e['name']} m{e['month']} not m{e['month_without']}" for e in d["brought_forward"]]
+        )
+        if not extra and not forward:
+            quiet.append(d["name"])
+            continue
+        lines.append(
+            f"  {d['name']} (month {d['month']}): {len(d['extra_defaults'])} extra default(s)"
+            + (f" ({extra})" if extra else "")
+            + f"; {len(d['brought_forward'])} brought forward"
+            + (f" ({forward})" if forward else "")
+        )
+    if quiet:
+        lines.append(f"  no counted effect: {', '.join(quiet)}")
+    return lines
 
 
 def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:

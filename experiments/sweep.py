@@ -32,10 +32,12 @@ from experiments.design import Experiment, Plan, build_plan, load_experiment, pa
 from experiments.design import scenario_for as _scenario_for
 from model.config import ConfigError
 from model.manifest import atomic_write_bytes, atomic_write_json, file_digest, parquet_bytes
+from model.streams import streams_record
 
 EXECUTORS = ("serial", "processes", "dask")
 RUNS_DIR = "runs"
 RESULTS = "runs.parquet"
+PAIRED = "paired_differences.csv"  # every design point against point 0, paired by replicate
 TIMESERIES = "timeseries.parquet"
 MANIFEST = "manifest.json"
 KEY_FILE = "sweep.json"
@@ -422,7 +424,8 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 
 
 def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
-    """Write runs.parquet (+ timeseries.parquet) and the sweep manifest; returns the manifest."""
+    """Write runs.parquet (+ timeseries.parquet, + paired_differences.csv with more than one design
+    point) and the sweep manifest; returns the manifest."""
     from model.manifest import combined_digest
 
     runs, timeseries = results_frames(sweep)
@@ -434,6 +437,14 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
         data = parquet_bytes(timeseries)
         atomic_write_bytes(sweep.out / TIMESERIES, data)
         outputs[TIMESERIES] = hashlib.sha256(data).hexdigest()
+    if len(sweep.plan.points) > 1:  # every design point against point 0, paired by replicate
+        from experiments.paired import sweep_paired_differences
+
+        points = pd.DataFrame([{"point": p, **params} for p, params in enumerate(sweep.plan.points)])
+        paired = points.merge(sweep_paired_differences(runs, sweep.metric_columns), on="point")
+        data = paired.to_csv(index=False).encode()
+        atomic_write_bytes(sweep.out / PAIRED, data)
+        outputs[PAIRED] = hashlib.sha256(data).hexdigest()
     exp = sweep.plan.experiment
     env = environment()
     manifest = {
@@ -444,6 +455,7 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
         "experiment": exp.model_dump(mode="json"),
         "config": sweep.plan.scenario,
         "seed": exp.master_seed,
+        "random_streams": streams_record(None),
         "design": {
             "kind": exp.design.kind,
             "points": len(sweep.plan.points),

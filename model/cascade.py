@@ -411,6 +411,11 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     lenders first; the estate's cash then pays what the collateral does not cover, most senior loans
     first (pro rata within a seniority class), then what is still owed in cash in the same order; the
     rest belongs to the borrower's owners."""
+    if state.neutralised is not None and state.neutralised[defaulters].any():
+        settle_outside(state, defaulters[state.neutralised[defaulters]])
+        defaulters = defaulters[~state.neutralised[defaulters]]
+        if not defaulters.size:
+            return
     led = state.ledger
     loans = led.loans
     n = led.n_agents
@@ -502,6 +507,25 @@ def _waterfall(
         paid += np.where(in_level, np.minimum(take[debtor] * share, owed), 0.0)
         remaining -= take
     return paid, remaining
+
+
+def settle_outside(state: MarketState, defaulters: np.ndarray) -> None:
+    """A counterfactual default without its fire sale and its clearing losses (``model.attribution``):
+    the borrower leaves the market as it would, but its creditors are paid every loan in full from
+    outside and its GPUs leave the market unsold, so neither a mark nor a lender's capital moves."""
+    led = state.ledger
+    loans = led.loans
+    is_def = np.zeros(led.n_agents, dtype=bool)
+    is_def[defaulters] = True
+    sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    led.book_ltv_at_default[defaulters] = np.nan
+    claim = loans.principal[sel]
+    led.cash += np.bincount(loans.creditor[sel], weights=claim, minlength=led.n_agents)
+    led.cash_in += claim.sum()
+    month = state.world.month
+    loans.default(sel, month, state.world.base_rate, workout_cost_share=0.0)  # paid at once: no workout
+    loans.recover(sel, claim, month)
+    led.gpus[defaulters] = 0.0
 
 
 def _repossess_fleets(

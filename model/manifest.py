@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.streams import streams_record
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -113,6 +115,7 @@ def run_manifest(
     return {
         "kind": "run",
         "seed": seed,
+        "random_streams": streams_record(seed),
         "config": config,
         "versions": versions(),
         "code_revision": code_revision(),

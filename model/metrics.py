@@ -383,8 +383,8 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
 def price_channel_twin(model: GPUCreditModel) -> GPUCreditModel:
     """The same run with the price channel switched the other way, run to the same month.
 
-    Common random numbers: the world draws five normals a month and tenants one uniform per agent,
-    whatever happens in the cascade, so the twin draws the same world (BTC, rents, regime, tenant
+    Common random numbers: the world draws four normals a month, the base rate one and tenants one
+    uniform per borrower, each from its own stream (``model.streams``), whatever happens in the cascade, so the twin draws the same world (BTC, rents, regime, tenant
     draws) and differs only in what covenants see (``tests/test_mechanisms.py`` pins this)."""
     from model.model import GPUCreditModel
 

@@ -30,6 +30,7 @@ from model.operations import (
 )
 from model.secondary import BuyerBook, Marks
 from model.state import MarketState
+from model.streams import Streams
 from model.world import MarketWorld
 
 AGENT_CLASS = {
@@ -89,9 +90,12 @@ class GPUCreditModel(mesa.Model):
 
     Args:
         scenario: a scenario name (``experiments/scenarios/NAME.toml``), a path, a dict, or a Scenario.
-        seed: the run's seed (default: the scenario's); all randomness flows from it.
+        seed: the run's seed (default: the scenario's); all randomness flows from it, one stream per
+            subsystem (``model.streams``).
         months: horizon (default: the scenario's).
         overrides: dotted-path overrides, e.g. ``{"world.rent.shock_volatility": 0.1}``.
+        neutralise: names of borrowers whose default, if it comes, makes no forced sale and costs
+            their creditors nothing (counterfactual runs of ``model.attribution``).
         **params: short names for the main parameters (see ``PARAMETER_ALIASES``).
     """
 
@@ -102,6 +106,7 @@ class GPUCreditModel(mesa.Model):
         months: int | None = None,
         overrides: dict[str, Any] | None = None,
         rng: Any = None,
+        neutralise: tuple[str, ...] = (),
         **params: Any,
     ) -> None:
         seed = rng if seed is None and isinstance(rng, int | np.integer) else seed
@@ -114,10 +119,12 @@ class GPUCreditModel(mesa.Model):
             self.config = load_scenario(data, all_overrides, seed=seed, months=months)
         else:
             self.config = load_scenario(scenario, all_overrides, seed=seed, months=months)
-        super().__init__(rng=self.config.seed)
+        self.streams = Streams(self.config.seed)
+        # Mesa's own generators (model.rng, model.random) come from a stream of their own
+        super().__init__(rng=int(self.streams.seed_of("mesa").generate_state(1)[0]))
         self.months = self.config.months
-        world = MarketWorld(self.config.world, self.rng)
-        market = build_market(self.config, world, self.rng)
+        world = MarketWorld(self.config.world, self.streams)
+        market = build_market(self.config, world, self.streams)
         self.ledger = market.ledger
         self._topology = market.topology  # the graph is built on first use of ``self.graph``
         self.names = market.names
@@ -126,12 +133,15 @@ class GPUCreditModel(mesa.Model):
             ledger=self.ledger,
             world=world,
             marks=Marks(len(world.generations), self.config.cascade.mark_recovery_half_life_months),
-            rng=self.rng,
+            streams=self.streams,
             lender_params=Lender.behaviour_arrays(self.ledger.kind, self.config.lenders),
             in_breach=np.zeros(self.ledger.n_agents, dtype=bool),
             redeeming=np.zeros(self.ledger.n_agents, dtype=bool),
             last_driver=np.full(len(world.generations), -1, dtype=np.int64),
         )
+        if neutralise:  # a counterfactual run (model.attribution)
+            self.state.neutralised = np.zeros(self.ledger.n_agents, dtype=bool)
+            self.state.neutralised[[self._index_of(name) for name in neutralise]] = True
         self.state.refresh_fundamental()
         self.ledger.target_capital_ratio = self.state.capital_ratio()
         self._create_agents()

@@ -5,7 +5,7 @@ edge creditor -> debtor keyed by its loan id, carrying its fixed terms; hosting 
 and tenancy (neo-cloud -> tenant) ties are edges keyed ``"hosting"`` and ``"tenancy"``. Balances that
 change every month live in the :class:`~model.ledger.Ledger` under the same ids.
 
-Generators (all draws from the model's generator; networkx is seeded from it too):
+Generators (each part draws from its own stream, ``model.streams``; networkx is seeded from the interbank one):
 - ``erdos_renyi``: every borrower-lender pair is linked independently (bipartite G(n, m, p)).
 - ``scale_free``: lenders are chosen with probability proportional to a Zipf weight, so a few lenders
   hold most loans; the interbank layer is a seeded scale-free digraph.
@@ -34,6 +34,7 @@ from model.ledger import (
     Ledger,
     LoanBook,
 )
+from model.streams import Streams
 from model.world import HOURS_PER_MONTH, MarketWorld
 
 LENDER_INSTRUMENT = {
@@ -102,10 +103,10 @@ class Topology:
         return self._graph
 
 
-def build_market(scenario: Scenario, world: MarketWorld, rng: np.random.Generator) -> Market:
+def build_market(scenario: Scenario, world: MarketWorld, streams: Streams) -> Market:
     if scenario.explicit is not None:
         return _build_explicit(scenario, world)
-    return _build_generated(scenario, world, rng)
+    return _build_generated(scenario, world, streams)
 
 
 def monthly_debt_service(principal, spread, tenor, age, amortisation, base_rate) -> np.ndarray:
@@ -314,8 +315,8 @@ def _choose_lenders(
 
 
 def _interbank_edges(net: GeneratedNetwork, n_l: int, rng: np.random.Generator) -> np.ndarray:
-    """Lender-to-lender ties as sorted (creditor, debtor) rows; networkx is seeded from the model's
-    generator."""
+    """Lender-to-lender ties as sorted (creditor, debtor) rows; networkx is seeded from the interbank
+    stream (``rng``)."""
     seed = int(rng.integers(2**31))
     if n_l < 2 or net.interbank_density == 0:
         return np.zeros((0, 2), dtype=np.int64)
@@ -401,11 +402,13 @@ def end_of_life(world: MarketWorld, purchase: np.ndarray) -> np.ndarray:
     return bought + gens.life_months[None, :]
 
 
-def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Generator) -> Market:
+def _build_generated(scenario: Scenario, world: MarketWorld, streams: Streams) -> Market:
+    """Each part of the market draws from its own stream (``model.streams``): a change to one part
+    (a class's count, the hosting share, the topology) leaves the others' draws as they were."""
     net: GeneratedNetwork = scenario.generated
     gens = world.generations
-    miners = _borrowers(net.miners, Kind.MINER, scenario, world, rng)
-    neoclouds = _borrowers(net.neoclouds, Kind.NEOCLOUD, scenario, world, rng)
+    miners = _borrowers(net.miners, Kind.MINER, scenario, world, streams["network.miner"])
+    neoclouds = _borrowers(net.neoclouds, Kind.NEOCLOUD, scenario, world, streams["network.neocloud"])
     lender_kinds = np.concatenate(
         [
             np.full(c, k)
@@ -440,11 +443,13 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     # hosting: a share of miners host one neo-cloud each
     n_hosts = min(int(round(net.miners.hosting_share * n_m)), n_n)
     if n_hosts:
-        hosts = rng.choice(n_m, size=n_hosts, replace=False)
-        tenants = n_m + rng.choice(n_n, size=n_hosts, replace=False)
+        hosting = streams["network.hosting"]
+        hosts = hosting.choice(n_m, size=n_hosts, replace=False)
+        tenants = n_m + hosting.choice(n_n, size=n_hosts, replace=False)
         ledger.host[tenants] = hosts
 
     # borrower loans: GPU debt split over the borrower's lenders
+    rng = streams["network.loans"]
     b_idx, l_idx = _choose_lenders(net, n_b, lender_kinds, rng)
     debt = np.concatenate([miners["debt"], neoclouds["debt"]])
     shares = rng.gamma(2.0, size=b_idx.size)
@@ -506,7 +511,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     margin_lenders = np.flatnonzero(np.isin(lender_kinds, (Kind.BANK, Kind.CREDIT_FUND)))
     if net.miners.btc_loan_to_value > 0 and margin_lenders.size:
         has_btc = np.flatnonzero(ledger.btc[:n_m] > 0)
-        lender = n_b + rng.choice(margin_lenders, size=has_btc.size)
+        lender = n_b + streams["network.btc_margin"].choice(margin_lenders, size=has_btc.size)
         btc_rows = {
             "creditor": lender,
             "debtor": has_btc,
@@ -544,7 +549,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, rng: np.random.Gene
     )
 
     # interbank layer: each debtor lender owes interbank_share of its loan book, spread over its creditors
-    edges = _interbank_edges(net, n_l, rng)
+    edges = _interbank_edges(net, n_l, streams["network.interbank"])
     if edges.size and net.interbank_share > 0:
         book = np.bincount(loan_rows["creditor"] - n_b, weights=loan_rows["principal"], minlength=n_l)
         out_deg = np.bincount(edges[:, 1], minlength=n_l)

@@ -44,6 +44,18 @@ def retire_end_of_life(state: MarketState) -> None:
     lots.drop_empty()
 
 
+def tenant_draws(state: MarketState) -> np.ndarray:
+    """One uniform a month per miner and per neo-cloud, each class from its own stream (whatever else
+    is in the ledger, or defaulted), so adding an agent of one class moves no other agent's draws.
+    Non-borrowers get 1.0 (never below a hazard)."""
+    led = state.ledger
+    draws = np.ones(led.n_agents)
+    for kind, stream in ((Kind.MINER, "tenants.miner"), (Kind.NEOCLOUD, "tenants.neocloud")):
+        rows = np.flatnonzero(led.of_kind(kind))
+        draws[rows] = state.streams[stream].random(rows.size)
+    return draws
+
+
 def earn(state: MarketState) -> np.ndarray:
     """Revenue less operating cost for every borrower this month (cash moves now); returns the
     operating cash flow per agent, the numerator of DSCR."""
@@ -55,7 +67,7 @@ def earn(state: MarketState) -> np.ndarray:
     hazard = np.where(led.tenant_subig, tenants.subig_default_per_month, tenants.ig_default_per_month)
     if world.stress:
         hazard = np.minimum(hazard * tenants.stress_multiplier, 1.0)
-    draws = state.rng.random(led.n_agents)
+    draws = tenant_draws(state)
     led.tenant_alive &= ~((draws < hazard) & (led.contract_share > 0))
 
     contracted = NeoCloud.contract_in_force(month, led.contract_end, led.tenant_alive, led.contract_share)

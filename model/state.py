@@ -9,6 +9,7 @@ import numpy as np
 from model.config import Scenario
 from model.ledger import LENDER_KINDS, Kind, Ledger
 from model.secondary import Marks
+from model.streams import Streams
 from model.world import MarketWorld
 
 
@@ -18,12 +19,15 @@ class MarketState:
     ledger: Ledger
     world: MarketWorld
     marks: Marks
-    rng: np.random.Generator
+    streams: Streams
     lender_params: dict[str, np.ndarray]
     in_breach: np.ndarray
     redeeming: np.ndarray
     last_driver: np.ndarray  # per generation: the borrower whose fire sale last set the mark
     dscr_tested_month: int = -1  # DSCR covenants are tested once a month (model.cascade)
+    # counterfactual runs (model.attribution): borrowers whose default makes no forced sale and costs
+    # their creditors nothing (None: every default is resolved as usual)
+    neutralised: np.ndarray | None = None
 
     @property
     def markets_open(self) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from model.config import World, month_index
+from model.streams import Streams
 
 HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = 30.4
@@ -106,11 +107,13 @@ def annuity_factor(months: int, annual_rate: float) -> float:
 
 
 class MarketWorld:
-    """Exogenous market processes, advanced once a month from the model's generator."""
+    """Exogenous market processes, advanced once a month: the regime, BTC and rents from one stream
+    (the copula's common factor is shared), the base rate from another (``model.streams``)."""
 
-    def __init__(self, config: World, rng: np.random.Generator) -> None:
+    def __init__(self, config: World, streams: Streams) -> None:
         self.config = config
-        self.rng = rng
+        self.rng = streams["world"]
+        self.rates_rng = streams["world.rates"]
         self.generations = GenerationTable(config)
         self.start_index = month_index(config.start)
         self.month = 0
@@ -138,7 +141,8 @@ class MarketWorld:
         if self.month + MAX_LIFE_MONTHS >= self._anchor_path.size:  # runs longer than any scenario
             self._anchor_path = self._anchor_schedule(2 * self._anchor_path.size)
         r = cfg.regime
-        switch_draw, factor, btc_idio, rent_idio, rate_draw = rng.standard_normal(5)
+        switch_draw, factor, btc_idio, rent_idio = rng.standard_normal(4)
+        rate_draw = self.rates_rng.standard_normal()
         # the regime responds to last month's factor: a bad month (low score) makes entry likelier and
         # exit less likely; the score is N(0, 1), so the configured probabilities hold on average
         score = r.factor_loading * self.common_factor + np.sqrt(1.0 - r.factor_loading**2) * switch_draw

@@ -21,6 +21,7 @@ from model.metrics import lender_losses
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service, pay_out_surplus, pay_redemptions
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
+from model.streams import Streams
 from model.world import MarketWorld
 
 HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0
@@ -74,7 +75,7 @@ PINNED = {
 
 def world(overrides: dict | None = None, seed: int = 7) -> MarketWorld:
     scenario = load_scenario(baseline_world_data(), {**CALM_WORLD, **PINNED, **(overrides or {})})
-    return MarketWorld(scenario.world, np.random.default_rng(seed))
+    return MarketWorld(scenario.world, Streams(seed))
 
 
 # --- rent, margin, obsolescence -------------------------------------------------------------------

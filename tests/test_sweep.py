@@ -480,3 +480,43 @@ def test_bad_input_on_the_command_line_is_one_clear_message(tmp_path):
         )
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- paired comparisons (issue 19) ---------------------------------------------------------------
+
+
+def test_sweep_reports_paired_differences_with_intervals(serial_sweep):
+    """Each design point against point 0, paired by replicate (same seed): the mean of the per-seed
+    differences and its 95 % interval, recomputed here by hand."""
+    from experiments.sweep import PAIRED
+
+    runs = pd.read_parquet(serial_sweep / RESULTS)
+    table = pd.read_csv(serial_sweep / PAIRED).set_index("point")
+    assert list(table.index) == [0, 1, 2, 3]
+    base = runs[runs["point"] == 0].set_index("replicate")["defaults_total"].astype(float)
+    for point in (1, 3):
+        arm = runs[runs["point"] == point].set_index("replicate")["defaults_total"].astype(float)
+        d = (arm - base).to_numpy()
+        half = 1.959964 * d.std(ddof=1) / np.sqrt(len(d))
+        row = table.loc[point]
+        assert row["defaults_total_pairs"] == 2
+        assert row["defaults_total_diff"] == pytest.approx(d.mean())
+        assert row["defaults_total_high"] - row["defaults_total_diff"] == pytest.approx(
+            half, rel=1e-5, abs=1e-12
+        )
+    assert table.loc[0, "defaults_total_diff"] == 0.0 and table.loc[0, "defaults_total_high"] == 0.0
+    assert table.loc[1, "rent_deflation"] == 0.2 or table.loc[1, "rent_deflation"] == 0.55
+
+
+def test_paired_interval_is_narrower_than_unpaired_under_common_random_numbers():
+    """Two arms sharing a seed-level component: the paired interval removes it."""
+    from experiments.paired import paired_difference
+
+    rng = np.random.default_rng(3)
+    common = rng.normal(0.0, 10.0, 50)
+    base = pd.Series(common + rng.normal(0.0, 1.0, 50))
+    arm = pd.Series(common + 0.5 + rng.normal(0.0, 1.0, 50))
+    mean, low, high, n = paired_difference(arm, base)
+    assert n == 50 and low < 0.5 < high
+    unpaired_half = 1.959964 * np.sqrt(arm.var() / 50 + base.var() / 50)
+    assert high - mean < unpaired_half / 3

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from experiments.figures import _plt, save_figure
+from experiments.paired import Z95, paired_difference
 
 if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
 
 LENDER_TYPES = ("bank", "credit_fund", "abs_trust", "bond_investors")
-Z95 = 1.959963984540054
+
 BOOTSTRAP = 400
 
 
@@ -360,21 +361,20 @@ def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
     bon = table[btc].max()
     with_, without = at(bon, chi, kmax), at(0.0, chi, kmax)
     paired = runs.pivot_table(index=["replicate", btc, crash], columns=corr, values="miner_default_rate")
-    diff = (paired[chi] - paired[clo]).dropna()
-    half = Z95 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    effect, low, high, _ = paired_difference(paired[chi], paired[clo])
     finding = (
         f"A BTC crash of {pct(kmax)} leaves {interval(with_, 'miner_default_rate')} of miners in default with "
         f"BTC-backed loans on their books and {interval(without, 'miner_default_rate')} without them "
         f"(stress correlation {chi:g}); with no crash the rates are {pct(at(bon, chi, kmin)['miner_default_rate'])} "
         f"and {pct(at(0.0, chi, kmin)['miner_default_rate'])}. Raising the stress correlation from {clo:g} to "
-        f"{chi:g} changes the miner default rate by {100 * diff.mean():+.1f} points on average "
-        f"[{100 * (diff.mean() - half):+.1f}, {100 * (diff.mean() + half):+.1f}] (paired by seed)."
+        f"{chi:g} changes the miner default rate by {100 * effect:+.1f} points on average "
+        f"[{100 * low:+.1f}, {100 * high:+.1f}] (paired by seed)."
     )
     body = (
         "The crash is a scheduled `btc_crash` shock in month 6 added to the baseline; the stress "
         "correlation acts only in the stress regime (corr. of BTC returns with the compute-demand shock)."
     )
-    return Report(key, [key, *files], finding, body, {"table": table, "corr_effect": float(diff.mean())})
+    return Report(key, [key, *files], finding, body, {"table": table, "corr_effect": effect})
 
 
 # --- 4. the missing repo market -----------------------------------------------------------------------
@@ -824,11 +824,10 @@ def policies(sweeps: list[SweepResult], out: Path) -> Report:
     table["lender_loss_busd_p99"] = table["policy"].map(q["lender_loss_busd"])
     table["systemic_loss_p99"] = table["policy"].map(q["systemic_loss"])
     base = runs[runs["policy"] == "no policy"].set_index("replicate")["lender_loss_busd"]
-    diffs = {}
-    for p in order:
-        d = (runs[runs["policy"] == p].set_index("replicate")["lender_loss_busd"] - base).dropna()
-        half = Z95 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-        diffs[p] = (float(d.mean()), float(d.mean() - half), float(d.mean() + half))
+    diffs = {
+        p: paired_difference(runs[runs["policy"] == p].set_index("replicate")["lender_loss_busd"], base)
+        for p in order
+    }
     table["paired_change_busd"] = table["policy"].map({k: v[0] for k, v in diffs.items()})
     table["paired_change_low"] = table["policy"].map({k: v[1] for k, v in diffs.items()})
     table["paired_change_high"] = table["policy"].map({k: v[2] for k, v in diffs.items()})

@@ -30,6 +30,7 @@ from model.ledger import AMORTISATIONS, COLLATERALS, INSTRUMENTS, Cause, Kind, L
 from model.network import _finish_lenders
 from model.secondary import BuyerBook, Marks
 from model.state import MarketState
+from model.streams import Streams
 from model.world import MarketWorld
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "validation"
@@ -106,8 +107,8 @@ class EngineSession:
 
     def __init__(self, scenario: dict[str, Any] | Scenario, book: BuyerBook | None = None) -> None:
         self.config = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.rng = np.random.default_rng(self.config.seed)
-        self.world = MarketWorld(self.config.world, self.rng)
+        self.streams = Streams(self.config.seed)
+        self.world = MarketWorld(self.config.world, self.streams)
         self.fundamental = self.world.fundamental_value()
         self.n_generations = len(self.world.generations)
         self.book = book if book is not None else empty_book(self.n_generations)
@@ -128,7 +129,7 @@ class EngineSession:
             ledger=ledger,
             world=self.world,
             marks=Marks(self.n_generations, self.config.cascade.mark_recovery_half_life_months),
-            rng=self.rng,
+            streams=self.streams,
             lender_params=self._lender_params(ledger.kind),
             in_breach=np.zeros(ledger.n_agents, dtype=bool),
             redeeming=np.zeros(ledger.n_agents, dtype=bool),
