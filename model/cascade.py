@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import Borrower, Lender, Miner
+from agents.lender import ORDERLY, SETTLE
 from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause
+from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
@@ -645,7 +646,10 @@ def _all_pay_in_full(outside_assets: np.ndarray, claims: np.ndarray, obligations
 
 def lender_offers(state: MarketState) -> Offers:
     """Lenders offer repossessed GPUs: a calm lender a share at a patient reserve, a stressed or failed
-    one more, down to the scrap floor."""
+    one more, down to the scrap floor; or (``secondary.lender_disposal = 'choice'``) each lot goes
+    the way worth most to its holder (``chosen_offers``)."""
+    if state.scenario.secondary.lender_disposal == "choice":
+        return chosen_offers(state)
     led = state.ledger
     lots = led.lots
     stressed = Lender.stressed(
@@ -664,6 +668,128 @@ def lender_offers(state: MarketState) -> Offers:
         seller=lots.holder[keep],
         lot=np.flatnonzero(keep),
         source=lots.source[keep],
+    )
+
+
+def lot_disposal(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
+    """Each repossessed lot's disposal this round (``Lender.disposal``; indices into
+    ``agents.lender.DISPOSALS``) and, for a sale, its reserve as a share of the generation's value.
+
+    A calm lender waits at ``waiting_cost_calm`` a month, a stressed one at ``waiting_cost_stressed``,
+    less the share of its stock the last-resort facility has financed (the loan meets its need for
+    cash). Operating is open to the lender kinds in ``operators`` while calm: the lot's margins (with
+    the idling option) over its own remaining life, discounted at the calm waiting cost, less the
+    host's fee. Settling is open for ``settle_window_months`` after the borrower's default, at
+    ``settle_share`` of the lot's orderly value x (1 - the industry distress share): the owners need
+    funding."""
+    led, world = state.ledger, state.world
+    lots, rules = led.lots, state.scenario.secondary
+    stressed = Lender.stressed(
+        led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
+    )
+    financed = _financed_share(state, stressed)
+    waiting = np.where(
+        stressed,
+        rules.waiting_cost_calm + (1.0 - financed) * (rules.waiting_cost_stressed - rules.waiting_cost_calm),
+        rules.waiting_cost_calm,
+    )[lots.holder]
+    value = state.unit_values()[lots.source, lots.generation]
+    operate_value = np.full(len(lots), -np.inf)
+    kinds = [KIND_BY_NAME[name] for name in rules.operators]
+    can_operate = np.isin(led.kind[lots.holder], kinds) & (waiting <= rules.waiting_cost_calm)
+    if can_operate.any():
+        annual = (1.0 + rules.waiting_cost_calm) ** 12 - 1.0
+        table = world.values_by_life(world.expected_rent_path(), annual)
+        life = np.clip(
+            np.round(led.end_of_life[lots.source, lots.generation] - world.month), 0, table.shape[0] - 1
+        )
+        own = table[life.astype(np.int64), lots.generation]
+        operate_value = np.where(can_operate, (1.0 - rules.operator_fee) * own, -np.inf)
+    appraised = state.appraised_ratio[lots.generation]
+    settle_value = np.full(len(lots), -np.inf)
+    if rules.settle_share > 0:
+        open_ = world.month - led.default_month[lots.source] <= rules.settle_window_months
+        share = rules.settle_share * (1.0 - state.industry_distress())
+        settle_value = np.where(open_, share * appraised * value, -np.inf)
+    return Lender.disposal(
+        value,
+        appraised,
+        operate_value,
+        settle_value,
+        waiting,
+        led.defaulted[lots.holder],
+        rules,
+        state.scenario.cascade.mark_recovery_half_life_months,
+    )
+
+
+def _financed_share(state: MarketState, stressed: np.ndarray) -> np.ndarray:
+    """Lend mode of the policy of last resort: the facility tops up its loan to each live stressed
+    lender to ``buyer_of_last_resort_price`` x its repossessed stock at the generations' values (pro
+    rata if this month's budget falls short; the loan is booked as the lender's cash and outside
+    liability, money from outside the market); returns the share of each agent's stock so financed."""
+    led = state.ledger
+    if state.facility_loan is None:
+        return np.zeros(led.n_agents)
+    lots = led.lots
+    advance = state.scenario.policy.buyer_of_last_resort_price
+    stock = np.bincount(
+        lots.holder, weights=lots.units * state.fundamental()[lots.generation], minlength=led.n_agents
+    )
+    need = np.where(stressed & ~led.defaulted, np.maximum(advance * stock - state.facility_loan, 0.0), 0.0)
+    total = need.sum()
+    if total > 0 and state.facility_budget > 0:
+        grant = need * min(1.0, state.facility_budget / total)
+        state.facility_loan += grant
+        state.facility_budget -= grant.sum()
+        led.cash += grant
+        led.external_liabilities += grant
+        led.cash_in += grant.sum()
+        led.invalidate()
+    return np.divide(
+        state.facility_loan, advance * stock, out=np.zeros(led.n_agents), where=advance * stock > 0
+    ).clip(0.0, 1.0)
+
+
+def chosen_offers(state: MarketState) -> Offers:
+    """Lenders dispose of their lots as ``lot_disposal`` decides: settled lots leave the market to
+    the borrower's owners now (proceeds credited to the loan up to its unrecovered claim, as a sale's
+    are); lots to sell are offered in full at their channel's reserve (a failed lender's at the scrap
+    floor); operated lots stay with the lender and earn in operations (``operate_repossessed``)."""
+    led = state.ledger
+    lots = led.lots
+    if len(lots) == 0:
+        return _NO_OFFERS
+    choice, reserve_share = lot_disposal(state)
+    fundamental = state.fundamental()
+    settled = choice == SETTLE
+    if settled.any():
+        share = state.scenario.secondary.settle_share * (1.0 - state.industry_distress())
+        value = state.unit_values()[lots.source[settled], lots.generation[settled]]
+        proceeds = share * lots.units[settled] * value * state.appraised_ratio[lots.generation[settled]]
+        kept = _credit_recoveries(led.loans, lots.loan[settled], proceeds)
+        led.cash += np.bincount(lots.holder[settled], weights=kept, minlength=led.n_agents)
+        led.cash_in += proceeds.sum()
+        led.cash_out += proceeds.sum() - kept.sum()
+        lots.units[settled] = 0.0
+        keep = lots.units > 1e-9
+        choice, reserve_share = choice[keep], reserve_share[keep]
+        lots.drop_empty()
+        led.invalidate()
+    selling = choice >= ORDERLY
+    floor = state.scenario.cascade.scrap_value_share
+    liquidating = led.defaulted[lots.holder]
+    reserve = np.where(
+        liquidating, floor, np.maximum(reserve_share * state.appraised_ratio[lots.generation], floor)
+    )
+    gen = lots.generation[selling]
+    return Offers(
+        generation=gen,
+        units=lots.units[selling],
+        reserve=reserve[selling] * fundamental[gen],
+        seller=lots.holder[selling],
+        lot=np.flatnonzero(selling),
+        source=lots.source[selling],
     )
 
 
