@@ -771,6 +771,9 @@ def chosen_offers(state: MarketState) -> Offers:
         led.cash += np.bincount(lots.holder[settled], weights=kept, minlength=led.n_agents)
         led.cash_in += proceeds.sum()
         led.cash_out += proceeds.sum() - kept.sum()
+        led.gpus_settled += np.bincount(
+            lots.generation[settled], weights=lots.units[settled], minlength=led.n_generations
+        )
         lots.units[settled] = 0.0
         keep = lots.units > 1e-9
         choice, reserve_share = choice[keep], reserve_share[keep]
