@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in (False, True):
         for depth in (0.5, 1.0, 2.0):
             for power in (0.04, 0.05, 0.06):
-                row = replay_2022(
-                    {"flag": flag, "world.power.price_per_kwh": power}, buyer_depth_scale=depth
-                )
+                row = replay_2022({"flag": flag, "world.power.price_per_kwh": power}, buyer_depth_scale=depth)
                 result["miners_2022_grid"].append({"flag": flag, "depth": depth, "power": power, **row})
     for flag in (False, True):
         rows = [r for r in result["miners_2022_grid"] if r["flag"] == flag]
