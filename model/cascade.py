@@ -687,7 +687,7 @@ def lot_disposal(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
     stressed = Lender.stressed(
         led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
     )
-    financed = _financed_share(state, stressed)
+    financed = _financed_share(state)
     waiting = np.where(
         stressed,
         rules.waiting_cost_calm + (1.0 - financed) * (rules.waiting_cost_stressed - rules.waiting_cost_calm),
@@ -723,32 +723,49 @@ def lot_disposal(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _financed_share(state: MarketState, stressed: np.ndarray) -> np.ndarray:
+def lend_against_stock(state: MarketState) -> None:
     """Lend mode of the policy of last resort: the facility tops up its loan to each live stressed
     lender to ``buyer_of_last_resort_price`` x its repossessed stock at the generations' values (pro
-    rata if this month's budget falls short; the loan is booked as the lender's cash and outside
-    liability, money from outside the market); returns the share of each agent's stock so financed."""
+    rata if this month's budget falls short), booked as the lender's cash and outside liability, money
+    from outside the market."""
+    led = state.ledger
+    if state.facility_loan is None or state.facility_budget <= 0:
+        return
+    stressed = Lender.stressed(
+        led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
+    )
+    advance = state.scenario.policy.buyer_of_last_resort_price
+    need = np.where(
+        stressed & ~led.defaulted, np.maximum(advance * _stock_value(state) - state.facility_loan, 0.0), 0.0
+    )
+    total = need.sum()
+    if total <= 0:
+        return
+    grant = need * min(1.0, state.facility_budget / total)
+    state.facility_loan += grant
+    state.facility_budget -= grant.sum()
+    led.cash += grant
+    led.external_liabilities += grant
+    led.cash_in += grant.sum()
+    led.invalidate()
+
+
+def _stock_value(state: MarketState) -> np.ndarray:
+    """Each agent's repossessed stock at the generations' fundamental values."""
+    lots = state.ledger.lots
+    weights = lots.units * state.fundamental()[lots.generation]
+    return np.bincount(lots.holder, weights=weights, minlength=state.ledger.n_agents)
+
+
+def _financed_share(state: MarketState) -> np.ndarray:
+    """The share of each agent's repossessed stock that the lending facility has financed (0 to 1)."""
     led = state.ledger
     if state.facility_loan is None:
         return np.zeros(led.n_agents)
-    lots = led.lots
-    advance = state.scenario.policy.buyer_of_last_resort_price
-    stock = np.bincount(
-        lots.holder, weights=lots.units * state.fundamental()[lots.generation], minlength=led.n_agents
+    advanced = state.scenario.policy.buyer_of_last_resort_price * _stock_value(state)
+    return np.divide(state.facility_loan, advanced, out=np.zeros(led.n_agents), where=advanced > 0).clip(
+        0.0, 1.0
     )
-    need = np.where(stressed & ~led.defaulted, np.maximum(advance * stock - state.facility_loan, 0.0), 0.0)
-    total = need.sum()
-    if total > 0 and state.facility_budget > 0:
-        grant = need * min(1.0, state.facility_budget / total)
-        state.facility_loan += grant
-        state.facility_budget -= grant.sum()
-        led.cash += grant
-        led.external_liabilities += grant
-        led.cash_in += grant.sum()
-        led.invalidate()
-    return np.divide(
-        state.facility_loan, advance * stock, out=np.zeros(led.n_agents), where=advance * stock > 0
-    ).clip(0.0, 1.0)
 
 
 def chosen_offers(state: MarketState) -> Offers:
@@ -760,6 +777,7 @@ def chosen_offers(state: MarketState) -> Offers:
     lots = led.lots
     if len(lots) == 0:
         return _NO_OFFERS
+    lend_against_stock(state)
     choice, reserve_share = lot_disposal(state)
     fundamental = state.fundamental()
     settled = choice == SETTLE
