@@ -4,6 +4,7 @@ last resort, and the overshoot of the secondary price below fundamental value an
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -322,3 +323,22 @@ def test_the_books_balance_with_every_mechanism_on(mode: str):
                 shock()
                 books.check(f"after {shock.__name__}")
     assert model.ledger.defaulted.any() and disposals  # the run exercised the lenders' choices
+
+
+def test_the_run_command_takes_the_flag(tmp_path):
+    import run
+
+    out = tmp_path / "run"
+    args = [
+        "--scenario",
+        "fire_sale_demo",
+        "--set",
+        "buyers_as_they_are=true",
+        "--no-figures",
+        "--out",
+        str(out),
+    ]
+    assert run.main_run([*args, "--no-progress"]) == 0
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["secondary"]["lender_disposal"] == "choice"
+    assert config["world"]["idle_option_volatility"] == 0.15
