@@ -72,7 +72,8 @@ def run_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any parameter by its dotted path; repeatable",
+        help="override any parameter by its dotted path; repeatable; buyers_as_they_are=true turns on the "
+        "buy side and lenders' disposal of issue 16 part 2 (docs/calibration.md section 15a)",
     )
     parser.add_argument(
         "--out",
@@ -105,6 +106,12 @@ def main_run(argv: list[str]) -> int:
 
     args = run_parser().parse_args(argv)
     overrides = _parse_sets(args.sets)
+    if "buyers_as_they_are" in overrides:  # the one short name --set takes: it fans out to many fields
+        from model.config import _parse_value
+        from model.model import _resolve_aliases
+
+        flag = _parse_value(overrides.pop("buyers_as_they_are"))
+        overrides = {**_resolve_aliases(args.scenario, {"buyers_as_they_are": flag}), **overrides}
     scenario = load_scenario(args.scenario, overrides, seed=args.seed, months=args.months)  # validate first
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder")

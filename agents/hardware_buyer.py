@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from agents.balance_sheet import BalanceSheetAgent
-from model.config import HardwareBuyerClass, Policy
+from model.config import HardwareBuyerClass, Policy, SecondaryMarket
 from model.secondary import BuyerBook
 from model.world import MarketWorld
 
 UNLIMITED_GPUS = 1e12  # the buyer of last resort installs any volume its budget pays for
+MAX_EXPECTED_DEFLATION = 0.99
+
+
+TRAILING_MONTHS = 12  # adaptive buyers look at the rent change over the past year
+
+
+class BuyerMemory:
+    """What buyers carry from one month to the next (rows = buyers, as in the book): the expected
+    annual log growth of rent (adaptive expectations), the installation headroom left after last
+    month's purchases, and the rents of the past year."""
+
+    def __init__(self, buyers: list[HardwareBuyer], rent: float, secondary: SecondaryMarket) -> None:
+        specs = [buyer.spec for buyer in buyers]
+        self.expected_growth = np.array(
+            [0.0 if spec is None else math.log(1.0 - spec.expected_deflation) for spec in specs]
+        )
+        capacity = np.array([0.0 if spec is None else spec.capacity_gpus_per_month for spec in specs])
+        # a calm market has let every buyer build up its full headroom (1 month: none is carried)
+        self.headroom = (secondary.capacity_buffer_months - 1.0) * capacity
+        self.rents = [rent]
+
+    def observe(self, world: MarketWorld, secondary: SecondaryMarket, last_book: BuyerBook | None) -> None:
+        """Start of a month: adaptive expectations move toward the rent growth seen over the past year
+        (``k`` = 12 months, fewer at the start of a run), ``g <- g + gain ((12 / k) ln(r_t / r_t-k) -
+        g)``: Nerlove's adaptive expectations of the growth rate, fed with the trailing-year change
+        that survey expectations extrapolate (Greenwood & Shleifer 2014); installation headroom is
+        what last month's purchases left."""
+        if secondary.expectations == "adaptive":
+            self.rents = [*self.rents[-TRAILING_MONTHS:], world.rent_per_perf_hour]
+            months = len(self.rents) - 1
+            observed = 12.0 / months * math.log(self.rents[-1] / self.rents[0])
+            self.expected_growth += secondary.expectation_gain * (observed - self.expected_growth)
+        if last_book is not None:
+            self.headroom = np.maximum(last_book.capacity, 0.0)
 
 
 class HardwareBuyer(BalanceSheetAgent):
@@ -23,28 +59,49 @@ class HardwareBuyer(BalanceSheetAgent):
 
     @staticmethod
     def monthly_book(
-        buyers: list[HardwareBuyer], world: MarketWorld, stress: bool, policy: Policy, fundamental: np.ndarray
+        buyers: list[HardwareBuyer],
+        world: MarketWorld,
+        stress: bool,
+        policy: Policy,
+        fundamental: np.ndarray,
+        secondary: SecondaryMarket | None = None,
+        memory: BuyerMemory | None = None,
+        distress: float = 0.0,
     ) -> BuyerBook:
         """Every buyer's demand parameters for this month (decided once, before any sale), given this
         month's fundamental value per GPU. Buyers that share a valuation (deflation view and hurdle
-        rate) share one present value, and all of them are worked out together."""
+        rate) share one present value, and all of them are worked out together.
+
+        With ``secondary`` (and ``memory``): adaptive buyers extrapolate the rent growth they expect
+        now; budgets shrink by ``funding_sensitivity x distress`` (the industry distress share); and
+        installation capacity is the headroom left, refilled by a month's capacity up to the buffer."""
+        secondary = secondary or SecondaryMarket()
         gens = world.generations
         specs = [buyer.spec for buyer in buyers]
         last_resort = np.array([spec is None for spec in specs], dtype=bool)
         regular = [spec for spec in specs if spec is not None]
+        adaptive = secondary.expectations == "adaptive" and memory is not None
+        calm_deflation = (
+            np.clip(-np.expm1(memory.expected_growth[~last_resort]), 0.0, MAX_EXPECTED_DEFLATION).tolist()
+            if adaptive
+            else [spec.expected_deflation for spec in regular]
+        )
         keys = [
             (
-                min(spec.expected_deflation + (spec.stress_deflation_add if stress else 0.0), 0.99),
+                min(deflation + (spec.stress_deflation_add if stress else 0.0), MAX_EXPECTED_DEFLATION),
                 spec.hurdle_rate,
             )
-            for spec in regular
+            for deflation, spec in zip(calm_deflation, regular, strict=True)
         ]
         distinct = list(dict.fromkeys(keys))
         row_of = {key: row for row, key in enumerate(distinct)}
         valuation = np.empty((len(buyers), len(gens)))
         if distinct:
             values = np.array(
-                [world.present_value(world.extrapolated_rent_path(d), hurdle) for d, hurdle in distinct]
+                [
+                    world.present_value(world.extrapolated_rent_path(d, cache=not adaptive), hurdle)
+                    for d, hurdle in distinct
+                ]
             )
             valuation[~last_resort] = values[[row_of[key] for key in keys]]
         # the buyer of last resort: a fixed bid for any generation, any volume
@@ -62,6 +119,14 @@ class HardwareBuyer(BalanceSheetAgent):
             lambda spec: spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0),
             policy.buyer_of_last_resort_budget,
         )
+        if secondary.funding_sensitivity > 0:  # natural buyers are financed like the sellers
+            budget[~last_resort] *= 1.0 - secondary.funding_sensitivity * distress
+        capacity = each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS)  # finite: inf x 0 is NaN
+        if memory is not None:
+            refill = np.minimum(
+                memory.headroom + capacity, secondary.capacity_buffer_months * capacity
+            )  # 1 month: exactly this month's capacity
+            capacity = np.where(last_resort, capacity, refill)
         # a buyer whose month's budget does not pay for one unit of a generation at its own valuation
         # stays out of that generation's market (demand is in whole-unit budgets, not dust)
         eligible &= budget[:, None] >= valuation
@@ -70,6 +135,5 @@ class HardwareBuyer(BalanceSheetAgent):
             dispersion=each(lambda spec: spec.valuation_dispersion, 0.01),
             eligible=eligible,
             budget=budget,
-            # finite: inf x a zero budget share would be NaN
-            capacity=each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS),
+            capacity=capacity,
         )

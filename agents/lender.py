@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from agents.balance_sheet import BalanceSheetAgent
-from model.config import LenderBehaviour, TrancheSpec
+from model.config import LenderBehaviour, SecondaryMarket, TrancheSpec
 from model.ledger import KIND_NAMES, Kind
+
+DISPOSALS = ("hold", "operate", "settle", "sell_orderly", "sell_auction", "sell_distressed")
+HOLD, OPERATE, SETTLE, ORDERLY, AUCTION, DISTRESSED = range(len(DISPOSALS))
 
 
 class Lender(BalanceSheetAgent):
@@ -93,6 +96,50 @@ class Lender(BalanceSheetAgent):
         )
         deleveraging = to_sell > 0
         return np.where(deleveraging, slice_, calm_share), np.where(deleveraging, 0.0, calm_reserve)
+
+    def disposal(
+        value: np.ndarray,
+        appraised: np.ndarray,
+        operate_value: np.ndarray,
+        settle_value: np.ndarray,
+        waiting_cost: np.ndarray,
+        failed: np.ndarray,
+        rules: SecondaryMarket,
+        heal_months: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What each holder does with each repossessed lot (``DISPOSALS``) and, for a sale, its reserve as
+        a share of the generation's appraised (orderly) value.
+
+        Per unit, with ``V`` the lot's fundamental value, ``m`` the generation's mark at this month's
+        appraisal (so ``m V`` is the orderly value) and ``w`` the holder's cost of waiting a month:
+        a sale through a channel brings its price share ``h`` of orderly value after its time to sell,
+        ``h m V / (1 + w)^T``; holding waits one half-life of the mark's recovery and then sells
+        orderly, ``h_orderly (1 - (1 - m) / 2) V / (1 + w)^(half-life + T_orderly)``; operating is worth
+        ``operate_value``, settling ``settle_value`` (``-inf`` where not open). The holder takes the
+        option worth most (ties: the first listed). A failed lender's liquidator cannot wait: it settles
+        or sells distressed (down to the scrap floor, in ``chosen_offers``)."""
+        wait = 1.0 + waiting_cost
+        orderly = rules.orderly_share * value
+        options = np.stack(
+            [
+                orderly * (1.0 - 0.5 * (1.0 - appraised)) / wait ** (heal_months + rules.orderly_months),
+                operate_value,
+                settle_value,
+                orderly * appraised / wait**rules.orderly_months,
+                rules.auction_share * appraised * value / wait**rules.auction_months,
+                rules.distressed_share * appraised * value / wait**rules.distressed_months,
+            ]
+        )
+        liquidator = np.where(failed, -np.inf, 0.0)
+        options[[HOLD, OPERATE, ORDERLY, AUCTION]] += liquidator[None, :]
+        choice = options.argmax(axis=0)
+        shares = np.zeros(len(DISPOSALS))
+        shares[[ORDERLY, AUCTION, DISTRESSED]] = (
+            rules.orderly_share,
+            rules.auction_share,
+            rules.distressed_share,
+        )
+        return choice, shares[choice]
 
     @staticmethod
     def redemptions(equity: np.ndarray, peak_equity: np.ndarray, params) -> np.ndarray:

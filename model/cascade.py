@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import Borrower, Lender, Miner
+from agents.lender import ORDERLY, SETTLE
 from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, Cause, Ledger
+from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
 from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
@@ -732,7 +733,10 @@ def _all_pay_in_full(outside_assets: np.ndarray, claims: np.ndarray, obligations
 def lender_offers(state: MarketState, to_sell: np.ndarray | None = None) -> Offers:
     """Lenders offer repossessed GPUs: a calm lender a share at a patient reserve, a stressed or failed
     one more, down to the scrap floor; a leverage-targeting lender the slice worth ``to_sell`` (what
-    ``deleverage_from_cash`` left it to sell this round)."""
+    ``deleverage_from_cash`` left it to sell this round); or (``secondary.lender_disposal = 'choice'``)
+    each lot goes the way worth most to its holder (``chosen_offers``, which has no deleveraging)."""
+    if state.scenario.secondary.lender_disposal == "choice":
+        return chosen_offers(state)
     led = state.ledger
     lots = led.lots
     stressed = Lender.stressed(
@@ -808,6 +812,149 @@ def _deleveraging_sales(
     target_share, target_reserve = Lender.targeting_sale_plan(to_sell, holdings, params)
     live = params["leverage_targeting"] & ~led.defaulted
     return np.where(live, target_share, share), np.where(live, target_reserve, reserve_share)
+
+
+def lot_disposal(state: MarketState) -> tuple[np.ndarray, np.ndarray]:
+    """Each repossessed lot's disposal this round (``Lender.disposal``; indices into
+    ``agents.lender.DISPOSALS``) and, for a sale, its reserve as a share of the generation's value.
+
+    A calm lender waits at ``waiting_cost_calm`` a month, a stressed one at ``waiting_cost_stressed``,
+    less the share of its stock the last-resort facility has financed (the loan meets its need for
+    cash). Operating is open to the lender kinds in ``operators`` while calm: the lot's margins (with
+    the idling option) over its own remaining life, discounted at the calm waiting cost, less the
+    host's fee. Settling is open for ``settle_window_months`` after the borrower's default, at
+    ``settle_share`` of the lot's orderly value x (1 - the industry distress share): the owners need
+    funding."""
+    led, world = state.ledger, state.world
+    lots, rules = led.lots, state.scenario.secondary
+    stressed = Lender.stressed(
+        led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
+    )
+    financed = _financed_share(state)
+    waiting = np.where(
+        stressed,
+        rules.waiting_cost_calm + (1.0 - financed) * (rules.waiting_cost_stressed - rules.waiting_cost_calm),
+        rules.waiting_cost_calm,
+    )[lots.holder]
+    value = state.unit_values()[lots.source, lots.generation]
+    operate_value = np.full(len(lots), -np.inf)
+    kinds = [KIND_BY_NAME[name] for name in rules.operators]
+    can_operate = np.isin(led.kind[lots.holder], kinds) & (waiting <= rules.waiting_cost_calm)
+    if can_operate.any():
+        annual = (1.0 + rules.waiting_cost_calm) ** 12 - 1.0
+        table = world.values_by_life(world.expected_rent_path(), annual)
+        life = np.clip(
+            np.round(led.end_of_life[lots.source, lots.generation] - world.month), 0, table.shape[0] - 1
+        )
+        own = table[life.astype(np.int64), lots.generation]
+        operate_value = np.where(can_operate, (1.0 - rules.operator_fee) * own, -np.inf)
+    appraised = state.appraised_ratio[lots.generation]
+    settle_value = np.full(len(lots), -np.inf)
+    if rules.settle_share > 0:
+        open_ = world.month - led.default_month[lots.source] <= rules.settle_window_months
+        share = rules.settle_share * (1.0 - state.industry_distress())
+        settle_value = np.where(open_, share * appraised * value, -np.inf)
+    return Lender.disposal(
+        value,
+        appraised,
+        operate_value,
+        settle_value,
+        waiting,
+        led.defaulted[lots.holder],
+        rules,
+        state.scenario.cascade.mark_recovery_half_life_months,
+    )
+
+
+def lend_against_stock(state: MarketState) -> None:
+    """Lend mode of the policy of last resort: the facility tops up its loan to each live stressed
+    lender to ``buyer_of_last_resort_price`` x its repossessed stock at the generations' values (pro
+    rata if this month's budget falls short), booked as the lender's cash and outside liability, money
+    from outside the market."""
+    led = state.ledger
+    if state.facility_loan is None or state.facility_budget <= 0:
+        return
+    stressed = Lender.stressed(
+        led.kind, state.capital_ratio(), led.defaulted, state.redeeming, state.lender_params
+    )
+    advance = state.scenario.policy.buyer_of_last_resort_price
+    need = np.where(
+        stressed & ~led.defaulted, np.maximum(advance * _stock_value(state) - state.facility_loan, 0.0), 0.0
+    )
+    total = need.sum()
+    if total <= 0:
+        return
+    grant = need * min(1.0, state.facility_budget / total)
+    state.facility_loan += grant
+    state.facility_budget -= grant.sum()
+    led.cash += grant
+    led.external_liabilities += grant
+    led.cash_in += grant.sum()
+    led.invalidate()
+
+
+def _stock_value(state: MarketState) -> np.ndarray:
+    """Each agent's repossessed stock at the generations' fundamental values."""
+    lots = state.ledger.lots
+    weights = lots.units * state.fundamental()[lots.generation]
+    return np.bincount(lots.holder, weights=weights, minlength=state.ledger.n_agents)
+
+
+def _financed_share(state: MarketState) -> np.ndarray:
+    """The share of each agent's repossessed stock that the lending facility has financed (0 to 1)."""
+    led = state.ledger
+    if state.facility_loan is None:
+        return np.zeros(led.n_agents)
+    advanced = state.scenario.policy.buyer_of_last_resort_price * _stock_value(state)
+    return np.divide(state.facility_loan, advanced, out=np.zeros(led.n_agents), where=advanced > 0).clip(
+        0.0, 1.0
+    )
+
+
+def chosen_offers(state: MarketState) -> Offers:
+    """Lenders dispose of their lots as ``lot_disposal`` decides: settled lots leave the market to
+    the borrower's owners now (proceeds credited to the loan up to its unrecovered claim, as a sale's
+    are); lots to sell are offered in full at their channel's reserve (a failed lender's at the scrap
+    floor); operated lots stay with the lender and earn in operations (``operate_repossessed``)."""
+    led = state.ledger
+    lots = led.lots
+    if len(lots) == 0:
+        return _NO_OFFERS
+    lend_against_stock(state)
+    choice, reserve_share = lot_disposal(state)
+    fundamental = state.fundamental()
+    settled = choice == SETTLE
+    if settled.any():
+        share = state.scenario.secondary.settle_share * (1.0 - state.industry_distress())
+        value = state.unit_values()[lots.source[settled], lots.generation[settled]]
+        proceeds = share * lots.units[settled] * value * state.appraised_ratio[lots.generation[settled]]
+        kept = _credit_recoveries(led.loans, lots.loan[settled], proceeds, state.world.month)
+        led.cash += np.bincount(lots.holder[settled], weights=kept, minlength=led.n_agents)
+        led.cash_in += proceeds.sum()
+        led.cash_out += proceeds.sum() - kept.sum()
+        led.gpus_settled += np.bincount(
+            lots.generation[settled], weights=lots.units[settled], minlength=led.n_generations
+        )
+        lots.units[settled] = 0.0
+        keep = lots.units > 1e-9
+        choice, reserve_share = choice[keep], reserve_share[keep]
+        lots.drop_empty()
+        led.invalidate()
+    selling = choice >= ORDERLY
+    floor = state.scenario.cascade.scrap_value_share
+    liquidating = led.defaulted[lots.holder]
+    reserve = np.where(
+        liquidating, floor, np.maximum(reserve_share * state.appraised_ratio[lots.generation], floor)
+    )
+    gen = lots.generation[selling]
+    return Offers(
+        generation=gen,
+        units=lots.units[selling],
+        reserve=reserve[selling] * fundamental[gen],
+        seller=lots.holder[selling],
+        lot=np.flatnonzero(selling),
+        source=lots.source[selling],
+    )
 
 
 def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray, month: int) -> np.ndarray:

@@ -215,6 +215,13 @@ class World(Strict):
     btc: BTCProcess
     regime: Regime
     valuation_discount_rate: Positive = Field(le=1.0, description="rate for the fundamental value, /yr")
+    idle_option_volatility: NonNegative = Field(
+        default=0.0,
+        le=1.0,
+        description="monthly s.d. of log rent against which an owner's option to idle and restart a GPU is "
+        "valued (every present value: fundamental, collateral, buyers); 0 = a month counts only where its "
+        "expected margin is positive (no option value)",
+    )
     base_rate_path: list[float] = Field(
         default_factory=list,
         max_length=600,
@@ -520,7 +527,92 @@ class Policy(Strict):
     ltv_cap: float = Field(default=1.0, gt=0.0, le=1.0, description="cap on loan-to-cost at origination")
     haircut_per_year_of_age: Fraction = Field(default=0.0, description="collateral haircut per year of age")
     buyer_of_last_resort_budget: NonNegative = Field(default=0.0, description="USD per month")
-    buyer_of_last_resort_price: Fraction = Field(default=0.5, description="its bid, share of fundamental")
+    buyer_of_last_resort_price: Fraction = Field(
+        default=0.5,
+        description="its bid (buy) or its advance against repossessed GPUs (lend), share of fundamental",
+    )
+    buyer_of_last_resort_mode: Literal["buy", "lend"] = Field(
+        default="buy",
+        description="buy: a buyer bidding the price for any generation; lend: a facility lending that share of "
+        "fundamental value against stressed lenders' repossessed GPUs, so they need not sell in a hurry "
+        "(needs secondary.lender_disposal = 'choice')",
+    )
+
+    @property
+    def last_resort_buys(self) -> bool:
+        """Whether the policy adds a buyer of last resort to the market (rather than a lending facility)."""
+        return self.buyer_of_last_resort_budget > 0 and self.buyer_of_last_resort_mode == "buy"
+
+
+class SecondaryMarket(Strict):
+    """Buyers and sellers of used GPUs as they are (issue 16 part 2). The defaults reproduce the
+    calibrated model: buyers extrapolate a fixed deflation, their budgets react to the regime only,
+    installation capacity is a monthly flow, and lenders follow the patient / hurried sale plan."""
+
+    expectations: Literal["fixed", "adaptive"] = Field(
+        default="fixed",
+        description="fixed: each buyer class extrapolates its configured deflation; adaptive: its expected "
+        "log rent growth moves each month toward the rent change it observed (gain expectation_gain)",
+    )
+    expectation_gain: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.1, description="adaptive expectations: weight of the latest observed rent change, per month"
+    )
+    funding_sensitivity: Fraction = Field(
+        default=0.0,
+        description="buyers' budgets shrink by this x the industry distress share (borrowers in breach or "
+        "defaulted within funding_memory_months): natural buyers are financed like the sellers",
+    )
+    funding_memory_months: int = Field(
+        default=12, ge=1, le=120, description="a default weighs on buyers' funding for this many months"
+    )
+    capacity_buffer_months: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=24.0,
+        description="installation headroom a buyer can build up, months of capacity_gpus_per_month; it "
+        "refills by capacity_gpus_per_month a month (1: a monthly flow, unused capacity is lost)",
+    )
+    lender_disposal: Literal["sale_plan", "choice"] = Field(
+        default="sale_plan",
+        description="sale_plan: patient / hurried shares and reserves (lenders.*); choice: each lot is "
+        "operated, settled or sold through the channel worth most to its holder (orderly, auction, distressed)",
+    )
+    orderly_share: Fraction = Field(default=0.85, description="orderly sale: price as share of orderly value")
+    orderly_months: NonNegative = Field(default=3.0, le=24.0, description="orderly sale: months to sell")
+    auction_share: Fraction = Field(default=0.65, description="auction: price as share of orderly value")
+    auction_months: NonNegative = Field(default=1.0, le=24.0, description="auction: months to sell")
+    distressed_share: Fraction = Field(default=0.45, description="distressed sale: share of orderly value")
+    distressed_months: NonNegative = Field(
+        default=0.25, le=24.0, description="distressed sale: months to sell"
+    )
+    waiting_cost_calm: NonNegative = Field(
+        default=0.01,
+        le=10.0,
+        description="a calm lender's cost of waiting for cash, per month (discount rate)",
+    )
+    waiting_cost_stressed: NonNegative = Field(
+        default=0.25, le=10.0, description="a stressed lender's cost of waiting for cash, per month"
+    )
+    operators: list[LenderKind] = Field(
+        default_factory=list, description="lender kinds that can operate repossessed GPUs through a host"
+    )
+    operator_fee: Fraction = Field(default=0.25, description="share of the operating margin the host keeps")
+    settle_share: Fraction = Field(
+        default=0.0,
+        description="a defaulted borrower's owners buy its GPUs back off-market at this share of orderly "
+        "value x (1 - industry distress share); 0 = no settlement",
+    )
+    settle_window_months: int = Field(
+        default=6, ge=0, le=60, description="months after the default in which a settlement can be agreed"
+    )
+
+    @model_validator(mode="after")
+    def _channels_ordered(self) -> SecondaryMarket:
+        if not self.orderly_months >= self.auction_months >= self.distressed_months:
+            raise ValueError(
+                "secondary: sale channels must take orderly_months >= auction_months >= distressed_months"
+            )
+        return self
 
 
 class Shock(Strict):
@@ -577,6 +669,7 @@ class Scenario(Strict):
     explicit: ExplicitNetwork | None = None
     cascade: CascadeRules
     policy: Policy = Policy()
+    secondary: SecondaryMarket = SecondaryMarket()
     shocks: list[Shock] = Field(default_factory=list)
     history: History | None = None
 
@@ -628,6 +721,15 @@ class Scenario(Strict):
                     raise ValueError(
                         f"shocks[{k}].agent: no agent with id '{shock.agent}' (known: {sorted(ids)})"
                     )
+        if (
+            self.policy.buyer_of_last_resort_mode == "lend"
+            and self.policy.buyer_of_last_resort_budget > 0
+            and self.secondary.lender_disposal != "choice"
+        ):
+            raise ValueError(
+                "policy.buyer_of_last_resort_mode = 'lend' needs secondary.lender_disposal = 'choice' (the "
+                "facility changes how lenders dispose of repossessed GPUs)"
+            )
         if abs(sum(t.share for t in self.abs_tranches) - 1.0) > 1e-6:
             raise ValueError("abs_tranches: shares must sum to 1")
         return self

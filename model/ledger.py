@@ -115,6 +115,7 @@ class Ledger:
         self.cash_in = 0.0  # cash that entered the market from outside
         self.cash_out = 0.0  # cash that left it
         self.gpus_scrapped = np.zeros(g)  # units that left the market (retired at end of life)
+        self.gpus_settled = np.zeros(g)  # units bought back off-market by defaulted borrowers' owners
         self.loans = LoanBook.empty() if loans is None else loans
         self.lots = Lots.empty()
         self._aggregates: dict | None = None  # see ``caching``

@@ -15,6 +15,7 @@ import mesa
 import numpy as np
 
 from agents import ABSTrust, Bank, BondInvestors, CreditFund, HardwareBuyer, Lender, Miner, NeoCloud
+from agents.hardware_buyer import BuyerMemory
 from model.cascade import CascadeReport, Failures, run_cascade
 from model.config import ConfigError, Scenario, load_scenario
 from model.ledger import Cause, Kind
@@ -22,6 +23,7 @@ from model.metrics import MetricsRecorder
 from model.network import build_market
 from model.operations import (
     earn,
+    operate_repossessed,
     pay_debt_service,
     pay_out_lender_earnings,
     pay_out_surplus,
@@ -54,7 +56,30 @@ PARAMETER_ALIASES: dict[str, str] = {
     "ltv_covenant": "ltv_covenant",
     "loan_tenor_months": "loan_tenor_months",
     "price_channel": "cascade.price_channel",
+    "buyers_as_they_are": "buyers_as_they_are",  # True: BUYERS_AS_THEY_ARE (issue 16 part 2), all at once
 }
+
+# The buy side and lenders' disposal "as they are" (docs/ODD.md 7.5; docs/calibration.md section 15a):
+# assumptions to be calibrated, not posterior values. ``world.idle_option_volatility`` is added from the
+# scenario (``_idle_option_volatility``).
+BUYERS_AS_THEY_ARE: dict[str, Any] = {
+    "secondary.expectations": "adaptive",
+    "secondary.expectation_gain": 0.1,
+    "secondary.funding_sensitivity": 1.0,
+    "secondary.capacity_buffer_months": 3.0,
+    "secondary.lender_disposal": "choice",
+    "secondary.operators": ["credit_fund"],
+    "secondary.settle_share": 0.5,
+}
+BTC_MONTHLY_VOLATILITY = 0.15  # realised BTC volatility 40-55 %/yr (calibration-facts 4) / sqrt(12)
+
+
+def _idle_option_volatility(scenario: Scenario) -> float:
+    """The rent uncertainty an owner's idling option is valued against: the rent process's monthly
+    shock size, or where the scenario has none (a replay of observed paths, as ``miners_2022``, whose
+    'rent' is a rig's mining revenue) BTC's monthly volatility."""
+    shock = scenario.world.rent.shock_volatility
+    return shock if shock > 0 else BTC_MONTHLY_VOLATILITY
 
 
 def _resolve_aliases(scenario: Scenario | str | Path | dict, params: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +91,14 @@ def _resolve_aliases(scenario: Scenario | str | Path | dict, params: dict[str, A
                 f"unknown model parameter '{key}' (allowed: {sorted(PARAMETER_ALIASES)}, or overrides=)"
             )
         path = PARAMETER_ALIASES[key]
-        if path in ("buyer_budget_scale", "buyer_depth_scale", "buyer_rack_kw_cap"):
+        if path == "buyers_as_they_are":
+            if not isinstance(value, bool | np.bool_):
+                raise ConfigError(f"buyers_as_they_are must be true or false, got {value!r}")
+            if value:
+                base = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
+                overrides.update(BUYERS_AS_THEY_ARE)
+                overrides["world.idle_option_volatility"] = _idle_option_volatility(base)
+        elif path in ("buyer_budget_scale", "buyer_depth_scale", "buyer_rack_kw_cap"):
             base = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
             for buyer in base.buyers:
                 at = f"buyers.{buyer.name}"
@@ -144,6 +176,7 @@ class GPUCreditModel(mesa.Model):
             self.state.neutralised[[self._index_of(name) for name in neutralise]] = True
         self.state.refresh_fundamental()
         self.ledger.target_capital_ratio = self.state.capital_ratio()
+        self.state.appraise()
         self._create_agents()
         self.last_cascade = CascadeReport()
         self.metrics = MetricsRecorder(self)
@@ -165,7 +198,7 @@ class GPUCreditModel(mesa.Model):
                     self.agent_of[agent.index] = agent
         buyer_idx = np.flatnonzero(kind == Kind.BUYER)
         specs = [b for b in self.config.buyers for _ in range(b.count)]
-        if self.config.policy.buyer_of_last_resort_budget > 0:
+        if self.config.policy.last_resort_buys:
             specs.append(None)
         self.buyers = list(
             HardwareBuyer.create_agents(
@@ -178,6 +211,9 @@ class GPUCreditModel(mesa.Model):
         )
         for agent in self.buyers:
             self.agent_of[agent.index] = agent
+        self.buyer_memory = BuyerMemory(
+            self.buyers, self.state.world.rent_per_perf_hour, self.config.secondary
+        )
 
     # --- the month (DESIGN.md section 6) ---
 
@@ -199,17 +235,30 @@ class GPUCreditModel(mesa.Model):
         retire_end_of_life(state)  # before valuing: the fundamental value is of the units left
         state.refresh_fundamental()
         state.marks.heal()
+        state.open_last_resort_facility()
+        state.appraise()
+        self.buyer_memory.observe(state.world, self.config.secondary, getattr(self, "buyer_book", None))
         self.buyer_book = self.monthly_buyer_book()
 
     def monthly_buyer_book(self) -> BuyerBook:
         """The buyers' demand this month (rows in the order of ``self.buyers``)."""
         state = self.state
+        secondary = self.config.secondary
         return HardwareBuyer.monthly_book(
-            self.buyers, state.world, state.world.stress, self.config.policy, state.fundamental()
+            self.buyers,
+            state.world,
+            state.world.stress,
+            self.config.policy,
+            state.fundamental(),
+            secondary,
+            self.buyer_memory,
+            state.industry_distress() if secondary.funding_sensitivity > 0 else 0.0,
         )
 
     def operate(self) -> Failures:
         ocf = earn(self.state)
+        if self.config.secondary.lender_disposal == "choice":
+            operate_repossessed(self.state)
         pay_redemptions(self.state)
         failed = pay_debt_service(self.state, ocf)
         pay_out_surplus(self.state, failed.agents)

@@ -267,7 +267,7 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
 def _buyer_rows(scenario: Scenario) -> list[tuple[str, int]]:
     """One hardware buyer agent per unit of each buyer class's count: (name, class index)."""
     rows = [(f"{b.name}-{j}", k) for k, b in enumerate(scenario.buyers) for j in range(b.count)]
-    if scenario.policy.buyer_of_last_resort_budget > 0:
+    if scenario.policy.last_resort_buys:
         rows.append(("buyer-of-last-resort", -1))
     return rows
 

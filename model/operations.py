@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import Lender, Miner, NeoCloud
+from agents.lender import OPERATE
+from model.cascade import _credit_recoveries, lot_disposal
 from model.ledger import FLOW_WINDOW, Cause, Kind
 from model.network import contract_revenue_per_gpu, monthly_debt_service
 from model.secondary import largest_by_group
@@ -262,3 +264,24 @@ def pay_out_surplus(state: MarketState, failed: np.ndarray) -> None:
     surplus = np.maximum(led.cash - target, 0.0)
     led.cash -= surplus
     led.cash_out += surplus.sum()
+
+
+def operate_repossessed(state: MarketState) -> None:
+    """Lenders that chose to operate repossessed lots (``secondary.lender_disposal = 'choice'``) earn
+    this month's margin on them, idling units whose margin is negative, less the host's fee. Like a
+    sale's proceeds, the income is credited to the loan the lot secures up to its unrecovered claim;
+    the rest belongs to the borrower's owners."""
+    led, world = state.ledger, state.world
+    lots = led.lots
+    if len(lots) == 0:
+        return
+    choice, _ = lot_disposal(state)
+    running = choice == OPERATE
+    if not running.any():
+        return
+    margin = np.maximum(world.margin_per_gpu(), 0.0) * (1.0 - state.scenario.secondary.operator_fee)
+    income = lots.units[running] * margin[lots.generation[running]]
+    kept = _credit_recoveries(led.loans, lots.loan[running], income)
+    led.cash += np.bincount(lots.holder[running], weights=kept, minlength=led.n_agents)
+    led.cash_in += income.sum()
+    led.cash_out += income.sum() - kept.sum()

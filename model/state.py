@@ -28,6 +28,37 @@ class MarketState:
     # counterfactual runs (model.attribution): borrowers whose default makes no forced sale and costs
     # their creditors nothing (None: every default is resolved as usual)
     neutralised: np.ndarray | None = None
+    facility_loan: np.ndarray | None = None  # lent by the last-resort facility (lend mode), per agent
+    facility_budget: float = 0.0  # what the facility can still lend this month
+    appraised_ratio: np.ndarray | None = None  # marks at this month's appraisal (lender_disposal 'choice')
+
+    def appraise(self) -> None:
+        """Start of a month: lenders appraise repossessed GPUs at the generation's mark (orderly value
+        = mark x fundamental value); their sale reserves hold for the month, so a channel's haircut
+        limits how far one month's sales can push the price."""
+        self.appraised_ratio = self.marks.ratio.copy()
+
+    def open_last_resort_facility(self) -> None:
+        """Start of a month: a lending facility of last resort (``policy.buyer_of_last_resort_mode =
+        'lend'``) has its monthly budget to lend again."""
+        policy = self.scenario.policy
+        if policy.buyer_of_last_resort_mode != "lend" or policy.buyer_of_last_resort_budget <= 0:
+            return
+        self.facility_budget = policy.buyer_of_last_resort_budget
+        if self.facility_loan is None:
+            self.facility_loan = np.zeros(self.ledger.n_agents)
+
+    def industry_distress(self) -> float:
+        """The share of borrowers (miners and neo-clouds) in covenant breach or defaulted within the last
+        ``secondary.funding_memory_months``: the funding indicator of the industry's natural buyers,
+        who are financed like the sellers and stressed when the sales come (Shleifer & Vishny 1992)."""
+        led = self.ledger
+        borrowers = self.borrower_mask()
+        if not borrowers.any():
+            return 0.0
+        memory = self.scenario.secondary.funding_memory_months
+        recent = led.defaulted & (self.world.month - led.default_month < memory)
+        return float((self.in_breach | recent)[borrowers].mean())
 
     @property
     def markets_open(self) -> bool:

@@ -131,6 +131,7 @@ class MarketWorld:
         self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
         self.rent_per_perf_hour = rent.h100_rent_per_hour
         self._powers: dict[tuple, np.ndarray] = {}  # deflation factors of buyers' rent paths, by rate
+        self._option_sd = self._idle_option_sd(MAX_LIFE_MONTHS) if config.idle_option_volatility > 0 else None
 
     # --- processes ---
 
@@ -322,19 +323,50 @@ class MarketWorld:
         the path's length), as in ``present_value``; units of one generation bought in different months
         differ only in their remaining life."""
         months = np.arange(1, rent_path.size + 1)
-        margins = np.maximum(self.revenue_per_gpu(rent_path[:, None]) - self._opex_per_gpu, 0.0)
+        margins = self.expected_margins(rent_path)
         discount = (1.0 + discount_rate) ** (-months / 12.0)
         table = np.zeros((rent_path.size + 1, len(self.generations)))
         np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
         return table
 
-    def extrapolated_rent_path(self, deflation_per_year: float) -> np.ndarray:
+    def expected_margins(self, rent_path: np.ndarray) -> np.ndarray:
+        """Expected margin per GPU ([months, generations]) of an owner who idles a unit whenever its
+        margin is negative and restarts it when it is positive again, along a median rent path.
+
+        Without rent uncertainty (``idle_option_volatility`` 0) a month counts where its median margin
+        is positive: ``max(k r_m - c, 0)``. With it, log rent at month m is normal around the path with
+        the s.d. of the rent process's deviations after m monthly shocks of that size (persistence
+        phi: ``s^2 (1 - phi^(2m)) / (1 - phi^2)``), and the month is worth the call on revenue struck at
+        the operating cost (Black 1976): ``k r_m e^(v/2) N(d2 + sqrt v) - c N(d2)``,
+        ``d2 = ln(k r_m / c) / sqrt v``. A unit whose power costs more than it earns today is then worth
+        something while its future margin may turn positive: the real option of idling."""
+        revenue = self.revenue_per_gpu(rent_path[:, None])
+        if self._option_sd is None:
+            return np.maximum(revenue - self._opex_per_gpu, 0.0)
+        sd = self._option_sd[: rent_path.size, None]
+        opex = self._opex_per_gpu[None, :]
+        d2 = np.log(revenue / opex) / sd
+        return revenue * np.exp(0.5 * sd * sd) * ndtr(d2 + sd) - opex * ndtr(d2)
+
+    def _idle_option_sd(self, months: int) -> np.ndarray:
+        """S.d. of log rent around its median path after 1 .. ``months`` monthly shocks of size
+        ``idle_option_volatility`` decaying at the rent process's persistence."""
+        q = self._persistence**2
+        m = np.arange(1, months + 1)
+        terms = m.astype(float) if q >= 1.0 else -np.expm1(m * np.log(q)) / -np.expm1(np.log(q))
+        return self.config.idle_option_volatility * np.sqrt(terms)
+
+    def extrapolated_rent_path(self, deflation_per_year: float, cache: bool = True) -> np.ndarray:
         """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who
-        extrapolate a deflation rate instead of knowing the process."""
+        extrapolate a deflation rate instead of knowing the process. ``cache=False`` for rates that
+        change every month (adaptive expectations), which would only fill the cache."""
         key = ("deflation", deflation_per_year)
-        if key not in self._powers:
-            self._powers[key] = (1.0 - deflation_per_year) ** (np.arange(1, MAX_LIFE_MONTHS + 1) / 12.0)
-        return self.rent_per_perf_hour * self._powers[key]
+        if key in self._powers:
+            return self.rent_per_perf_hour * self._powers[key]
+        powers = (1.0 - deflation_per_year) ** (np.arange(1, MAX_LIFE_MONTHS + 1) / 12.0)
+        if cache:
+            self._powers[key] = powers
+        return self.rent_per_perf_hour * powers
 
     def fundamental_value(self) -> np.ndarray:
         """The reference value per GPU: margins along the process's median rent path (the anchor with

@@ -23,7 +23,7 @@ class Books:
     def __init__(self, model: GPUCreditModel) -> None:
         led = model.ledger
         self.model = model
-        self.gpus = led.total_gpus() + led.gpus_scrapped
+        self.gpus = led.total_gpus() + led.gpus_scrapped + led.gpus_settled
         self.cash = float(led.cash.sum())
         self.defaulted = led.defaulted.copy()
 
@@ -31,9 +31,14 @@ class Books:
         led = self.model.ledger
         loans = led.loans
         where = f"{when} (month {self.model.state.world.month})"
-        # GPUs are neither created nor destroyed except by scrapping at end of life
+        # GPUs are neither created nor destroyed except by scrapping at end of life (or leave the market
+        # when a defaulted borrower's owners settle)
         np.testing.assert_allclose(
-            led.total_gpus() + led.gpus_scrapped, self.gpus, rtol=REL, atol=1e-6, err_msg=f"GPUs {where}"
+            led.total_gpus() + led.gpus_scrapped + led.gpus_settled,
+            self.gpus,
+            rtol=REL,
+            atol=1e-6,
+            err_msg=f"GPUs {where}",
         )
         # cash changes only by what enters or leaves the market
         scale = max(abs(self.cash), led.cash_in, led.cash_out, 1.0)
