@@ -647,19 +647,23 @@ def clear_lenders(state: MarketState) -> Failures:
     cost = loans.default(hit, month, state.world.base_rate, rules.workout_cost_share)
     pay_workout_costs(led, hit_creditor, cost)
     if not zero:  # what clearing pays moves from the estate's outside assets to the creditor's
-        _settle(led, hit, recovery[hit_debtor] * hit_amount, month)
+        _settle(led, hit, recovery[hit_debtor] * hit_amount)
     return Failures(failed, cause, parent)
 
 
-def _settle(led, loan_ids: np.ndarray, payment: np.ndarray, month: int) -> None:
+def _settle(led, loan_ids: np.ndarray, payment: np.ndarray) -> None:
     """Book ``payment`` as what each interbank loan recovers: the change from what it recovered so far
-    moves from its debtor's outside assets to its creditor's, booked as a recovery in ``month`` (a new
-    clearing of an earlier estate can lower it)."""
+    moves from its debtor's outside assets to its creditor's. A clearing values the claim on the estate
+    as of the loan's default month, so the recovery (and any later clearing's revision of it, up or
+    down) is booked in that month."""
     loans = led.loans
     change = payment - loans.recovered[loan_ids]
     led.external_assets += np.bincount(loans.creditor[loan_ids], weights=change, minlength=led.n_agents)
     led.external_assets -= np.bincount(loans.debtor[loan_ids], weights=change, minlength=led.n_agents)
-    loans.recover(loan_ids, change, month)
+    default_month = loans.default_month[loan_ids]
+    for month in np.unique(default_month):
+        at = default_month == month
+        loans.recover(loan_ids[at], change[at], int(month))
     led.invalidate()  # outside assets moved: lender equity and assets change
 
 
@@ -704,12 +708,7 @@ def _clear_pari_passu(
     recovery = np.ones(n)
     recovery[nodes] = result.recovery
     if cleared.size:
-        _settle(
-            led,
-            cleared,
-            recovery[loans.debtor[cleared]] * loans.exposure_at_default[cleared],
-            state.world.month,
-        )
+        _settle(led, cleared, recovery[loans.debtor[cleared]] * loans.exposure_at_default[cleared])
     # a lender with negative equity (zero too, with the tie rule) fails even where the clearing has it
     # pay in full (its debts outside the interbank network can exceed what it holds)
     failing = np.zeros(n, dtype=bool)
@@ -960,7 +959,7 @@ def chosen_offers(state: MarketState) -> Offers:
 def _credit_recoveries(loans, loan_ids: np.ndarray, amounts: np.ndarray, month: int) -> np.ndarray:
     """Credit sale proceeds to their loans, each up to its unrecovered claim; returns what was kept."""
     order = np.argsort(loan_ids, kind="stable")
-    ids, amt = loan_ids[order], amounts[order]
+    ids, amt = loan_ids[order], np.maximum(amounts[order], 0.0)  # a fill's rounding can dip below 0
     cum = np.cumsum(amt)
     starts = run_starts(ids)
     group = np.cumsum(starts) - 1

@@ -281,7 +281,7 @@ def operate_repossessed(state: MarketState) -> None:
         return
     margin = np.maximum(world.margin_per_gpu(), 0.0) * (1.0 - state.scenario.secondary.operator_fee)
     income = lots.units[running] * margin[lots.generation[running]]
-    kept = _credit_recoveries(led.loans, lots.loan[running], income)
+    kept = _credit_recoveries(led.loans, lots.loan[running], income, world.month)
     led.cash += np.bincount(lots.holder[running], weights=kept, minlength=led.n_agents)
     led.cash_in += income.sum()
     led.cash_out += income.sum() - kept.sum()

@@ -16,6 +16,7 @@ from agents.lender import AUCTION, DISPOSALS, DISTRESSED, HOLD, OPERATE, ORDERLY
 from model.cascade import chosen_offers, lot_disposal
 from model.config import ConfigError, SecondaryMarket, load_scenario, read_scenario_data
 from model.model import GPUCreditModel
+from model.streams import Streams
 from model.world import HOURS_PER_MONTH, MarketWorld
 from tests.scenario_builders import with_overrides
 from tests.test_invariants import Books
@@ -30,7 +31,7 @@ def _world(volatility: float, overrides: dict | None = None) -> MarketWorld:
     scenario = load_scenario(
         "fire_sale_demo", {**LOSS_MAKING, "world.idle_option_volatility": volatility, **(overrides or {})}
     )
-    return MarketWorld(scenario.world, np.random.default_rng(0))
+    return MarketWorld(scenario.world, Streams(0))
 
 
 # --- (b) the real option of idling ------------------------------------------------------------------
@@ -67,10 +68,10 @@ def test_the_idling_option_is_the_closed_form_call_and_matches_monte_carlo():
 def test_without_uncertainty_the_option_is_the_intrinsic_value():
     """A tiny volatility gives (nearly) the value of the default rule, which is kept exactly at 0."""
     plain = load_scenario("fire_sale_demo")
-    world = MarketWorld(plain.world, np.random.default_rng(0))
+    world = MarketWorld(plain.world, Streams(0))
     tiny = MarketWorld(
         load_scenario("fire_sale_demo", {"world.idle_option_volatility": 1e-6}).world,
-        np.random.default_rng(0),
+        Streams(0),
     )
     assert tiny.fundamental_value() == pytest.approx(world.fundamental_value(), rel=1e-6)
 
