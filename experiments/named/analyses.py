@@ -283,15 +283,23 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
         row = table[(table["loan_tenor_months"] == tenor) & (table[profile] == prof)]
         return float(row[col].iloc[0]) if len(row) else math.nan
 
+    def unpaid_at_zero(tenor: int, prof: str) -> str:
+        share = at(tenor, prof, "principal_unpaid_at_collateral_zero")
+        return (
+            pct(share)
+            if np.isfinite(share)
+            else "an unmeasured share (no run of that design point gets there)"
+        )
+
     tenors = sorted(table["loan_tenor_months"].unique())
     short, long_ = tenors[0], tenors[-1]
     reached = float(num(runs["collateral_zero_month"]).notna().mean())
     finding = (
         f"The starting fleet's value falls below 5 % of its start in month {life:.0f} on average (in "
-        f"{pct(reached)} of runs within the horizon); at that point {pct(at(short, 'linear', 'principal_unpaid_at_collateral_zero'))} "
+        f"{pct(reached)} of runs within the horizon); at that point {unpaid_at_zero(short, 'linear')} "
         f"of GPU-secured principal is still unpaid with {short}-month linear loans, against "
-        f"{pct(at(long_, 'annuity', 'principal_unpaid_at_collateral_zero'))} with {long_}-month annuities and "
-        f"{pct(at(long_, 'bullet', 'principal_unpaid_at_collateral_zero'))} with {long_}-month bullets. "
+        f"{unpaid_at_zero(long_, 'annuity')} with {long_}-month annuities and "
+        f"{unpaid_at_zero(long_, 'bullet')} with {long_}-month bullets. "
         f"Pooled loss given default on neo-cloud loans is {_lgd(at(short, 'linear', 'pooled_neocloud_lgd'))} "
         f"at {short} months (linear) and {_lgd(at(long_, 'annuity', 'pooled_neocloud_lgd'))} at {long_} "
         f"months (annuity)."
