@@ -143,6 +143,7 @@ def model_params() -> dict[str, dict[str, Any]]:
 
 
 SLIDER_START = {name: spec["value"] for name, spec in slider_specs().items()}
+GENERATED_ONLY = {"ltv_covenant", "loan_tenor_months"}  # sliders with no meaning on an explicit network
 
 
 class LiveModel(GPUCreditModel):
@@ -183,6 +184,9 @@ class LiveModel(GPUCreditModel):
             for k, v in params.items()
             if k not in SLIDER_START or not math.isclose(float(v), float(SLIDER_START[k]), abs_tol=1e-9)
         }
+        if moved.keys() & GENERATED_ONLY and load_scenario(scenario_name).generated is None:
+            moved = {k: v for k, v in moved.items() if k not in GENERATED_ONLY}
+            self.notice = f"{self.notice} The LTV covenant and loan tenor sliders set a generated network's terms: ignored here.".strip()
         super().__init__(scenario=scenario_name, seed=seed_value, **moved)
         self.buyer_budget_scale = float(moved.get("buyer_budget_scale", 1.0))
         self.labels = display_names(self.config.name, self.names)
@@ -583,10 +587,16 @@ def _render_key(model: GPUCreditModel) -> list[Any]:
 def parameter_line(model: LiveModel) -> str:
     """The six parameters as the running model has them (read back from its validated config)."""
     cfg = model.config
+    miners = cfg.generated.miners if cfg.generated is not None else None
+    terms = (
+        "LTV covenant and loan tenor: each loan's own (explicit network)"
+        if miners is None
+        else f"LTV covenant {'none' if miners.ltv_max is None else f'{miners.ltv_max:.2f}'} · loan tenor {miners.loan_tenor_months} months"
+    )
     return (
         f"new-GPU price decline {cfg.world.rent.new_price_decline_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
         f"stress correlation {cfg.world.btc.correlation_stress:.2f} · buyer depth x{model.buyer_budget_scale:.1f} · "
-        f"LTV covenant {'none' if cfg.generated.miners.ltv_max is None else f'{cfg.generated.miners.ltv_max:.2f}'} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
+        + terms
     )
 
 

@@ -2,8 +2,8 @@
 
 Every borrower and every lender of a scenario (default ``market_2026``, the public market from filings)
 is forced into default alone in month 1, over the calibrated stochastic world (posterior draws), with the
-fire-sale channel on and off; ``systemic_ranking_reference.toml`` runs the same seeds and draws with no
-forced default. Each forced run is paired with the reference run of its replicate and channel setting
+price channel (covenants at the secondary mark) on and off; ``systemic_ranking_reference.toml`` runs
+the same seeds and draws with no forced default. Each forced run is paired with the reference run of its replicate and channel setting
 (common random numbers), so the effect of one default is a per-replicate difference:
 
 - further defaults: defaults in the forced run, less the forced one, less defaults in the reference run
@@ -159,14 +159,18 @@ def generations_in(runs: pd.DataFrame) -> list[str]:
     return [c.removeprefix(prefix) for c in runs if c.startswith(prefix) and num(runs[c]).notna().any()]
 
 
-def paired_effects(forced: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """One row per forced run: its effect against the reference run of the same replicate and channel."""
+def paired_effects(forced: pd.DataFrame, reference: pd.DataFrame, borrowers: set[str]) -> pd.DataFrame:
+    """One row per forced run: its effect against the reference run of the same replicate and channel
+    (further defaults of any agent and of borrowers, lender losses, price troughs)."""
     gens = generations_in(reference)
     keys = ["replicate", CHANNEL]
 
     def measures(runs: pd.DataFrame) -> pd.DataFrame:
         out = runs[keys].copy()
         out["defaults"] = num(runs["defaults_total"])
+        out["borrower_defaults"] = num(runs["defaults_by_type_miner"]) + num(
+            runs["defaults_by_type_neocloud"]
+        )
         out["lender_loss"] = lender_loss(runs)
         for g in gens:
             out[f"trough_{g}"] = num(runs[f"price_peak_to_trough_{g}"])
@@ -181,7 +185,10 @@ def paired_effects(forced: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFram
     diff = mine[cols].to_numpy(float) - base
     out = pd.DataFrame(diff, columns=cols, index=mine.index)
     out["defaults"] -= 1.0  # the forced default itself
-    out = out.rename(columns={"defaults": "further_defaults"})
+    out["borrower_defaults"] -= mine["agent"].isin(borrowers).to_numpy(float)
+    out = out.rename(
+        columns={"defaults": "further_defaults", "borrower_defaults": "further_borrower_defaults"}
+    )
     out["agent"], out["replicate"], out["price_channel"] = mine["agent"], mine["replicate"], mine[CHANNEL]
     return out.reset_index(drop=True)
 
@@ -228,7 +235,7 @@ def wide_table(ranking: pd.DataFrame, network: pd.DataFrame, who: pd.DataFrame) 
 
 def ranking_figure(table: pd.DataFrame, gens: list[str], path: Path, replicates: int) -> Path:
     """Three panels, one row per agent: further defaults and lender losses (USD bn), each mean with its
-    95 % CI (fire-sale channel on and off) and the 99 % quantile; the extra price fall per generation."""
+    95 % CI (price channel on and off) and the 99 % quantile; the extra price fall per generation."""
     plt = _plt()
     n = len(table)
     fig, axes = plt.subplots(1, 3, figsize=(13, 0.32 * n + 1.8), sharey=True)
@@ -239,7 +246,7 @@ def ranking_figure(table: pd.DataFrame, gens: list[str], path: Path, replicates:
     ]
     for ax, (m, scale, label) in zip(axes[:2], panels, strict=True):
         for suffix, colour, dy, name in (
-            ("", "tab:red", 0.15, "fire-sale channel on"),
+            ("", "tab:red", 0.15, "price channel on"),
             ("_off", "tab:blue", -0.15, "off"),
         ):
             mean = table[f"{m}{suffix}"] / scale
@@ -395,9 +402,9 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
 
     forced, reference = sweeps
     scenario = forced.scenario
-    effects = paired_effects(forced.runs, reference.runs)
-    gens = generations_in(reference.runs)
     who = targets(scenario)
+    effects = paired_effects(forced.runs, reference.runs, set(who.loc[who["role"] == "borrower", "agent"]))
+    gens = generations_in(reference.runs)
     network = network_measures(scenario, list(who["agent"]))
     table = wide_table(ranking_table(effects), network, who)
     replicates = forced.experiment.replicates
@@ -408,29 +415,39 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
     ref_on = ok_runs(reference.runs)
     ref_on = ref_on[ref_on[CHANNEL].astype(bool)]
     top = table.iloc[0]
-    most_defaults = table.sort_values("further_defaults", ascending=False).iloc[0]
-    spreads = table[table["further_defaults_p99"] > 0]
-    channel_adds = table["further_defaults"] - table["further_defaults_off"]
+    deepest = min(gens, key=lambda g: top[f"trough_{g}"]) if gens else None
+    most = table.sort_values(["further_defaults", "lender_loss"], ascending=False).iloc[0]
+    spreading = int((table["further_defaults"] > 0).sum())
+    on_off = (table["further_defaults"] - table["further_defaults_off"]).abs()
+    loss_on_off = (table["lender_loss"] - table["lender_loss_off"]).abs()
+    channel = (
+        "Switching the price channel off (covenants see fundamental value, not the secondary mark) changes "
+        "no agent's expected further defaults"
+        if on_off.max() < 0.005
+        else "Switching the price channel off (covenants see fundamental value, not the secondary mark) "
+        f"changes an agent's expected further defaults by at most {on_off.max():.2f} "
+        f"({table.loc[on_off.idxmax(), 'name']})"
+    ) + f" and its expected lender losses by at most ${_usd(float(loss_on_off.max()))}B."
     finding = (
         f"The default that costs lenders most is {top['name']}'s: ${_usd(top['lender_loss'])}B "
         f"[{_usd(top['lender_loss_low'])}, {_usd(top['lender_loss_high'])}] on average over {replicates} paired "
-        f"replicates (${_usd(top['lender_loss_p99'])}B at the 99 % quantile), against ${_usd(top['engine_lender_loss_off'])}B "
-        f"in the engine's network-only clearing at the start. "
+        f"replicates (${_usd(top['lender_loss_p99'])}B at the 99 % quantile); the engine's network-only clearing at "
+        f"the start, with the repossessed GPUs at their marks, sees ${_usd(top['engine_lender_loss_off'])}B of it, "
+        "and the rest comes over the following year, as the lenders sell the repossessed fleet into the thin "
+        "secondary market and the GPUs they still hold lose value"
         + (
-            f"{len(spreads)} of {len(table)} single defaults set off a further default in at least the 99 % tail; the most "
-            f"contagious is {most_defaults['name']} ({most_defaults['further_defaults']:+.2f} further defaults "
-            f"[{most_defaults['further_defaults_low']:+.2f}, {most_defaults['further_defaults_high']:+.2f}]), and the "
-            f"fire-sale channel adds at most {channel_adds.max():+.2f} expected further defaults over the same runs "
-            "without it."
-            if len(spreads)
-            else f"No single default sets off a further default even at the 99 % quantile of {replicates} replicates: "
-            "in this network each lender holds one borrower's debt and lenders owe each other nothing, so losses "
-            "stop at the first lenders."
+            f" ({deepest}'s secondary price falls a further {-100 * top[f'trough_{deepest}']:.0f} pp peak to trough)"
+            if deepest and top[f"trough_{deepest}"] < -0.005
+            else ""
         )
+        + f". {spreading} of {len(table)} single defaults set off further defaults on average, most of all "
+        f"{most['name']}'s ({most['further_defaults']:+.2f} [{most['further_defaults_low']:+.2f}, "
+        f"{most['further_defaults_high']:+.2f}], of them {most['further_borrower_defaults']:+.2f} borrowers). "
+        + channel
     )
     rows = "\n".join(
         f"| {r['name']} | {r['type']} | {_ci(r, 'further_defaults', lambda x: f'{x:+.2f}')} | "
-        f"{r['further_defaults_p99']:+.1f} | {r['further_defaults_off']:+.2f} | "
+        f"{r['further_borrower_defaults']:+.2f} | {r['further_defaults_p99']:+.1f} | {r['further_defaults_off']:+.2f} | "
         f"{_ci(r, 'lender_loss', _usd)} | {_usd(r['lender_loss_p99'])} | {_usd(r['lender_loss_off'])} | "
         + " / ".join(f"{100 * r[f'trough_{g}']:+.1f}" for g in gens)
         + f" | {r['debtrank']:.3f} | {r['engine_further_defaults_off']:d} | {_usd(r['engine_lender_loss_off'])} | "
@@ -440,15 +457,15 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
     body = (
         "Each row is one agent forced into default alone in month 1 of the scenario, paired replicate by "
         "replicate with the same seed and posterior draw and no forced default. Columns: expected further "
-        "defaults (95 % CI) and their 99 % quantile; the same without the fire-sale channel (covenants see "
+        "defaults (95 % CI), of them borrowers, and their 99 % quantile; the same without the price channel (covenants see "
         "fundamental value); expected lender losses in USD bn (95 % CI), 99 % quantile, and without the "
         f"channel; the extra peak-to-trough fall of the secondary price in pp ({' / '.join(gens)}; negative = "
         "deeper); then the network-only measures at the start: DebtRank (the share of the rest of the "
         "system's equity the default destroys) and the engine's cascade and clearing within the month of "
         "the default with the price channel off and on (further defaults, lender losses USD bn).\n\n"
-        "| agent | type | further defaults | p99 | w/o fire sale | lender losses | p99 | w/o fire sale | "
-        "price trough, pp | DebtRank | engine, network only: defaults | losses | engine with price: "
-        "defaults | losses |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| agent | type | further defaults | borrowers | p99 | w/o price channel | lender losses | p99 | "
+        "w/o price channel | price trough, pp | DebtRank | engine, network only: defaults | losses | engine "
+        "with price: defaults | losses |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         + rows
         + f"\n\nWith no forced default (the reference), {len(ref_on)} runs have "
         f"{num(ref_on['defaults_total']).mean():.2f} defaults on average and lenders lose "
