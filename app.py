@@ -386,7 +386,7 @@ def draw_network(model: LiveModel) -> Figure:
         )
         if dead.any():
             ax.scatter(xy[dead, 0], xy[dead, 1], s=70, c="#c0001a", marker="x", linewidths=2.2, zorder=4)
-        if named:
+        if named and kind != "buyer":
             for i, (x, y) in zip(ids, xy, strict=True):
                 ax.annotate(
                     model.labels[i],
@@ -737,10 +737,10 @@ COMPONENTS = [(StatusAndShocks, 0), (NetworkView, 0), (Charts, 0), (CascadeTree,
 # still drag and resize.
 GRID = [
     {"i": 0, "x": 0, "y": 0, "w": 6, "h": 11, "moved": False},
-    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 24, "moved": False},
-    {"i": 2, "x": 0, "y": 24, "w": 12, "h": 17, "moved": False},
-    {"i": 3, "x": 0, "y": 15, "w": 6, "h": 9, "moved": False},
-    {"i": 4, "x": 0, "y": 11, "w": 6, "h": 4, "moved": False},
+    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 26, "moved": False},
+    {"i": 2, "x": 0, "y": 26, "w": 12, "h": 17, "moved": False},
+    {"i": 3, "x": 0, "y": 17, "w": 6, "h": 9, "moved": False},
+    {"i": 4, "x": 0, "y": 11, "w": 6, "h": 6, "moved": False},
 ]
 _mesa_grid_layout = solara_viz.make_initial_grid_layout
 
