@@ -120,3 +120,12 @@ def test_tiny_ranking_end_to_end(tmp_path: Path) -> None:
 
 def num_defaults(runs: pd.DataFrame) -> int:
     return int(pd.to_numeric(runs["defaults_total"]).sum())
+
+
+def test_names_table_names_every_agent_of_market_2026_and_nothing_else() -> None:
+    from experiments.display_names import names_table
+
+    ids = {a["id"] for a in MARKET["explicit"]["agents"]}
+    table = names_table("market_2026")
+    assert set(table) == ids
+    assert len(set(table.values())) == len(table)  # no two agents share a name

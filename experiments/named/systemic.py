@@ -41,6 +41,33 @@ if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
     from model.model import GPUCreditModel
 
+# What the public data leaves unknown, and how it bears on the ranking (data/market_2026/README.md has
+# the row-by-row gaps); printed under the ranking of that scenario.
+UNKNOWNS = {
+    "market_2026": """**What the public data leaves unknown.** Read the ranking as the ranking of this scenario,
+not of the market. (1) *Lenders' balance sheets are not public.* Each lender group here holds only the
+loans of the table, with the baseline's capital ratio for its type as equity (banks 12 %, credit funds
+35 %, bond investors 50 % of that book), so a group that lends to one borrower fails whenever that
+borrower's loss exceeds the cushion: the "further defaults" are almost all such groups, and they mean
+that the holders of that claim lose more than an assumed cushion, not that Blackstone, MUFG or a bond
+fund fails. (2) *Who lends to whom beyond these loans is unknown*: no lender-to-lender exposure and no
+lender shared between borrowers is in the table, so the network-only channel stops at the first lenders
+by construction, and DebtRank is small. (3) *Commitments whose drawn amount is not reported are modelled
+fully drawn* (CoreWeave's DDTL 4.0 and 5.0 and the DDTL 2.0 amendment, $14.6B; Lambda's $1B facility):
+CoreWeave's losses are an upper bound on that count. (4) *Fleets by generation are estimated from power*
+(CoreWeave's split between H100 and GB200, Nebius, the IREN and Fluidstack builds) and Lambda's fleet is
+implied by its debt, so the size and mix of the fire sale after a default are estimates; so are the
+recoveries, which rest on the baseline's generic buyers of used GPUs rather than on an observed depth of
+that market. (5) *Cash is stale or missing* (zero for Lambda, IREN, Core Scientific and Fluidstack), which
+makes their estates and thus their lenders' recoveries pessimistic. (6) *Guarantees are not modelled*:
+Google's backstop of Fluidstack's lease at TeraWulf would cover part of what a TeraWulf or Fluidstack
+failure costs. (7) *Borrowers left out* (Cipher, Hut 8, Applied Digital, Galaxy, Crusoe's Abilene
+project, Meta's Hyperion SPV, the data-centre ABS and CMBS) are not ranked, their GPUs are not among
+the collateral whose price a fire sale moves, and the lenders they share with the modelled borrowers are
+not linked. (8) The world is the 2023-2025 calibration's posterior; several of its parameters (the
+new-GPU price decline, the rent shock size) are weakly identified, which the replicates carry into the
+intervals.""",
+}
 TARGETS_PLACEHOLDER = '["BORROWERS_AND_LENDERS"]'
 TARGET = "shocks.0.agent"
 CHANNEL = "cascade.price_channel"
@@ -471,5 +498,6 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
         f"{num(ref_on['defaults_total']).mean():.2f} defaults on average and lenders lose "
         f"${_usd(float(lender_loss(ref_on).mean()))}B. Tables: `systemic_ranking.csv` (this table with every "
         "interval), `paired_effects.csv` (every paired difference)."
+        + (f"\n\n{UNKNOWNS[forced.scenario['name']]}" if forced.scenario["name"] in UNKNOWNS else "")
     )
     return Report(key, [key, net, *files], finding, body, {"table": table, "effects": effects})
