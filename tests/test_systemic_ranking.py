@@ -1,7 +1,8 @@
 """Experiment 10 (issue 18, part 2): the systemic-importance ranking on market_2026.
 
-One cascade in the real network is checked by hand from the scenario's numbers; the experiment runs at a
-tiny size end to end; ``--scenario`` is validated; ``--docs`` for one experiment keeps the other sections.
+One cascade in the real network is checked by hand from the scenario's numbers; ``--scenario`` is
+validated; ``--docs`` for one experiment keeps the other sections. The experiment's tiny end-to-end run
+is in tests/test_experiments.py (with the other named experiments).
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from experiments.named import EXPERIMENTS, main, replace_sections, run_named
+from experiments.named import EXPERIMENTS, main, replace_sections
 from experiments.named.systemic import TARGETS_PLACEHOLDER, engine_cascade, fill_design, targets
 from model.config import ConfigError, read_scenario_data
 from model.metrics import lender_losses
@@ -98,28 +98,6 @@ def test_replace_sections_keeps_the_other_experiments() -> None:
     )
     again = replace_sections(out, [ten], ["## 10. Ten\n\nnewer\n"])
     assert again.count("## 10.") == 1 and "newer" in again and "old nine" in again
-
-
-def test_tiny_ranking_end_to_end(tmp_path: Path) -> None:
-    """Two replicates of two months: every agent ranked, paired against the reference on the same seed,
-    TeraWulf's default costs its two lender groups as by hand and fells them in every replicate."""
-    report, sweeps, _ = run_named("systemic_ranking", out=tmp_path, resize={"replicates": 2, "months": 2})
-    forced, reference = sweeps
-    assert set(forced.runs["seed"]) == set(reference.runs["seed"])  # common random numbers
-    table: pd.DataFrame = report.numbers["table"]
-    assert len(table) == 21 and table["n"].eq(2).all()
-    assert num_defaults(reference.runs) == 0  # so every further default below is the forced one's
-    wulf = table.set_index("agent").loc["terawulf"]
-    assert wulf["further_defaults"] == 2 and wulf["further_defaults_off"] == 2
-    assert wulf["engine_further_defaults_off"] == 2
-    assert wulf["engine_lender_loss_off"] == pytest.approx(2_739.2e6 + 1_498.0e6, rel=1e-3)
-    assert 0.0 <= wulf["debtrank"] <= 1.0
-    assert report.key_figure.is_file() and (tmp_path / "network_impact.png").is_file()
-    assert (tmp_path / "report.md").read_text().count("--scenario market_2026") == 1
-
-
-def num_defaults(runs: pd.DataFrame) -> int:
-    return int(pd.to_numeric(runs["defaults_total"]).sum())
 
 
 def test_names_table_names_every_agent_of_market_2026_and_nothing_else() -> None:

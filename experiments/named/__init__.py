@@ -228,6 +228,26 @@ def base_scenario(experiment: Any, path: Path, patch: dict[str, Any]) -> dict[st
     return canonical_dict(load_scenario(scenario, patch)) if patch else scenario
 
 
+def experiment_file(
+    named: NamedExperiment,
+    stem: str,
+    size: str,
+    resize: dict[str, int] | None = None,
+    scenario_name: str | None = None,
+) -> tuple[Any, str, dict[str, Any]]:
+    """One file of a named experiment as it runs: resized, completed by the experiment's design hook
+    for the scenario, parsed; with its base scenario (the patch applied where it applies)."""
+    from experiments.design import parse_experiment
+
+    path = experiment_path(stem, size)
+    text = resize_text(path.read_text(), **(resize or {}))
+    patch = named.patch if named.patch_files is None or stem in named.patch_files else {}
+    if named.design:
+        text, patch = _function(named.design, "")(text, scenario_name, patch)
+    experiment = parse_experiment(text, str(path))
+    return experiment, text, base_scenario(experiment, path, patch)
+
+
 def run_file(
     named: NamedExperiment,
     stem: str,
@@ -240,16 +260,10 @@ def run_file(
     scenario_name: str | None = None,
 ) -> SweepResult:
     """Plan, run (or resume) and consolidate one experiment file's sweep into ``out/sweeps/STEM``."""
-    from experiments.design import parse_experiment
     from experiments.sweep import RESULTS, prepare, run_sweep
 
     path = experiment_path(stem, size)
-    text = resize_text(path.read_text(), **(resize or {}))
-    patch = named.patch if named.patch_files is None or stem in named.patch_files else {}
-    if named.design:
-        text, patch = _function(named.design, "")(text, scenario_name, patch)
-    experiment = parse_experiment(text, str(path))
-    scenario = base_scenario(experiment, path, patch)
+    experiment, text, scenario = experiment_file(named, stem, size, resize, scenario_name)
     folder = out / "sweeps" / stem
     sweep = prepare(experiment, text, scenario, folder, str(path.relative_to(ROOT)))
     command = command_words(named, size, scenario_name)
@@ -487,7 +501,8 @@ it but the Sobol analysis (which varies its own parameters) runs over the calibr
 replicate at its own weighted draw of the parameters, so the intervals include parameter uncertainty
 (`docs/experiments.md`). Which findings of the uncalibrated
 world and of the first calibration moved, reversed or went is in section 20.7 there. The model's own limits are in
-`docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`.
+`docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`;
+`python run.py experiment NAME --full --docs` rewrites one section.
 
 """
 

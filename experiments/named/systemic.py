@@ -52,7 +52,7 @@ borrower's loss exceeds the cushion: the "further defaults" are almost all such 
 that the holders of that claim lose more than an assumed cushion, not that Blackstone, MUFG or a bond
 fund fails. (2) *Who lends to whom beyond these loans is unknown*: no lender-to-lender exposure and no
 lender shared between borrowers is in the table, so the network-only channel stops at the first lenders
-by construction, and DebtRank is small. (3) *Commitments whose drawn amount is not reported are modelled
+by construction, and DebtRank counts only the first lenders' losses. (3) *Commitments whose drawn amount is not reported are modelled
 fully drawn* (CoreWeave's DDTL 4.0 and 5.0 and the DDTL 2.0 amendment, $14.6B; Lambda's $1B facility):
 CoreWeave's losses are an upper bound on that count. (4) *Fleets by generation are estimated from power*
 (CoreWeave's split between H100 and GB200, Nebius, the IREN and Fluidstack builds) and Lambda's fleet is
@@ -84,8 +84,7 @@ def targets(scenario: str | dict[str, Any]) -> pd.DataFrame:
     from model.model import GPUCreditModel
 
     model = GPUCreditModel(scenario, months=1)
-    idx = model.ledger.of_kind(*BORROWER_KINDS, *LENDER_KINDS)
-    rows = np.flatnonzero(idx) if idx.dtype == bool else np.asarray(idx)
+    rows = np.flatnonzero(model.ledger.of_kind(*BORROWER_KINDS, *LENDER_KINDS))
     ids = [model.names[i] for i in rows]
     return pd.DataFrame(
         {
@@ -417,7 +416,7 @@ def network_figure(scenario: str | dict[str, Any], table: pd.DataFrame, path: Pa
 
 
 def _usd(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x / 1e9:.2f}"
+    return "n/a" if not np.isfinite(x) else f"{round(x / 1e9, 2) + 0.0:.2f}"  # never "-0.00"
 
 
 def _ci(r: pd.Series, m: str, shown: Any, suffix: str = "") -> str:
@@ -454,7 +453,11 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
         else "Switching the price channel off (covenants see fundamental value, not the secondary mark) "
         f"changes an agent's expected further defaults by at most {on_off.max():.2f} "
         f"({table.loc[on_off.idxmax(), 'name']})"
-    ) + f" and its expected lender losses by at most ${_usd(float(loss_on_off.max()))}B."
+    ) + (
+        " or lender losses (by less than $5M)."
+        if loss_on_off.max() < 5e6
+        else f", and expected lender losses by at most ${_usd(float(loss_on_off.max()))}B."
+    )
     finding = (
         f"The default that costs lenders most is {top['name']}'s: ${_usd(top['lender_loss'])}B "
         f"[{_usd(top['lender_loss_low'])}, {_usd(top['lender_loss_high'])}] on average over {replicates} paired "
@@ -467,10 +470,10 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
             if deepest and top[f"trough_{deepest}"] < -0.005
             else ""
         )
-        + f". {spreading} of {len(table)} single defaults set off further defaults on average, most of all "
+        + f". {spreading} of the {len(table)} single defaults set off further defaults on average, most of all "
         f"{most['name']}'s ({most['further_defaults']:+.2f} [{most['further_defaults_low']:+.2f}, "
-        f"{most['further_defaults_high']:+.2f}], of them {most['further_borrower_defaults']:+.2f} borrowers). "
-        + channel
+        f"{most['further_defaults_high']:+.2f}], of them {most['further_borrower_defaults']:+.2f} borrowers; "
+        f"{most['engine_further_defaults_off']:d} in the network-only clearing at the start). " + channel
     )
     rows = "\n".join(
         f"| {r['name']} | {r['type']} | {_ci(r, 'further_defaults', lambda x: f'{x:+.2f}')} | "
