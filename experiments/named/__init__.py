@@ -3,10 +3,10 @@ sweep runner, ``experiments.sweep``) plus an analysis (``experiments.named.analy
 figures, tables and a Markdown report.
 
 ``python run.py experiment NAME [--full] [--out DIR] [--workers N]`` runs one; ``python run.py experiment
-all`` runs the ten. An experiment that takes ``--scenario`` (``systemic_ranking``) completes its files for the
-scenario given (``NamedExperiment.design``) before they are planned. The default is the reduced size (the files in this folder: a handful of design
+all`` runs the ten. The default is the reduced size (the files in this folder: a handful of design
 points, a few replicates, short horizons; all ten take a few minutes on two cores); ``--full`` runs the
-paper-size files in ``full/``. ``--docs`` also copies each key figure to ``docs/img/experiments/`` and
+paper-size files in ``full/``. An experiment that takes ``--scenario`` (``systemic_ranking``) completes
+its files for that scenario (``NamedExperiment.design``) before they are planned. ``--docs`` also copies each key figure to ``docs/img/experiments/`` and
 rewrites ``docs/results.md`` from the reports. Every sweep writes its manifest (``sweeps/FILE/manifest.json``);
 ``python run.py replay`` on it re-runs and checks the digest.
 
