@@ -12,7 +12,9 @@ What the page shows:
 - the latest cascade's cause tree (first default -> the defaults it caused, cause on every link),
   also outlined in red on the network;
 - controls: scenario, integer seed and six parameter sliders (applied on Reset), and shock buttons
-  that act on the running model now.
+  that act on the running model now; "Default this borrower" (``experiments.viz_default``) forces the
+  borrower picked by name into default now.
+Agents are shown by their scenario's display names where it has them (``market_2026``: the public names).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from matplotlib.ticker import MaxNLocator
 from mesa.visualization import SolaraViz, solara_viz
 from mesa.visualization.utils import force_update, update_counter
 
+from experiments.display_names import display_names, names_table
+from experiments.viz_default import DefaultBorrower
 from model.config import SCENARIO_DIR, load_scenario
 from model.ledger import KIND_NAMES, Kind
 from model.model import PARAMETER_ALIASES, GPUCreditModel
@@ -139,6 +143,7 @@ def model_params() -> dict[str, dict[str, Any]]:
 
 
 SLIDER_START = {name: spec["value"] for name, spec in slider_specs().items()}
+GENERATED_ONLY = {"ltv_covenant", "loan_tenor_months"}  # sliders with no meaning on an explicit network
 
 
 class LiveModel(GPUCreditModel):
@@ -179,8 +184,12 @@ class LiveModel(GPUCreditModel):
             for k, v in params.items()
             if k not in SLIDER_START or not math.isclose(float(v), float(SLIDER_START[k]), abs_tol=1e-9)
         }
+        if moved.keys() & GENERATED_ONLY and load_scenario(scenario_name).generated is None:
+            moved = {k: v for k, v in moved.items() if k not in GENERATED_ONLY}
+            self.notice = f"{self.notice} The LTV covenant and loan tenor sliders set a generated network's terms: ignored here.".strip()
         super().__init__(scenario=scenario_name, seed=seed_value, **moved)
         self.buyer_budget_scale = float(moved.get("buyer_budget_scale", 1.0))
+        self.labels = display_names(self.config.name, self.names)
         self.lock = threading.RLock()
         self.events: list[str] = []
         self.positions = structured_layout(self)
@@ -209,7 +218,7 @@ class LiveModel(GPUCreditModel):
                     message = "No live miner left to default."
                 else:
                     report = self.default_agent(target)
-                    message = f"Defaulted {self.names[target]}: {report.rounds} cascade round(s)"
+                    message = f"Defaulted {self.labels[target]}: {report.rounds} cascade round(s)"
             elif name == "crash_btc":
                 old = self.state.world.btc_price
                 self.crash_btc(0.5)
@@ -345,6 +354,7 @@ def draw_network(model: LiveModel) -> Figure:
     root, children = cascade_members(model)
     in_cascade = set(subtree(root, children)) if root is not None else set()
     breach = model.in_breach
+    named = bool(names_table(model.config.name))  # real names on the nodes where the scenario has them
     by_type: dict[str, list[Any]] = {}
     for n, d in graph.nodes(data=True):
         by_type.setdefault(node_type(d, n), []).append(n)
@@ -376,6 +386,19 @@ def draw_network(model: LiveModel) -> Figure:
         )
         if dead.any():
             ax.scatter(xy[dead, 0], xy[dead, 1], s=70, c="#c0001a", marker="x", linewidths=2.2, zorder=4)
+        if named and kind != "buyer":
+            for i, (x, y) in zip(ids, xy, strict=True):
+                ax.annotate(
+                    model.labels[i],
+                    (x, y),
+                    xytext=(0, 7),
+                    textcoords="offset points",
+                    fontsize=6.5,
+                    ha="center",
+                    va="bottom",
+                    color="#222222",
+                    zorder=6,
+                )
         hot = np.array([i in in_cascade for i in ids])
         if hot.any():
             ax.scatter(
@@ -564,10 +587,16 @@ def _render_key(model: GPUCreditModel) -> list[Any]:
 def parameter_line(model: LiveModel) -> str:
     """The six parameters as the running model has them (read back from its validated config)."""
     cfg = model.config
+    miners = cfg.generated.miners if cfg.generated is not None else None
+    terms = (
+        "LTV covenant and loan tenor: each loan's own (explicit network)"
+        if miners is None
+        else f"LTV covenant {'none' if miners.ltv_max is None else f'{miners.ltv_max:.2f}'} · loan tenor {miners.loan_tenor_months} months"
+    )
     return (
         f"new-GPU price decline {cfg.world.rent.new_price_decline_per_year:.2f}/yr · BTC volatility {cfg.world.btc.volatility_per_year:.2f} · "
         f"stress correlation {cfg.world.btc.correlation_stress:.2f} · buyer depth x{model.buyer_budget_scale:.1f} · "
-        f"LTV covenant {'none' if cfg.generated.miners.ltv_max is None else f'{cfg.generated.miners.ltv_max:.2f}'} · loan tenor {cfg.generated.miners.loan_tenor_months} months"
+        + terms
     )
 
 
@@ -653,7 +682,7 @@ def Charts(model: LiveModel) -> Any:
 
 def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
     """The latest cascade as a nested list: first default, then what it caused, cause on each link."""
-    led, names = model.ledger, model.names
+    led, names = model.ledger, display_names(model.config.name, model.names)
     root, children = cascade_members(model)
     if root is None:
         return "**Latest cascade:** no default yet. Step the model, or press *Default the largest miner*."
@@ -702,20 +731,22 @@ def CascadeTree(model: LiveModel) -> None:
             Rich("**Shocks applied:** " + "; ".join(model.events[-5:]))
 
 
-COMPONENTS = [(StatusAndShocks, 0), (NetworkView, 0), (Charts, 0), (CascadeTree, 0)]
-# Where each component sits on Mesa's 12-column grid (rows of ~30 px): status and cascade tree on the
-# left, the network on the right, the charts full width below. Users can still drag and resize.
+COMPONENTS = [(StatusAndShocks, 0), (NetworkView, 0), (Charts, 0), (CascadeTree, 0), (DefaultBorrower, 0)]
+# Where each component sits on Mesa's 12-column grid (rows of ~30 px): status, "default this borrower"
+# and the cascade tree on the left, the network on the right, the charts full width below. Users can
+# still drag and resize.
 GRID = [
     {"i": 0, "x": 0, "y": 0, "w": 6, "h": 11, "moved": False},
-    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 20, "moved": False},
-    {"i": 2, "x": 0, "y": 20, "w": 12, "h": 17, "moved": False},
-    {"i": 3, "x": 0, "y": 11, "w": 6, "h": 9, "moved": False},
+    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 26, "moved": False},
+    {"i": 2, "x": 0, "y": 26, "w": 12, "h": 17, "moved": False},
+    {"i": 3, "x": 0, "y": 17, "w": 6, "h": 9, "moved": False},
+    {"i": 4, "x": 0, "y": 11, "w": 6, "h": 6, "moved": False},
 ]
 _mesa_grid_layout = solara_viz.make_initial_grid_layout
 
 
 def grid_layout(num_components: int) -> list[dict[str, Any]]:
-    """Mesa 3.5.1 places every component at half width; this page's four get the layout above."""
+    """Mesa 3.5.1 places every component at half width; this page's five get the layout above."""
     return [dict(g) for g in GRID] if num_components == len(GRID) else _mesa_grid_layout(num_components)
 
 

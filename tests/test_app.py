@@ -17,6 +17,7 @@ import pytest
 import solara
 
 import app
+from experiments.viz_default import default_borrower
 from model.config import load_scenario
 from model.model import PARAMETER_ALIASES, GPUCreditModel
 
@@ -250,3 +251,38 @@ def test_the_page_runs_every_month_to_the_horizon_and_no_further() -> None:
     model.step()
     assert model.time == model.months and len(model.metrics.steps) == model.months + 1
     assert pd.DataFrame(model.metrics.steps).equals(pd.DataFrame(plain.metrics.steps))  # the same model
+
+
+def test_market_2026_has_real_names_and_a_one_click_default() -> None:
+    """market_2026 in the visualiser: real names on the nodes; pick TeraWulf, one click defaults it, and
+    the cascade panel shows the tree: its two lender groups (hand-checked in test_systemic_ranking)."""
+    assert "market_2026" in app.scenario_names()
+    model = app.LiveModel(scenario_name="market_2026")
+    assert model.labels[model.names.index("coreweave")] == "CoreWeave"
+    svg = app.figure_svg(app.draw_network(model)).decode()
+    assert "CoreWeave" in svg and "TeraWulf noteholders" in svg
+    rc = render(viz(model))
+    select = rc.find(v.Select, label="Borrower").widget
+    assert select.items[0] == "CoreWeave"  # the largest fleet first
+    assert "TeraWulf" in select.items and "TeraWulf noteholders" not in select.items  # borrowers only
+    select.v_model = "TeraWulf"
+    button(rc, "Default this borrower").click()
+    assert model.ledger.defaulted[model.names.index("terawulf")]
+    text = page_text(rc)
+    assert "started by <strong>TeraWulf</strong>" in text and "caused <strong>2</strong> further" in text
+    assert "<strong>TeraWulf noteholders</strong> (bond_investors) &lt;- insolvency" in text
+    alerts = " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
+    assert "Defaulted TeraWulf" in alerts and "2 further default(s)" in alerts
+    assert "TeraWulf noteholders $2.74B, TeraWulf convert holders $1.50B" in alerts
+    assert "TeraWulf" not in rc.find(v.Select, label="Borrower").widget.items  # defaulted: no longer offered
+
+
+def test_default_this_borrower_refuses_what_it_cannot_do() -> None:
+    model = app.LiveModel(scenario_name="market_2026")
+    assert default_borrower(model, "Nobody") == "No agent named 'Nobody'."
+    assert default_borrower(model, "Macquarie") == "Macquarie is not a borrower."
+    default_borrower(model, "Lambda")
+    assert default_borrower(model, "Lambda") == "Lambda has already defaulted."
+    # the LTV and tenor sliders set a generated network's terms: on an explicit one they are ignored, with a notice
+    moved = app.LiveModel(scenario_name="market_2026", ltv_covenant=1.0, loan_tenor_months=36)
+    assert "ignored here" in moved.notice and moved.config.generated is None

@@ -5,8 +5,9 @@ Checks: the page renders (offline), Step advances it, the "default the largest m
 the defaults shown and changes the charts, one Step re-renders in under a second (the figure is
 printed and written to ``visualiser-timing.txt``), rapid clicking leaves the page working with a
 clean server log, Play steps on its own until Pause (with and without "Use Threads"), and two tabs
-have separate models. Saves ``visualiser.png``. Both go to the test's temporary folder (tests write
-nothing into the user's folders); set ``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
+have separate models; market_2026 can be chosen and "Default this borrower" shows the cascade tree.
+Saves ``visualiser.png`` and ``visualiser-market_2026.png``. These and the timing go to the test's
+temporary folder (tests write nothing into the user's folders); set ``VISUALISER_ARTIFACTS=docs/img`` to refresh the documented ones.
 """
 
 from __future__ import annotations
@@ -305,3 +306,33 @@ def test_each_tab_has_its_own_model(server, browser) -> None:
     assert month(second) == 0, "a new tab saw another tab's model"
     first.close()
     second.close()
+
+
+def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
+    """The public market from filings, chosen in the sidebar: real names on the page; pick TeraWulf and one
+    click defaults it; the cascade panel shows its tree (its two lender groups; tests/test_systemic_ranking.py
+    checks the numbers by hand). Saves ``visualiser-market_2026.png`` next to the other artifacts."""
+    url, log = server
+    page = open_page(browser, url)
+    page.locator(".v-select").filter(has_text="Scenario").click()
+    page.get_by_role("option", name="market_2026").click()
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.wait_for_function(
+        "document.querySelector('.viz-status').innerText.includes('market_2026')", timeout=60_000
+    )
+    page.locator(".viz-default .v-select").click()
+    page.get_by_role("option", name="TeraWulf", exact=True).click()
+    page.get_by_role("button", name="Default this borrower").click()
+    cascade = page.locator(".viz-cascade")
+    cascade.get_by_text("Latest cascade: started by TeraWulf").wait_for(timeout=30_000)
+    text = cascade.inner_text()
+    assert "caused 2 further default(s)" in text
+    assert "TeraWulf noteholders (bond_investors) <- insolvency" in text
+    assert "TeraWulf convert holders (bond_investors) <- insolvency" in text
+    assert "TeraWulf noteholders $2.74B" in page.locator(".viz-default").inner_text()
+    assert defaults(page) == 3
+    images_loaded(page)
+    artifacts = Path(os.environ.get("VISUALISER_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "visualiser-market_2026.png"), full_page=True)
+    close_cleanly(page, log)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from model.config import ConfigError, load_scenario
@@ -92,6 +93,7 @@ TINY: dict[str, dict[str, int]] = {
     "policies": {"replicates": 3, "months": 24},
     "miners_2022": {"replicates": 1},
     "sensitivity": {"months": 12},
+    "systemic_ranking": {"replicates": 2, "months": 2},
 }
 
 
@@ -120,6 +122,7 @@ def tiny_results(tmp_path_factory):
         "policies",
         "miners_2022",
         "sensitivity",
+        "systemic_ranking",
     ],
 )
 def test_each_experiment_writes_its_figure_table_and_report(tiny_results, name):
@@ -210,15 +213,14 @@ def test_concentration_covers_the_number_of_lenders(tiny_results):
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "experiments/named/full").glob("*.toml")))
 def test_full_size_files_validate_and_match_the_reduced_ones(name):
     """The paper-size sweeps are not run in CI, but every design point of theirs is validated here."""
-    from experiments.design import build_plan, load_experiment
-    from experiments.named import EXPERIMENTS, base_scenario
+    from experiments.design import build_plan
+    from experiments.named import EXPERIMENTS, experiment_file
 
-    (patch,) = [named.patch for named in EXPERIMENTS.values() if name in named.files]
+    (named,) = [named for named in EXPERIMENTS.values() if name in named.files]
     plans = {}
-    for size, folder in (("full", ROOT / "experiments/named/full"), ("reduced", ROOT / "experiments/named")):
-        path = folder / f"{name}.toml"
-        experiment, _ = load_experiment(path)
-        plans[size] = (experiment, build_plan(experiment, base_scenario(experiment, path, patch)))
+    for size in ("full", "reduced"):
+        experiment, _, scenario = experiment_file(named, name, size)
+        plans[size] = (experiment, build_plan(experiment, scenario))
     (full, full_plan), (reduced, reduced_plan) = plans["full"], plans["reduced"]
     assert set(full.parameters) == set(reduced.parameters) and full.fixed == reduced.fixed
     assert len(full_plan.runs) >= len(reduced_plan.runs)
@@ -239,3 +241,24 @@ def test_findings_say_no_change_in_words():
             check_finding("x", bad)
     for fine in ("from 3 % to 30 %", "from 1.1 to 1.15", "from 0.85 to 0.95"):
         check_finding("x", fine)
+
+
+def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):
+    """Every borrower and lender of market_2026 ranked, paired with the no-default reference on the same
+    seeds; TeraWulf's default fells its two lender groups in every replicate, as checked by hand in
+    tests/test_systemic_ranking.py, with and without the price channel."""
+    report, (forced, reference), folder = tiny_results["systemic_ranking"]
+    assert set(forced.runs["seed"]) == set(reference.runs["seed"])  # common random numbers
+    table = report.numbers["table"]
+    assert len(table) == 21 and table["n"].eq(2).all()
+    assert (
+        pd.to_numeric(reference.runs["defaults_total"]).sum() == 0
+    )  # so each further default is the forced one's
+    wulf = table.set_index("agent").loc["terawulf"]
+    assert wulf["further_defaults"] == 2 and wulf["further_defaults_off"] == 2
+    assert wulf["further_borrower_defaults"] == 0 and wulf["engine_further_defaults_off"] == 2
+    assert wulf["engine_lender_loss_off"] == pytest.approx(2_739.2e6 + 1_498.0e6, rel=1e-3)
+    assert np.isfinite(table["debtrank"]).all() and table["debtrank"].between(0.0, 1.0).all()
+    assert (folder / "network_impact.png").is_file() and (folder / "paired_effects.csv").is_file()
+    assert "--scenario market_2026" in (folder / "report.md").read_text()
+    assert "What the public data leaves unknown" in report.body

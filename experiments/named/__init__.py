@@ -1,22 +1,25 @@
-"""The nine named experiments behind docs/results.md: each is one or more experiment files in this folder (run by the
+"""The ten named experiments behind docs/results.md: each is one or more experiment files in this folder (run by the
 sweep runner, ``experiments.sweep``) plus an analysis (``experiments.named.analyses``) that writes its
 figures, tables and a Markdown report.
 
 ``python run.py experiment NAME [--full] [--out DIR] [--workers N]`` runs one; ``python run.py experiment
-all`` runs the nine. The default is the reduced size (the files in this folder: a handful of design
-points, a few replicates, short horizons; all nine take a few minutes on two cores); ``--full`` runs the
-paper-size files in ``full/``. ``--docs`` also copies each key figure to ``docs/img/experiments/`` and
+all`` runs the ten. The default is the reduced size (the files in this folder: a handful of design
+points, a few replicates, short horizons; all ten take a few minutes on two cores); ``--full`` runs the
+paper-size files in ``full/``. An experiment that takes ``--scenario`` (``systemic_ranking``) completes
+its files for that scenario (``NamedExperiment.design``) before they are planned. ``--docs`` also copies each key figure to ``docs/img/experiments/`` and
 rewrites ``docs/results.md`` from the reports. Every sweep writes its manifest (``sweeps/FILE/manifest.json``);
 ``python run.py replay`` on it re-runs and checks the digest.
 
 Some experiments add scheduled shocks to their base scenario (``SCENARIO_PATCHES``): the experiment
 file schema has no place for them, so they are applied here, before the sweep is planned, and recorded in
-the sweep's manifest (its ``config``), so a replay reproduces them.
+the sweep's manifest (its ``config``), so a replay reproduces them. ``patch_files`` limits a patch to
+some files (an experiment's reference file runs without it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import shutil
 import sys
@@ -45,8 +48,11 @@ class NamedExperiment:
     title: str
     question: str
     files: tuple[str, ...]
-    analysis: str  # function name in experiments.named.analyses
+    analysis: str  # function name in experiments.named.analyses, or "module:function"
     patch: dict[str, Any] = field(default_factory=dict)
+    patch_files: tuple[str, ...] | None = None  # the files the patch applies to (None: all)
+    design: str = ""  # "module:function(text, scenario, patch) -> (text, patch)" completing each file
+    default_scenario: str = ""  # the experiment takes --scenario (this is its default) when set
 
 
 # Shocks added to the base scenario; the swept values (e.g. "shocks.0.size") override them per point.
@@ -54,6 +60,8 @@ SCENARIO_PATCHES: dict[str, dict[str, Any]] = {
     "btc_crash_month_6": {"shocks": [{"month": 6, "kind": "btc_crash", "size": 0.0}]},
     "largest_miner_fails_month_3": {"shocks": [{"month": 3, "kind": "default_largest_miner"}]},
     "largest_miner_fails_month_1": {"shocks": [{"month": 1, "kind": "default_largest_miner"}]},
+    # the agent is swept ("shocks.0.agent"): the design hook puts the first one here, each point its own
+    "one_agent_fails_month_1": {"shocks": [{"month": 1, "kind": "default_agent", "agent": ""}]},
 }
 
 EXPERIMENTS: dict[str, NamedExperiment] = {
@@ -141,8 +149,28 @@ EXPERIMENTS: dict[str, NamedExperiment] = {
             ("sobol_systemic",),
             "sensitivity",
         ),
+        NamedExperiment(
+            "systemic_ranking",
+            10,
+            "Which single default hurts most",
+            "If one borrower or one lender of the public GPU-financed market fails at the start, how many "
+            "further defaults, how much lender loss and how deep a fall in used-GPU prices follow, and how "
+            "much of that does the fire-sale channel add to the network alone?",
+            ("systemic_ranking", "systemic_ranking_reference"),
+            "experiments.named.systemic:systemic_ranking",
+            SCENARIO_PATCHES["one_agent_fails_month_1"],
+            patch_files=("systemic_ranking",),
+            design="experiments.named.systemic:fill_design",
+            default_scenario="market_2026",
+        ),
     )
 }
+
+
+def _function(target: str, default_module: str) -> Callable[..., Any]:
+    """The function a "module:function" string (or a bare name in ``default_module``) names."""
+    module, _, name = target.rpartition(":")
+    return getattr(importlib.import_module(module or default_module), name)
 
 
 @dataclass
@@ -200,6 +228,26 @@ def base_scenario(experiment: Any, path: Path, patch: dict[str, Any]) -> dict[st
     return canonical_dict(load_scenario(scenario, patch)) if patch else scenario
 
 
+def experiment_file(
+    named: NamedExperiment,
+    stem: str,
+    size: str,
+    resize: dict[str, int] | None = None,
+    scenario_name: str | None = None,
+) -> tuple[Any, str, dict[str, Any]]:
+    """One file of a named experiment as it runs: resized, completed by the experiment's design hook
+    for the scenario, parsed; with its base scenario (the patch applied where it applies)."""
+    from experiments.design import parse_experiment
+
+    path = experiment_path(stem, size)
+    text = resize_text(path.read_text(), **(resize or {}))
+    patch = named.patch if named.patch_files is None or stem in named.patch_files else {}
+    if named.design:
+        text, patch = _function(named.design, "")(text, scenario_name, patch)
+    experiment = parse_experiment(text, str(path))
+    return experiment, text, base_scenario(experiment, path, patch)
+
+
 def run_file(
     named: NamedExperiment,
     stem: str,
@@ -209,18 +257,16 @@ def run_file(
     workers: int,
     resize: dict[str, int] | None = None,
     progress: bool = False,
+    scenario_name: str | None = None,
 ) -> SweepResult:
     """Plan, run (or resume) and consolidate one experiment file's sweep into ``out/sweeps/STEM``."""
-    from experiments.design import parse_experiment
     from experiments.sweep import RESULTS, prepare, run_sweep
 
     path = experiment_path(stem, size)
-    text = resize_text(path.read_text(), **(resize or {}))
-    experiment = parse_experiment(text, str(path))
-    scenario = base_scenario(experiment, path, named.patch)
+    experiment, text, scenario = experiment_file(named, stem, size, resize, scenario_name)
     folder = out / "sweeps" / stem
     sweep = prepare(experiment, text, scenario, folder, str(path.relative_to(ROOT)))
-    command = ["run.py", "experiment", named.name] + (["--full"] if size == "full" else [])
+    command = command_words(named, size, scenario_name)
     outcome = run_sweep(sweep, executor, workers, progress=progress, command=command)
     if outcome.failed:
         first = outcome.failed[0]
@@ -237,22 +283,35 @@ def run_named(
     resize: dict[str, int] | None = None,
     executor: Any = None,
     progress: bool = False,
+    scenario_name: str | None = None,
 ) -> tuple[Report, list[SweepResult], float]:
-    """Run one named experiment and its analysis; returns the report, the sweeps and the seconds taken."""
-    from experiments.named import analyses
-
+    """Run one named experiment and its analysis; returns the report, the sweeps and the seconds taken.
+    ``scenario_name`` replaces the scenario of an experiment that takes one (``default_scenario``)."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment '{name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
     named = EXPERIMENTS[name]
+    check_scenario_option(named, scenario_name)
     out = Path(out or ROOT / "results" / "experiments" / name)
     start = time.perf_counter()
     with _executor(workers, executor) as ex:
-        sweeps = [run_file(named, s, size, out, ex, workers, resize, progress) for s in named.files]
-    report: Report = getattr(analyses, named.analysis)(sweeps, out)
+        sweeps = [
+            run_file(named, s, size, out, ex, workers, resize, progress, scenario_name) for s in named.files
+        ]
+    report: Report = _function(named.analysis, "experiments.named.analyses")(sweeps, out)
     check_finding(named.name, report.finding)
     seconds = time.perf_counter() - start
-    write_report(named, report, sweeps, out, size, seconds)
+    write_report(named, report, sweeps, out, size, seconds, scenario_name)
     return report, sweeps, seconds
+
+
+def check_scenario_option(named: NamedExperiment, scenario_name: str | None) -> None:
+    """``--scenario`` is for the experiments that take one; the others are designed on their own files."""
+    if scenario_name is not None and not named.default_scenario:
+        takes = [e.name for e in EXPERIMENTS.values() if e.default_scenario]
+        raise ConfigError(
+            f"--scenario: experiment '{named.name}' is designed on its own scenario files and takes no "
+            f"--scenario (only {', '.join(takes)} does)"
+        )
 
 
 SAME_NUMBER_TWICE = re.compile(r"\bfrom (\$?[-+]?\d[\d.,]*(?: ?%|x|B| bp)?) (?:to|vs) \1(?![\d.])")
@@ -313,8 +372,18 @@ def run_seconds(sweeps: list[SweepResult]) -> float:
     return float(sum(rec.get("seconds") or 0.0 for s in sweeps for rec in s.sweep.done.values()))
 
 
-def command_line(named: NamedExperiment, size: str) -> str:
-    return f"python run.py experiment {named.name}" + (" --full" if size == "full" else "")
+def command_words(named: NamedExperiment, size: str, scenario_name: str | None = None) -> list[str]:
+    """The command that runs a named experiment (``--scenario`` as given, else the experiment's default)."""
+    scenario = scenario_name or named.default_scenario
+    return (
+        ["run.py", "experiment", named.name]
+        + (["--scenario", scenario] if scenario else [])
+        + (["--full"] if size == "full" else [])
+    )
+
+
+def command_line(named: NamedExperiment, size: str, scenario_name: str | None = None) -> str:
+    return "python " + " ".join(command_words(named, size, scenario_name))
 
 
 def section_markdown(
@@ -324,6 +393,7 @@ def section_markdown(
     size: str,
     seconds: float,
     figure_refs: list[str],
+    scenario_name: str | None = None,
 ) -> str:
     digests = ", ".join(f"`{s.stem}` `{s.digest[:16]}`" for s in sweeps)
     compute = run_seconds(sweeps)
@@ -341,7 +411,7 @@ def section_markdown(
             "",
             report.body.strip(),
             "",
-            f"**Reproduce.** `{command_line(named, size)}` ({compute:.0f} run-seconds); manifest digest(s): "
+            f"**Reproduce.** `{command_line(named, size, scenario_name)}` ({compute:.0f} run-seconds); manifest digest(s): "
             f"{digests}. Replay a sweep with `python run.py replay DIR/sweeps/FILE/manifest.json`.",
             "",
         ]
@@ -355,18 +425,31 @@ def figures_of(report: Report) -> list[Path]:
 
 
 def write_report(
-    named: NamedExperiment, report: Report, sweeps: list[SweepResult], out: Path, size: str, seconds: float
+    named: NamedExperiment,
+    report: Report,
+    sweeps: list[SweepResult],
+    out: Path,
+    size: str,
+    seconds: float,
+    scenario_name: str | None = None,
 ) -> Path:
     from model.manifest import atomic_write_bytes
 
-    text = section_markdown(named, report, sweeps, size, seconds, [f.name for f in figures_of(report)])
+    text = section_markdown(
+        named, report, sweeps, size, seconds, [f.name for f in figures_of(report)], scenario_name
+    )
     path = out / "report.md"
     atomic_write_bytes(path, text.encode())
     return path
 
 
-def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], float]], size: str) -> Path:
-    """Copy each key figure to docs/img/experiments/ and write docs/results.md from the reports."""
+def publish(
+    results: list[tuple[NamedExperiment, Report, list[SweepResult], float]],
+    size: str,
+    scenario_name: str | None = None,
+) -> Path:
+    """Copy each key figure to docs/img/experiments/ and write docs/results.md from the reports: the whole
+    page when every experiment ran, else only the sections of those that ran (the others are kept)."""
     img = ROOT / "docs" / "img" / "experiments"
     img.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -376,7 +459,11 @@ def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], floa
             name = f"{named.name}.png" if figure == report.key_figure else f"{named.name}-{figure.stem}.png"
             shutil.copyfile(figure, img / name)
             refs.append(f"img/experiments/{name}")
-        sections.append(section_markdown(named, report, sweeps, size, seconds, refs))
+        sections.append(section_markdown(named, report, sweeps, size, seconds, refs, scenario_name))
+    path = ROOT / "docs" / "results.md"
+    if {r[0].name for r in results} != set(EXPERIMENTS) and path.is_file():
+        path.write_text(replace_sections(path.read_text(), [r[0] for r in results], sections))
+        return path
     total = sum(run_seconds(r[2]) for r in results)
     if size == "full":
         other = (
@@ -389,14 +476,22 @@ def publish(results: list[tuple[NamedExperiment, Report, list[SweepResult], floa
         )
     regenerate = "python run.py experiment all" + (" --full" if size == "full" else "") + " --docs"
     head = RESULTS_HEAD.format(size=size, total=total, n=len(results), other=other, regenerate=regenerate)
-    path = ROOT / "docs" / "results.md"
     path.write_text(head + "\n".join(sections))
     return path
 
 
+def replace_sections(page: str, named: list[NamedExperiment], sections: list[str]) -> str:
+    """``page`` with each experiment's section ("## N. ...") replaced, or inserted in number order."""
+    parts = re.split(r"(?m)^(?=## \d+\. )", page)
+    head, body = parts[0], {int(re.match(r"## (\d+)\.", p).group(1)): p for p in parts[1:]}
+    for experiment, text in zip(named, sections, strict=True):
+        body[experiment.number] = text
+    return head + "\n\n".join(body[k].rstrip("\n") for k in sorted(body)) + "\n"
+
+
 RESULTS_HEAD = """# Results of the named experiments
 
-Each section below answers one of the nine named experiments with the model as it stands: the question,
+Each section below answers one of the named experiments with the model as it stands: the question,
 the design, the key figure, the finding (two sentences drawn from the measured numbers of the run shown),
 and the command that reproduces it with the digest of each sweep's manifest. The figures in
 `docs/img/experiments/` are from the **{size}-size** runs actually made for this page ({n} experiments,
@@ -406,7 +501,8 @@ it but the Sobol analysis (which varies its own parameters) runs over the calibr
 replicate at its own weighted draw of the parameters, so the intervals include parameter uncertainty
 (`docs/experiments.md`). Which findings of the uncalibrated
 world and of the first calibration moved, reversed or went is in section 20.7 there. The model's own limits are in
-`docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`.
+`docs/calibration.md` (sections 19-20) and `docs/ODD.md`. Regenerate this page with `{regenerate}`;
+`python run.py experiment NAME --full --docs` rewrites one section.
 
 """
 
@@ -428,6 +524,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=2, help="local worker processes (default 2)")
     p.add_argument("--docs", action="store_true", help="also write docs/results.md and docs/img/experiments/")
     p.add_argument("--progress", action="store_true", help="progress bars")
+    p.add_argument(
+        "--scenario",
+        default=None,
+        help="the scenario of an experiment that takes one (systemic_ranking: default market_2026); "
+        "a name in experiments/scenarios or a .toml path",
+    )
     return p
 
 
@@ -437,6 +539,12 @@ def main(argv: list[str]) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if args.name != "all" and args.name not in EXPERIMENTS:
         raise ConfigError(f"experiment '{args.name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
+    if args.scenario is not None and args.name == "all":
+        raise ConfigError(
+            "--scenario: give one experiment that takes a scenario (e.g. systemic_ranking), not all"
+        )
+    if args.scenario is not None:
+        check_scenario_option(EXPERIMENTS[args.name], args.scenario)
     size = "full" if args.full else "reduced"
     base = args.out or ROOT / "results" / "experiments"
     results = []
@@ -447,7 +555,13 @@ def main(argv: list[str]) -> int:
         for name in names:
             out = base / name if (args.name == "all" or args.out is None) else base
             report, sweeps, seconds = run_named(
-                name, size, out, args.workers, executor=pool, progress=args.progress
+                name,
+                size,
+                out,
+                args.workers,
+                executor=pool,
+                progress=args.progress,
+                scenario_name=args.scenario,
             )
             named = EXPERIMENTS[name]
             results.append((named, report, sweeps, seconds))
@@ -458,7 +572,7 @@ def main(argv: list[str]) -> int:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if args.docs:
-        print(f"wrote {publish(results, size)}")
+        print(f"wrote {publish(results, size, args.scenario)}")
     print(f"total {sum(r[3] for r in results):.1f} s")
     return 0
 
