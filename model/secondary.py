@@ -17,6 +17,9 @@ import numpy as np
 from scipy.special import ndtr
 
 BISECTION_STEPS = 60
+# a clearing re-marks a generation only when at least one whole unit traded: when every bid sits far
+# below the reserves the bisection can still "fill" ~1e-100 units, which is no price discovery
+MIN_MARKING_UNITS = 1.0
 
 
 def run_starts(keys: np.ndarray) -> np.ndarray:
@@ -339,16 +342,17 @@ def clear(offers: Offers, book: BuyerBook, n_generations: int) -> Clearing:
 class Marks:
     """The secondary mark of each generation as a share of its fundamental value.
 
-    A trade sets the mark to the clearing price; with no trade, the discount heals toward the
-    fundamental with a half-life (the market forgets a fire sale only slowly)."""
+    A trade of at least ``MIN_MARKING_UNITS`` sets the mark to the clearing price; with no trade, the
+    discount heals toward the fundamental with a half-life (the market forgets a fire sale only
+    slowly)."""
 
     def __init__(self, n_generations: int, half_life_months: float) -> None:
         self.ratio = np.ones(n_generations)
         self.decay = 0.5 ** (1.0 / half_life_months)
 
     def after_clearing(self, clearing: Clearing, fundamental: np.ndarray) -> None:
-        """Re-mark generations that traded."""
-        traded = clearing.sold > 0
+        """Re-mark generations that traded at least one whole unit."""
+        traded = clearing.sold >= MIN_MARKING_UNITS
         ratio = np.divide(
             np.nan_to_num(clearing.price), fundamental, out=np.ones_like(fundamental), where=fundamental > 0
         )

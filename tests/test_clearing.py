@@ -441,3 +441,23 @@ def test_debtrank_rejects_bad_arguments():
         debtrank(**(RING | {"equity": [10.0, 0.0, 10.0]}), shocked=[0])
     with pytest.raises(ValueError, match="shocked"):
         debtrank(**RING, shocked=[3])
+
+
+def test_a_trade_of_less_than_one_unit_does_not_re_mark_the_generation() -> None:
+    """When every bid sits far below the reserves the bisection can still fill ~1e-100 units; such a
+    phantom trade is no price discovery and leaves the mark where it was (issue 16 part 2 finding)."""
+    from model.secondary import Clearing, Marks
+
+    marks = Marks(3, half_life_months=6.0)
+    marks.ratio[:] = [0.9, 0.8, 0.7]
+    price = np.array([10.0, 20.0, 30.0])
+    clearing = Clearing(
+        price=price,
+        sold=np.array([1e-100, 0.999, 5.0]),
+        offered=np.array([10.0, 10.0, 10.0]),
+        filled=np.zeros(0),
+        bought=np.zeros((0, 3)),
+        driver=np.full(3, -1),
+    )
+    marks.after_clearing(clearing, fundamental=np.array([100.0, 100.0, 100.0]))
+    assert marks.ratio.tolist() == [0.9, 0.8, 0.3]
