@@ -273,7 +273,7 @@ def test_market_2026_has_real_names_and_a_one_click_default() -> None:
     assert "<strong>TeraWulf noteholders</strong> (bond_investors) &lt;- insolvency" in text
     alerts = " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
     assert "Defaulted TeraWulf" in alerts and "2 further default(s)" in alerts
-    assert "TeraWulf noteholders $2.74B, TeraWulf convert holders $1.50B" in alerts
+    assert "TeraWulf noteholders $2.55B, TeraWulf convert holders $1.78B" in alerts
     assert "TeraWulf" not in rc.find(v.Select, label="Borrower").widget.items  # defaulted: no longer offered
 
 

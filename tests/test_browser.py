@@ -329,7 +329,7 @@ def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
     assert "caused 2 further default(s)" in text
     assert "TeraWulf noteholders (bond_investors) <- insolvency" in text
     assert "TeraWulf convert holders (bond_investors) <- insolvency" in text
-    assert "TeraWulf noteholders $2.74B" in page.locator(".viz-default").inner_text()
+    assert "TeraWulf noteholders $2.55B" in page.locator(".viz-default").inner_text()
     assert defaults(page) == 3
     images_loaded(page)
     artifacts = Path(os.environ.get("VISUALISER_ARTIFACTS", tmp_path))

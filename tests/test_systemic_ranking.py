@@ -30,23 +30,27 @@ def loans_of(debtor: str) -> list[dict]:
 
 def test_terawulf_default_by_hand() -> None:
     """TeraWulf fails at the start. It has no GPU fleet (its AI site is leased to Fluidstack) and no
-    BTC in the scenario, so its estate is its cash, $712.8M, shared by the unsecured claims pro rata:
-    the noteholders ($3.2B of 7.75 % notes) get 712.8 x 3.2 / 4.95 = $460.8M and lose $2,739.2M; the
-    convert holders ($0.85B + $0.9B) get $252.0M and lose $1,498.0M. Each group's equity is its book
-    less its outside liabilities (bond investors' capital ratio 0.5: $1.6B and $0.875B), so both are
-    wiped out and fail; they owe no other lender, so the cascade stops there: 2 further defaults."""
+    BTC in the scenario, so its estate is its cash, $712.8M, paid by priority: the noteholders ($3.2B
+    of 7.75 % senior secured notes, seniority 1) take all of it before the convert holders ($0.85B +
+    $0.9B, seniority 2) get anything. Each creditor also pays the workout cost, 2 % of its exposure
+    (``cascade.workout_cost_share``). The noteholders lose 3,200 + 64 - 712.8 = $2,551.2M, the
+    convert holders 1,750 + 35 = $1,785.0M. Each group's equity is its book less its outside
+    liabilities (bond investors' capital ratio 0.5: $1.6B and $0.875B), so both are wiped out and
+    fail; they owe no other lender, so the cascade stops there: 2 further defaults."""
     cash = agent_spec("terawulf")["cash"]
     notes = sum(x["principal"] for x in loans_of("terawulf") if x["creditor"] == "terawulf-noteholders")
     converts = sum(
         x["principal"] for x in loans_of("terawulf") if x["creditor"] == "terawulf-convert-holders"
     )
     assert (cash, notes, converts) == (712_800_000, 3_200_000_000, 1_750_000_000)
+    cost = MARKET["cascade"]["workout_cost_share"]
+    assert cost == 0.02
     expected = {
-        "terawulf-noteholders": notes - cash * notes / (notes + converts),
-        "terawulf-convert-holders": converts - cash * converts / (notes + converts),
+        "terawulf-noteholders": notes * (1 + cost) - min(cash, notes),
+        "terawulf-convert-holders": converts * (1 + cost) - max(cash - notes, 0),
     }
-    assert expected["terawulf-noteholders"] == pytest.approx(2_739.2e6, rel=1e-4)
-    assert expected["terawulf-convert-holders"] == pytest.approx(1_498.0e6, rel=1e-4)
+    assert expected["terawulf-noteholders"] == pytest.approx(2_551.2e6, rel=1e-6)
+    assert expected["terawulf-convert-holders"] == pytest.approx(1_785.0e6, rel=1e-6)
     equity = {
         k: agent_spec(k)["external_liabilities"] for k in expected
     }  # capital ratio 0.5: equity = liabilities
