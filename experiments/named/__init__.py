@@ -437,6 +437,9 @@ def main(argv: list[str]) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if args.name != "all" and args.name not in EXPERIMENTS:
         raise ConfigError(f"experiment '{args.name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
+    from model.manifest import check_output_folder
+
+    check_output_folder(args.out)
     size = "full" if args.full else "reduced"
     base = args.out or ROOT / "results" / "experiments"
     results = []
