@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from model.config import (
     IDENTIFIER_PATTERN,
+    PATTERN_MEANING,
     ConfigError,
     canonical_dict,
     load_scenario,
@@ -206,7 +207,9 @@ def _format_errors(error: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after"))
         loc = loc.replace(".list[union[float,int,bool,str]]", "").replace(".literal['all']", "")
         msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "string_pattern_mismatch" and item["ctx"]["pattern"] in PATTERN_MEANING:
+            msg = PATTERN_MEANING[item["ctx"]["pattern"]]
+        elif item["type"] == "extra_forbidden":
             msg = "unknown field (see docs/experiments.md for the allowed fields)"
         elif item["type"] == "missing":
             msg = "required field is missing"

@@ -203,20 +203,16 @@ def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:
                 recorded.exists()
                 and manifest["outputs"].get(recorded.name) != fresh["outputs"][recorded.name]
             ):
-                problems.extend(_value_differences(name, read_table(recorded), pd.read_parquet(now)))
+                problems.extend(_table_differences(name, recorded, now))
         for name, digest in manifest["outputs"].items():
             on_disk = original_dir / name
-            if on_disk.exists() and file_digest(on_disk) != digest:
+            if on_disk.exists() and (not on_disk.is_file() or file_digest(on_disk) != digest):
                 problems.append(
                     f"recorded file {on_disk} no longer matches its digest in the manifest (changed after the run)"
                 )
-                if name.endswith(".parquet"):
+                if name.endswith(".parquet") and on_disk.is_file() and (Path(tmp) / name).is_file():
                     problems.extend(
-                        _value_differences(
-                            name.removesuffix(".parquet"),
-                            read_table(on_disk),
-                            pd.read_parquet(Path(tmp) / name),
-                        )
+                        _table_differences(name.removesuffix(".parquet"), on_disk, Path(tmp) / name)
                     )
     if edited := manifest_edited(manifest):
         problems.insert(0, edited)
@@ -227,6 +223,14 @@ def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:
         and not any("no longer matches" in p for p in problems)
     )
     return digest_ok, problems
+
+
+def _table_differences(name: str, recorded: Path, replay: Path) -> list[str]:
+    """The value differences of a recorded table file and its replay; a damaged file says so."""
+    try:
+        return _value_differences(name, read_table(recorded), pd.read_parquet(replay))
+    except ConfigError as exc:
+        return [str(exc)]
 
 
 def _value_differences(name: str, recorded: pd.DataFrame, replay: pd.DataFrame) -> list[str]:

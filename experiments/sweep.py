@@ -790,10 +790,10 @@ def replay_sweep(
         path = folder / name
         if not path.exists():
             notes.append(f"{name}: not next to the manifest; comparing digests only")
-        elif file_digest(path) != digest:
+        elif (on_disk := file_digest(path) if path.is_file() else "not a file") != digest:
             problems.append(
                 f"{name}: the file on disk does not match the manifest's digest "
-                f"(recorded {digest[:12]}, file {file_digest(path)[:12]}): it was changed after the sweep"
+                f"(recorded {digest[:12]}, file {on_disk[:12]}): it was changed after the sweep"
             )
     env = environment()
     for pkg, version in manifest.get("versions", {}).items():
@@ -853,7 +853,10 @@ def replay_sweep(
                             f"{name}: recorded {digest[:12]}, replay {fresh_manifest['outputs'].get(name, '')[:12]}"
                         )
             if recorded_path.exists() and any(RESULTS in p for p in problems):
-                problems += compare_tables(read_table(recorded_path), pd.read_parquet(out / RESULTS))
+                try:
+                    problems += compare_tables(read_table(recorded_path), pd.read_parquet(out / RESULTS))
+                except ConfigError as exc:  # a damaged recorded table: say so, next to its digest
+                    problems.append(str(exc))
     finally:
         if tmp is not None:
             tmp.cleanup()

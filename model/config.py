@@ -59,6 +59,12 @@ MarginCall = Annotated[
     Field(description='loan / BTC value that triggers a margin call; "none" (or no key) = no call'),
 ]
 
+PATTERN_MEANING = {
+    MONTH_PATTERN: "must be a month YYYY-MM from 2000-01 to 2100-12",
+    IDENTIFIER_PATTERN: "must be a name of letters, digits and _ . + - (not starting with '.' or '-', "
+    "at most 100 characters), not a path",
+}
+
 
 class ConfigError(ValueError):
     """A scenario (or experiment) that cannot run; the message names the field and what is allowed."""
@@ -190,7 +196,7 @@ class BTCProcess(Strict):
         description="exogenous BTC price for months 1, 2, ... (USD); replaces the random process while it "
         "lasts (history mode); empty = off",
     )
-    hashprice_path: list[Positive] = Field(
+    hashprice_path: list[Annotated[float, Field(gt=0.0, le=1e5)]] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous hashprice for months 1, 2, ... (USD/PH/day); the network hashrate is set so "
@@ -742,6 +748,8 @@ def format_validation_error(
             msg = "unknown parameter (check the spelling; see docs/calibration.md for every parameter)"
         elif item["type"] == "missing":
             msg = "required parameter is missing"
+        elif item["type"] == "string_pattern_mismatch" and item["ctx"]["pattern"] in PATTERN_MEANING:
+            msg = PATTERN_MEANING[item["ctx"]["pattern"]]
         elif allowed := allowed_range(schema or Scenario, item["loc"]):
             msg = f"{msg}; allowed: {allowed}"
         got = item.get("input")

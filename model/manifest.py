@@ -85,7 +85,9 @@ def check_output_folder(path: Path | None, option: str = "--out") -> None:
     if path is None:
         return
     if str(path).strip() in ("", "."):
-        raise ConfigError(f"{option} {str(path)!r}: give a folder name (an empty one is the working folder)")
+        raise ConfigError(
+            f"{option} {str(path)!r}: give a folder name (an empty name or '.' would write into the working folder)"
+        )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: exists and is not a folder")
     for parent in path.parents:
