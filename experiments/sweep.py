@@ -38,6 +38,7 @@ from model.manifest import (
     check_output_folder,
     file_digest,
     parquet_bytes,
+    read_key_file,
     read_table,
 )
 
@@ -277,26 +278,12 @@ def read_run_record(path: Path) -> tuple[dict[str, Any] | None, str]:
     return record, ""
 
 
-def _read_key_file(path: Path) -> dict[str, Any]:
-    """``sweep.json``: which sweep a folder holds; a damaged one is a ConfigError naming it."""
-    try:
-        stored = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        stored = exc
-    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
-        raise ConfigError(
-            f"{path}: damaged (not the sweep's key record); the folder cannot be resumed safely: "
-            "choose another --out or remove that folder"
-        )
-    return stored
-
-
 def _claim_folder(sweep: Sweep) -> None:
     """Mark ``out`` as this sweep's (or check it already is) and load the runs already finished; a
     damaged or edited run record is not trusted: it is listed in ``sweep.damaged`` and run again."""
     key_path = sweep.out / KEY_FILE
     if key_path.exists():
-        stored = _read_key_file(key_path)
+        stored = read_key_file(key_path)
         if stored.get("key") != sweep.key:
             raise ConfigError(
                 f"--out {sweep.out}: holds runs of a different experiment or base scenario "

@@ -121,6 +121,23 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def read_key_file(path: Path) -> dict[str, Any]:
+    """A sweep's or calibration's key record (``sweep.json``, which inputs a folder holds); a damaged
+    one is a ConfigError naming it, since the folder cannot then be resumed safely."""
+    from model.config import ConfigError
+
+    try:
+        stored: Any = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
+        raise ConfigError(
+            f"{path}: damaged (not a key record); the folder cannot be resumed safely: "
+            "choose another --out or remove that folder"
+        )
+    return stored
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A recorded Parquet table; a truncated or damaged file is a ConfigError naming it."""
     import pandas as pd
