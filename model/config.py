@@ -28,8 +28,10 @@ Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-M
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
-USD = Annotated[float, Field(ge=0.0, le=1e13, description="an amount of money, USD (up to $10 trillion)")]
-GPUCount = Annotated[float, Field(ge=0.0, le=1e8, description="a number of GPUs (up to 100 million)")]
+# The caps on money and GPU counts are far above any real market but leave room for the "unlimited"
+# stand-ins the validation reductions use (a buyer with $1e15 a month and 1e12 GPUs of capacity).
+USD = Annotated[float, Field(ge=0.0, le=1e16, description="an amount of money, USD (up to 1e16)")]
+GPUCount = Annotated[float, Field(ge=0.0, le=1e13, description="a number of GPUs (up to 1e13)")]
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$"
 Identifier = Annotated[
     str,
