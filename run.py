@@ -83,6 +83,9 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--yes", action="store_true", help="run a network estimated to be large (hours or GBs) without asking"
+    )
     return parser
 
 
@@ -102,7 +105,9 @@ def default_run_folder(name: str, scenario: Any) -> Path:
 
 
 def main_run(argv: list[str]) -> int:
+    from experiments.size import check_size, estimate_run
     from model.config import load_scenario
+    from model.manifest import check_output_folder
 
     args = run_parser().parse_args(argv)
     overrides = _parse_sets(args.sets)
@@ -113,8 +118,8 @@ def main_run(argv: list[str]) -> int:
         flag = _parse_value(overrides.pop("buyers_as_they_are"))
         overrides = {**_resolve_aliases(args.scenario, {"buyers_as_they_are": flag}), **overrides}
     scenario = load_scenario(args.scenario, overrides, seed=args.seed, months=args.months)  # validate first
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise CliError(f"--out {args.out}: exists and is not a folder")
+    check_output_folder(args.out)
+    check_size(estimate_run(scenario), args.yes)
 
     from experiments.run_report import format_summary, run_command_summary, write_run_outputs
     from model.model import GPUCreditModel

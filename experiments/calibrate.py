@@ -41,7 +41,7 @@ from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from experiments.calibration_statistics import STATISTICS, Steps, series_of
-from model.config import ConfigError, Month, Strict
+from model.config import ConfigError, Month, Strict, read_text
 
 SIMULATORS = ("synthetic_ar1", "model")
 PRIORS = ("uniform", "loguniform", "normal", "truncnormal")
@@ -615,7 +615,7 @@ def load_calibration(path: str | Path) -> Resolved:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"calibration file {path}: no such file")
-    text = path.read_text()
+    text = read_text(path, "calibration file")
     return resolve(parse_calibration(text, str(path)), text, str(path))
 
 
@@ -646,11 +646,11 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 
 
 def _claim(resolved: Resolved, out: Path, resume: bool) -> None:
-    from model.manifest import atomic_write_bytes, atomic_write_json
+    from model.manifest import atomic_write_bytes, atomic_write_json, read_key_file
 
     key_path = out / KEY_FILE
     if key_path.exists():
-        stored = json.loads(key_path.read_text())
+        stored = read_key_file(key_path)
         if stored.get("key") != resolved.key:
             raise ConfigError(
                 f"--out {out}: holds a different calibration ('{stored.get('name')}') or one with other "

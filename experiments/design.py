@@ -26,7 +26,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model.config import ConfigError, canonical_dict, load_scenario, resolve_scenario_path
+from model.config import (
+    IDENTIFIER_PATTERN,
+    PATTERN_MEANING,
+    ConfigError,
+    canonical_dict,
+    load_scenario,
+    read_text,
+    resolve_scenario_path,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTERIOR_KEY = 0x9057  # mixed with the master seed: the posterior draws' own stream
@@ -35,7 +43,7 @@ Scalar = float | int | bool | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ParameterSpec(_Strict):
@@ -59,8 +67,6 @@ class ParameterSpec(_Strict):
             return self
         if self.min is None or self.max is None:
             raise ValueError("give values = [...] or both min and max")
-        if not (math.isfinite(self.min) and math.isfinite(self.max)):
-            raise ValueError("min and max must be finite numbers")
         if not self.min < self.max:
             raise ValueError(f"empty range: min ({self.min}) must be below max ({self.max})")
         return self
@@ -122,13 +128,15 @@ class PosteriorSpec(_Strict):
 class Experiment(_Strict):
     """A sweep: base scenario, parameters, design, replicates, master seed, outputs."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    name: str = Field(pattern=IDENTIFIER_PATTERN, description="an identifier: the default output folder")
     description: str = ""
     scenario: str = Field(default="baseline", description="a scenario name or a .toml path")
     months: int | None = Field(default=None, ge=1, le=600, description="horizon (default: scenario's)")
     master_seed: int = Field(ge=0, lt=2**63)
     replicates: int = Field(default=1, ge=1, le=100_000)
-    max_run_seconds: float = Field(default=0.0, ge=0.0, description="stop a run after this; 0 = no limit")
+    max_run_seconds: float = Field(
+        default=0.0, ge=0.0, le=604_800.0, description="stop a run after this; 0 = no limit"
+    )
     fixed: dict[str, Any] = Field(default_factory=dict, description="overrides applied to every run")
     design: DesignSpec
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
@@ -199,7 +207,9 @@ def _format_errors(error: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after"))
         loc = loc.replace(".list[union[float,int,bool,str]]", "").replace(".literal['all']", "")
         msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "string_pattern_mismatch" and item["ctx"]["pattern"] in PATTERN_MEANING:
+            msg = PATTERN_MEANING[item["ctx"]["pattern"]]
+        elif item["type"] == "extra_forbidden":
             msg = "unknown field (see docs/experiments.md for the allowed fields)"
         elif item["type"] == "missing":
             msg = "required field is missing"
@@ -226,7 +236,7 @@ def load_experiment(path: str | Path) -> tuple[Experiment, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path}: no such file")
-    text = path.read_text()
+    text = read_text(path, "experiment file")
     return parse_experiment(text, str(path)), text
 
 
@@ -352,6 +362,21 @@ def design_points(experiment: Experiment) -> list[dict[str, Any]]:
 
             x = morris.sample(problem, n, num_levels=experiment.design.levels, seed=seed)
     return [{n_: _cast(v, specs[n_].type) for n_, v in zip(names, row, strict=True)} for row in x]
+
+
+def design_size(experiment: Experiment) -> int:
+    """How many design points ``design_points`` will give, computed without drawing them (SALib: lhs N,
+    Sobol N(D+2) or N(2D+2) with second order, Morris N(D+1))."""
+    specs = experiment.parameters.values()
+    d, n = len(experiment.parameters), experiment.design.samples or 0
+    kind = experiment.design.kind
+    if kind == "grid":
+        return math.prod(len(s.values) if s.values is not None else s.steps or 1 for s in specs)
+    if kind == "lhs":
+        return n
+    if kind == "sobol":
+        return n * (2 * d + 2 if experiment.design.second_order else d + 2)
+    return n * (d + 1)
 
 
 def _cast(value: Any, kind: str) -> Any:

@@ -15,14 +15,16 @@ import pandas as pd  # noqa: E402
 
 from experiments.seed_distribution import format_distribution, seed_distribution  # noqa: E402
 from model.attribution import counterfactual_attribution  # noqa: E402
-from model.config import canonical_dict  # noqa: E402
+from model.config import ConfigError, canonical_dict, load_scenario  # noqa: E402
 from model.manifest import (  # noqa: E402
     atomic_write_bytes,
     atomic_write_json,
     compare_manifests,
     file_digest,
+    manifest_edited,
     parquet_bytes,
     read_manifest,
+    read_table,
     run_manifest,
 )
 from model.metrics import fire_sale_amplification, price_channel_twin, run_summary  # noqa: E402
@@ -233,12 +235,22 @@ def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:
     """Re-run a run from its manifest and compare every output digest (and, where they differ, values)."""
     manifest = read_manifest(manifest_path)
     if manifest["kind"] != "run":
-        raise ValueError(f"manifest kind '{manifest['kind']}' is not a single run")
-    model = GPUCreditModel(manifest["config"], seed=manifest["seed"])
+        raise ConfigError(f"manifest {manifest_path}: kind '{manifest['kind']}' is not a single run")
+    try:
+        scenario = load_scenario(manifest["config"], seed=manifest["seed"])
+    except ConfigError as exc:
+        raise ConfigError(f"manifest {manifest_path}: field 'config': {exc}") from None
+    model = GPUCreditModel(scenario)
     model.run()
     with tempfile.TemporaryDirectory() as tmp:
         fresh = write_run_outputs(model, Path(tmp), command=["replay", str(manifest_path)], figures=False)
         problems = compare_manifests(manifest, fresh)
+        unknown = sorted(set(manifest["outputs"]) - set(fresh["outputs"]))
+        missing = sorted(set(fresh["outputs"]) - set(manifest["outputs"]))
+        if unknown or missing:
+            problems.append(
+                f"the manifest's outputs are not a run's: unknown {unknown}, missing {missing} (manifest edited)"
+            )
         original_dir = Path(manifest_path).parent
         for name in TABLES:
             recorded, now = original_dir / f"{name}.parquet", Path(tmp) / f"{name}.parquet"
@@ -246,31 +258,45 @@ def replay_run(manifest_path: Path) -> tuple[bool, list[str]]:
                 recorded.exists()
                 and manifest["outputs"].get(recorded.name) != fresh["outputs"][recorded.name]
             ):
-                problems.extend(_value_differences(name, pd.read_parquet(recorded), pd.read_parquet(now)))
+                problems.extend(_table_differences(name, recorded, now))
         for name, digest in manifest["outputs"].items():
             on_disk = original_dir / name
-            if on_disk.exists() and file_digest(on_disk) != digest:
+            if on_disk.exists() and (not on_disk.is_file() or file_digest(on_disk) != digest):
                 problems.append(
                     f"recorded file {on_disk} no longer matches its digest in the manifest (changed after the run)"
                 )
-                if name.endswith(".parquet"):
+                if name.endswith(".parquet") and on_disk.is_file() and (Path(tmp) / name).is_file():
                     problems.extend(
-                        _value_differences(
-                            name.removesuffix(".parquet"),
-                            pd.read_parquet(on_disk),
-                            pd.read_parquet(Path(tmp) / name),
-                        )
+                        _table_differences(name.removesuffix(".parquet"), on_disk, Path(tmp) / name)
                     )
-    digest_ok = fresh["digest"] == manifest["digest"] and not any("no longer matches" in p for p in problems)
+    if edited := manifest_edited(manifest):
+        problems.insert(0, edited)
+    digest_ok = (
+        fresh["digest"] == manifest["digest"]
+        and not unknown
+        and not edited
+        and not any("no longer matches" in p for p in problems)
+    )
     return digest_ok, problems
 
 
+def _table_differences(name: str, recorded: Path, replay: Path) -> list[str]:
+    """The value differences of a recorded table file and its replay; a damaged file says so."""
+    try:
+        return _value_differences(name, read_table(recorded), pd.read_parquet(replay))
+    except ConfigError as exc:
+        return [str(exc)]
+
+
 def _value_differences(name: str, recorded: pd.DataFrame, replay: pd.DataFrame) -> list[str]:
+    """Cells that differ between a recorded table and its replay (a missing value on both sides, such
+    as NaN vs NaN, is no difference)."""
     if recorded.shape != replay.shape or list(recorded.columns) != list(replay.columns):
         return [f"{name}: shape {recorded.shape} vs replay {replay.shape}"]
     out = []
     for column in recorded.columns:
-        differs = recorded[column].astype(str) != replay[column].astype(str)
+        both_missing = recorded[column].isna() & replay[column].isna()
+        differs = (recorded[column].astype(str) != replay[column].astype(str)) & ~both_missing
         if differs.any():
             row = int(differs.idxmax())
             out.append(

@@ -114,7 +114,7 @@ def known_metrics(scenario: dict[str, Any]) -> tuple[list[str], list[str]]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        model = GPUCreditModel(scenario, months=1)
+        model = GPUCreditModel({**scenario, "shocks": []}, months=1)  # names only: no shock needed
         model.step()
         return list(_flatten(run_summary(model))), list(model.metrics.steps_table().columns)
 

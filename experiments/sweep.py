@@ -30,8 +30,17 @@ import pandas as pd
 
 from experiments.design import Experiment, Plan, build_plan, load_experiment, parse_experiment, plan_digest
 from experiments.design import scenario_for as _scenario_for
+from experiments.size import Estimate, check_size, estimate_run, estimate_sweep
 from model.config import ConfigError
-from model.manifest import atomic_write_bytes, atomic_write_json, file_digest, parquet_bytes
+from model.manifest import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_folder,
+    file_digest,
+    parquet_bytes,
+    read_key_file,
+    read_table,
+)
 from model.streams import streams_record
 
 EXECUTORS = ("serial", "processes", "dask")
@@ -187,6 +196,7 @@ class Sweep:
     series_columns: list[str] = field(default_factory=list)
     key: str = ""
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)  # run records found damaged on resume: rerun
 
     @property
     def runs_dir(self) -> Path:
@@ -241,16 +251,41 @@ def prepare(
     elif outputs.timeseries:
         sweep.series_columns = ["month", *[c for c in outputs.timeseries if c != "month"]]
     sweep.key = plan_digest(experiment, scenario, plan.posterior_sha256)
-    if sweep.out.exists() and not sweep.out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    check_output_folder(sweep.out)
     return sweep
 
 
+RECORD_DIGEST = "record_digest"
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """The digest a run record carries of its own content, so an edited record is found on resume."""
+    body = {k: v for k, v in record.items() if k != RECORD_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def read_run_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A finished run's record, or (None, why it cannot be trusted): unreadable, not JSON, the wrong
+    shape, or content that no longer matches the digest it was written with."""
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"unreadable ({type(exc).__name__})"
+    if not isinstance(record, dict) or not isinstance(record.get("summary"), dict):
+        return None, "not a run record (wrong shape)"
+    if record.get("status") not in ("ok", "failed") or record.get("run_id") != path.stem:
+        return None, "not a run record of this run (status or run_id)"
+    if record.get(RECORD_DIGEST) != record_digest(record):
+        return None, "its content does not match its digest (edited after the run)"
+    return record, ""
+
+
 def _claim_folder(sweep: Sweep) -> None:
-    """Mark ``out`` as this sweep's (or check it already is) and load the runs already finished."""
+    """Mark ``out`` as this sweep's (or check it already is) and load the runs already finished; a
+    damaged or edited run record is not trusted: it is listed in ``sweep.damaged`` and run again."""
     key_path = sweep.out / KEY_FILE
     if key_path.exists():
-        stored = json.loads(key_path.read_text())
+        stored = read_key_file(key_path)
         if stored.get("key") != sweep.key:
             raise ConfigError(
                 f"--out {sweep.out}: holds runs of a different experiment or base scenario "
@@ -268,10 +303,14 @@ def _claim_folder(sweep: Sweep) -> None:
         stale.unlink(missing_ok=True)
     planned = {r.run_id for r in sweep.plan.runs}
     stale_code = 0
-    for path in sweep.runs_dir.glob("*.json"):
+    sweep.damaged = []
+    for path in sorted(sweep.runs_dir.glob("*.json")):
         if path.stem not in planned:
             continue
-        record = json.loads(path.read_text())
+        record, why = read_run_record(path)
+        if record is None:
+            sweep.damaged.append(f"{path}: {why}")
+            continue
         if record.get("fingerprint") != sweep.plan.fingerprint:
             stale_code += 1
             continue
@@ -291,6 +330,7 @@ class Outcome:
     ran: int
     seconds: float
     manifest: dict[str, Any] | None
+    damaged: list[str] = field(default_factory=list)  # run records not trusted on resume, run again
 
 
 def execute(
@@ -361,6 +401,7 @@ def execute(
                     )
                 spec = params[run_id]
                 record.update(point=spec.point, replicate=spec.replicate, seed=spec.seed, params=spec.params)
+                record[RECORD_DIGEST] = record_digest(record)
                 text = json.dumps(record, indent=1, sort_keys=True) + "\n"
                 atomic_write_bytes(sweep.runs_dir / f"{run_id}.json", text.encode())
                 sweep.done[run_id] = json.loads(text)  # exactly what a resumed sweep will read back
@@ -426,7 +467,7 @@ def results_frames(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
     """Write runs.parquet (+ timeseries.parquet, + paired_differences.csv with more than one design
     point) and the sweep manifest; returns the manifest."""
-    from model.manifest import combined_digest
+    from model.manifest import combined_digest, sealed
 
     runs, timeseries = results_frames(sweep)
     outputs = {}
@@ -474,6 +515,7 @@ def consolidate(sweep: Sweep, command: list[str]) -> dict[str, Any]:
         "outputs": outputs,
         "digest": combined_digest(outputs),
     }
+    manifest = sealed(manifest)
     atomic_write_json(sweep.out / MANIFEST, manifest)
     return manifest
 
@@ -547,8 +589,28 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/sweeps/NAME)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed runs again on resume")
     parser.add_argument("--no-figures", action="store_true", help="skip figures and charts")
+    parser.add_argument(
+        "--yes", action="store_true", help="run a sweep estimated to be large (hours or GBs) without asking"
+    )
     _add_executor_args(parser)
     return parser
+
+
+def sweep_estimate(experiment: Experiment, scenario: dict[str, Any], workers: int) -> Estimate:
+    """The sweep's size before its design is drawn: runs, memory and time at the base scenario with
+    the experiment's fixed values (design points may differ)."""
+    from experiments.design import design_size, resolve_overrides
+    from model.config import load_scenario
+
+    try:
+        base = load_scenario(
+            scenario, resolve_overrides(scenario, dict(experiment.fixed)), months=experiment.months
+        )
+    except ConfigError:  # a bad fixed value: reported with its field when the plan is built
+        base = load_scenario(scenario, months=experiment.months)
+    runs = design_size(experiment) * experiment.replicates
+    what = f"sweep '{experiment.name}' ({design_size(experiment):,} design points x {experiment.replicates} replicates)"
+    return estimate_sweep(estimate_run(base), runs, workers, what)
 
 
 def _executor_choice(args: argparse.Namespace) -> tuple[str, int]:
@@ -596,6 +658,7 @@ def run_sweep(
         ran,
         seconds,
         manifest,
+        sweep.damaged,
     )
 
 
@@ -605,6 +668,7 @@ def main_sweep(argv: list[str]) -> int:
     kind, workers = _executor_choice(args)
     experiment, text = load_experiment(args.experiment)
     scenario = _scenario_for(experiment, args.experiment)
+    check_size(sweep_estimate(experiment, scenario, workers), args.yes)
     out = args.out or Path("results") / "sweeps" / experiment.name
     sweep = prepare(experiment, text, scenario, out, str(args.experiment))
     n = len(sweep.plan.runs)
@@ -644,6 +708,8 @@ def main_sweep(argv: list[str]) -> int:
         f"{outcome.total} runs: {outcome.ok} ok, {len(outcome.failed)} failed "
         f"({outcome.ran} run now, {outcome.total - outcome.ran} resumed; {rate:.2f} runs/s)"
     )
+    for line in outcome.damaged:
+        print(f"  RERUN (damaged record) {line}")
     for run_id, error in outcome.failed[:10]:
         print(f"  FAILED {run_id}: {error}")
     if len(outcome.failed) > 10:
@@ -713,18 +779,20 @@ def replay_sweep(
     """Re-run a sweep from its manifest (its recorded experiment and scenario, not today's files).
     Returns (ok, problems, notes): problems are digest/value mismatches and tampered files; notes are
     version or revision differences that did not change the results."""
-    manifest = json.loads(Path(manifest_path).read_text())
+    from model.manifest import manifest_edited, read_manifest
+
+    manifest = read_manifest(manifest_path)
     folder = Path(manifest_path).resolve().parent
-    problems: list[str] = []
+    problems: list[str] = [edited] if (edited := manifest_edited(manifest)) else []
     notes: list[str] = []
     for name, digest in manifest["outputs"].items():
         path = folder / name
         if not path.exists():
             notes.append(f"{name}: not next to the manifest; comparing digests only")
-        elif file_digest(path) != digest:
+        elif (on_disk := file_digest(path) if path.is_file() else "not a file") != digest:
             problems.append(
                 f"{name}: the file on disk does not match the manifest's digest "
-                f"(recorded {digest[:12]}, file {file_digest(path)[:12]}): it was changed after the sweep"
+                f"(recorded {digest[:12]}, file {on_disk[:12]}): it was changed after the sweep"
             )
     env = environment()
     for pkg, version in manifest.get("versions", {}).items():
@@ -766,7 +834,7 @@ def replay_sweep(
         if only:
             fresh = pd.read_parquet(out / RESULTS)
             if recorded_path.exists():
-                recorded = pd.read_parquet(recorded_path)
+                recorded = read_table(recorded_path)
                 recorded = recorded[recorded["run_id"].isin(only)]
                 problems += compare_tables(recorded, fresh)
             else:
@@ -784,7 +852,10 @@ def replay_sweep(
                             f"{name}: recorded {digest[:12]}, replay {fresh_manifest['outputs'].get(name, '')[:12]}"
                         )
             if recorded_path.exists() and any(RESULTS in p for p in problems):
-                problems += compare_tables(pd.read_parquet(recorded_path), pd.read_parquet(out / RESULTS))
+                try:
+                    problems += compare_tables(read_table(recorded_path), pd.read_parquet(out / RESULTS))
+                except ConfigError as exc:  # a damaged recorded table: say so, next to its digest
+                    problems.append(str(exc))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -802,24 +873,19 @@ def main_replay(argv: list[str]) -> int:
     parser.add_argument("--runs", default=None, help="comma-separated run ids: replay only these runs")
     _add_executor_args(parser)
     args = parser.parse_args(argv)
-    if not args.manifest.is_file():
-        raise ConfigError(f"manifest {args.manifest}: no such file")
-    try:
-        kind = json.loads(args.manifest.read_text()).get("kind")
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"manifest {args.manifest}: not valid JSON ({exc})") from None
-    if kind == "run":
+    from model.manifest import read_manifest
+
+    manifest = read_manifest(args.manifest)
+    if manifest["kind"] == "run":
         import run
 
         return run.main_replay([str(args.manifest)])
-    if kind != "sweep":
-        raise ConfigError(f"manifest {args.manifest}: field 'kind' is {kind!r} (allowed: 'run', 'sweep')")
     ekind, workers = _executor_choice(args)
     only = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     ok, problems, notes = replay_sweep(
         args.manifest, args.out, ekind, workers, args.scheduler, progress=not args.no_progress, only=only
     )
-    digest = json.loads(args.manifest.read_text())["digest"]
+    digest = manifest["digest"]
     if ok:
         what = f"{len(only)} run(s) reproduced" if only else f"digest {digest} reproduced"
         print(f"replay OK: {what}")

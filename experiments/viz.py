@@ -83,10 +83,21 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
+# solara warns in ten lines on the first page load from any host but "localhost" (127.0.0.1 included)
+# that its session cookie falls back to samesite=lax; that is what a local visualiser wants.
+QUIET_WARNINGS = "ignore:Cookies with samesite=none require https:UserWarning"
+
+
+def child_environment() -> dict[str, str]:
+    """The solara server's environment: the project importable and solara's cookie warning silenced."""
+    warnings = ",".join(w for w in (os.environ.get("PYTHONWARNINGS", ""), QUIET_WARNINGS) if w)
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": warnings}
+
+
 def run_child(cmd: list[str]) -> int:
     """Run solara and stop it with us: SIGTERM, SIGHUP and Ctrl-C are passed on and waited for, so
     no server is left listening (0 after a stop we were asked for)."""
-    child = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.Popen(cmd, cwd=ROOT, env=child_environment())
     stopped = []
 
     def forward(signum: int, _frame: object) -> None:

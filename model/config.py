@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,10 +20,27 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = PROJECT_DIR / "experiments" / "scenarios"
 
-Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a month, YYYY-MM")]
+# The allowed ranges live here and in the Field(...) of each parameter: every float is finite (NaN and
+# infinities are refused by ``Strict``) and bounded above, so no value can overflow the model's arithmetic
+# (tests/test_bad_inputs.py checks that no float field of the schema is left unbounded).
+MONTH_PATTERN = r"^(20\d\d|2100)-(0[1-9]|1[0-2])$"
+Month = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-MM, from 2000-01 to 2100-12")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
+# The caps on money and GPU counts are far above any real market but leave room for the "unlimited"
+# stand-ins the validation reductions use (a buyer with $1e15 a month and 1e12 GPUs of capacity).
+USD = Annotated[float, Field(ge=0.0, le=1e16, description="an amount of money, USD (up to 1e16)")]
+GPUCount = Annotated[float, Field(ge=0.0, le=1e13, description="a number of GPUs (up to 1e13)")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$"
+Identifier = Annotated[
+    str,
+    Field(
+        pattern=IDENTIFIER_PATTERN,
+        description="a name used in file and folder names: letters, digits, _ . + -, not starting with "
+        "'.' or '-', at most 100 characters (so never a path)",
+    ),
+]
 
 
 def _no_covenant(value: Any) -> Any:
@@ -51,6 +69,11 @@ WorkoutMonths = Annotated[
         'holds (down to the scrap floor); "none" (or no key) = no deadline'
     ),
 ]
+PATTERN_MEANING = {
+    MONTH_PATTERN: "must be a month YYYY-MM from 2000-01 to 2100-12",
+    IDENTIFIER_PATTERN: "must be a name of letters, digits and _ . + - (not starting with '.' or '-', "
+    "at most 100 characters), not a path",
+}
 
 
 class ConfigError(ValueError):
@@ -60,7 +83,7 @@ class ConfigError(ValueError):
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are immutable after validation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def month_index(month: str) -> int:
@@ -78,11 +101,13 @@ class Generation(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
     launch: Month
-    performance: Positive = Field(description="rentable performance: the rent it earns relative to an H100")
+    performance: Positive = Field(
+        le=100.0, description="rentable performance: the rent it earns relative to an H100"
+    )
     power_kw: Positive = Field(le=10.0, description="all-in power per GPU incl. server share, kW")
     rack_kw: Positive = Field(le=500.0, description="rack power density this generation needs, kW/rack")
     new_price: Positive = Field(
-        description="hardware price of one new GPU (rack-scale systems: rack / GPUs), USD"
+        le=1e7, description="hardware price of one new GPU (rack-scale systems: rack / GPUs), USD"
     )
     physical_life_years: Positive = Field(default=7.0, le=20.0, description="life before failure, years")
 
@@ -117,7 +142,7 @@ class RentProcess(Strict):
         default=1.0, ge=1.0, le=5.0, description="log-rent shocks are this much larger in stress"
     )
     utilisation: Fraction = Field(description="share of hours a GPU is rented")
-    path: list[Positive] = Field(
+    path: list[Annotated[float, Field(gt=0.0, le=100.0)]] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous rent per H100-eq hour for months 1, 2, ... (USD/h); replaces the random "
@@ -175,13 +200,13 @@ class BTCProcess(Strict):
     block_subsidy_btc: Positive = Field(le=50.0, description="BTC per block at the start")
     fees_btc_per_block: NonNegative = Field(le=50.0)
     halvings: list[Month] = Field(description="months at which the subsidy halves")
-    path: list[Positive] = Field(
+    path: list[Annotated[float, Field(gt=0.0, le=1e8)]] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous BTC price for months 1, 2, ... (USD); replaces the random process while it "
         "lasts (history mode); empty = off",
     )
-    hashprice_path: list[Positive] = Field(
+    hashprice_path: list[Annotated[float, Field(gt=0.0, le=1e5)]] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous hashprice for months 1, 2, ... (USD/PH/day); the network hashrate is set so "
@@ -222,7 +247,7 @@ class World(Strict):
         "valued (every present value: fundamental, collateral, buyers); 0 = a month counts only where its "
         "expected margin is positive (no option value)",
     )
-    base_rate_path: list[float] = Field(
+    base_rate_path: list[Annotated[float, Field(ge=-0.02, le=0.3)]] = Field(
         default_factory=list,
         max_length=600,
         description="exogenous base rate for months 1, 2, ... (annual fraction); replaces the random walk "
@@ -308,9 +333,9 @@ class HardwareBuyerClass(Strict):
 
     name: str
     count: int = Field(ge=0, le=1000)
-    budget_per_month: NonNegative = Field(description="USD each buyer can spend per month, calm")
-    max_rack_kw: Positive = Field(description="densest rack its facilities can power and cool, kW")
-    capacity_gpus_per_month: NonNegative = Field(description="GPUs it can install per month")
+    budget_per_month: USD = Field(description="USD each buyer can spend per month, calm")
+    max_rack_kw: Positive = Field(le=1000.0, description="densest rack its facilities can power and cool, kW")
+    capacity_gpus_per_month: GPUCount = Field(description="GPUs it can install per month")
     hurdle_rate: Positive = Field(le=2.0, description="annual discount rate of its valuation")
     expected_deflation: float = Field(ge=0.0, le=0.95, description="rent deflation it expects, calm")
     stress_budget_cut: Fraction = Field(description="share of budget withdrawn while in stress")
@@ -322,7 +347,7 @@ class BorrowerClass(Strict):
     """How generated borrowers of one kind are financed (used by generated networks)."""
 
     count: int = Field(ge=0, le=1_000_000)
-    fleet_gpus_median: Positive
+    fleet_gpus_median: Positive = Field(le=1e7, description="median fleet, GPUs")
     fleet_gpus_sigma: NonNegative = Field(le=3.0, description="s.d. of log fleet size")
     generation_mix: dict[str, Fraction] = Field(description="share of the fleet by generation name")
     purchase_month: Month = Field(description="when the first fleets were bought and financed")
@@ -361,9 +386,11 @@ class BorrowerClass(Strict):
     )
     subinvestment_grade_tenants: Fraction = Field(description="share of contracts with sub-IG tenants")
     # miners only
-    hashrate_ph_median: NonNegative = Field(default=0.0, description="mining hashrate, PH/s")
+    hashrate_ph_median: NonNegative = Field(default=0.0, le=1e7, description="mining hashrate, PH/s")
     mining_efficiency_j_per_th: Positive = Field(default=20.0, le=200.0)
-    btc_treasury_months: NonNegative = Field(default=0.0, description="BTC held, months of mining revenue")
+    btc_treasury_months: NonNegative = Field(
+        default=0.0, le=600.0, description="BTC held, months of mining revenue"
+    )
     btc_loan_to_value: Fraction = Field(default=0.0, description="BTC-backed margin loan / BTC value")
     btc_margin_call_ltv: float = Field(
         default=0.85, gt=0.0, le=2.0, description="loan / BTC value that triggers a margin call"
@@ -406,34 +433,36 @@ class GeneratedNetwork(Strict):
 class AgentSpec(Strict):
     """One agent of an explicit (hand-written) network."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=100)
     type: Literal["miner", "neocloud", "bank", "credit_fund", "abs_trust", "bond_investors"]
-    cash: NonNegative = 0.0
-    fleet: dict[str, NonNegative] = Field(default_factory=dict, description="GPUs by generation name")
+    cash: USD = 0.0
+    fleet: dict[str, GPUCount] = Field(default_factory=dict, description="GPUs by generation name")
     purchase_month: Month | None = Field(
         default=None,
         description="when the fleet was bought (its GPUs age from then; never before a generation's "
         "launch); none: each generation at its launch",
     )
-    btc: NonNegative = 0.0
-    hashrate_ph: NonNegative = 0.0
-    mining_efficiency_j_per_th: Positive = 20.0
-    equity_capacity: NonNegative = 0.0
+    btc: NonNegative = Field(default=0.0, le=21e6, description="BTC held (at most the 21 million supply)")
+    hashrate_ph: NonNegative = Field(default=0.0, le=1e7, description="mining hashrate, PH/s")
+    mining_efficiency_j_per_th: Positive = Field(default=20.0, le=200.0)
+    equity_capacity: USD = 0.0
     contract_share: Fraction = 0.0
-    contract_rent_per_hour: NonNegative = Field(default=0.0, description="contract rent per H100-eq hour")
-    contract_months: int = Field(default=0, ge=0)
+    contract_rent_per_hour: NonNegative = Field(
+        default=0.0, le=100.0, description="contract rent per H100-eq hour"
+    )
+    contract_months: int = Field(default=0, ge=0, le=600)
     tenant_grade: Literal["ig", "subig"] = "ig"
-    external_assets: NonNegative = Field(default=0.0, description="lenders: other assets, USD")
-    external_liabilities: NonNegative = Field(default=0.0, description="lenders: deposits/investors, USD")
+    external_assets: USD = Field(default=0.0, description="lenders: other assets, USD")
+    external_liabilities: USD = Field(default=0.0, description="lenders: deposits/investors, USD")
 
 
 class LoanSpec(Strict):
     creditor: str
     debtor: str
-    principal: Positive
+    principal: Positive = Field(le=1e13, description="USD")
     spread: float = Field(ge=0.0, le=0.5)
     tenor_months: int = Field(ge=1, le=360)
-    age_months: int = Field(default=0, ge=0)
+    age_months: int = Field(default=0, ge=0, le=360)
     amortisation: Amortisation = "linear"
     seniority: int = Field(default=1, ge=1, le=9, description="1 = most senior")
     instrument: Instrument = "term_loan"
@@ -526,7 +555,7 @@ class Policy(Strict):
 
     ltv_cap: float = Field(default=1.0, gt=0.0, le=1.0, description="cap on loan-to-cost at origination")
     haircut_per_year_of_age: Fraction = Field(default=0.0, description="collateral haircut per year of age")
-    buyer_of_last_resort_budget: NonNegative = Field(default=0.0, description="USD per month")
+    buyer_of_last_resort_budget: USD = Field(default=0.0, description="USD per month")
     buyer_of_last_resort_price: Fraction = Field(
         default=0.5,
         description="its bid (buy) or its advance against repossessed GPUs (lend), share of fundamental",
@@ -657,7 +686,7 @@ class History(Strict):
 class Scenario(Strict):
     """Everything a run needs. ``network`` is either generated or explicit."""
 
-    name: str = "scenario"
+    name: Identifier = "scenario"
     months: int = Field(default=60, ge=1, le=600)
     seed: int = Field(default=20250101, ge=0, lt=2**63)
     world: World
@@ -704,6 +733,13 @@ class Scenario(Strict):
                 raise ValueError(f"lenders: behaviour missing for {sorted(missing)}")
         if self.explicit is not None:
             for a in self.explicit.agents:
+                if a.purchase_month is not None and month_index(a.purchase_month) > month_index(
+                    self.world.start
+                ):
+                    raise ValueError(
+                        f"explicit agent '{a.id}'.purchase_month: fleets are bought by world.start "
+                        f"({self.world.start}), got {a.purchase_month}"
+                    )
                 unknown = set(a.fleet) - gens
                 if unknown:
                     raise ValueError(
@@ -732,6 +768,11 @@ class Scenario(Strict):
             )
         if abs(sum(t.share for t in self.abs_tranches) - 1.0) > 1e-6:
             raise ValueError("abs_tranches: shares must sum to 1")
+        for k, shock in enumerate(self.shocks):
+            if shock.month > self.months:
+                raise ValueError(
+                    f"shocks[{k}].month: {shock.month} is after the run's last month (months = {self.months})"
+                )
         return self
 
 
@@ -797,9 +838,59 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
             node = node[key]
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """Strip ``Annotated`` and ``X | None`` layers: the core type and the constraints met on the way."""
+    constraints: list[Any] = []
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            base, *meta = typing.get_args(annotation)
+            for item in meta:
+                constraints += getattr(item, "metadata", [item])
+            annotation = base
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation, constraints
+            annotation = options[0]
+        else:
+            return annotation, constraints
+
+
+def allowed_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """The documented range of the number at ``loc`` in ``model``'s schema, e.g. ``0 < value <= 1e+08``
+    ('' when it is not a bounded number), for error messages."""
+    annotation: Any = model
+    constraints: list[Any] = []
+    for part in loc:
+        core, _ = _unwrap(annotation)
+        if isinstance(core, type) and issubclass(core, BaseModel):
+            info = core.model_fields.get(str(part))
+            if info is None:
+                return ""
+            annotation, constraints = info.annotation, list(info.metadata)
+        elif typing.get_origin(core) in (list, dict):
+            annotation, constraints = typing.get_args(core)[-1], []
+        # else: a union branch's name (e.g. 'float'), not a step into the schema
+    core, more = _unwrap(annotation)
+    bounds = {
+        key: getattr(c, key)
+        for c in [*constraints, *more]
+        for key in ("ge", "gt", "le", "lt")
+        if getattr(c, key, None) is not None
+    }
+    if core not in (float, int) or not bounds:
+        return ""
+    low = f"{bounds['ge']:g} <= " if "ge" in bounds else f"{bounds['gt']:g} < " if "gt" in bounds else ""
+    high = f" <= {bounds['le']:g}" if "le" in bounds else f" < {bounds['lt']:g}" if "lt" in bounds else ""
+    return f"{low}value{high}" + (", finite" if core is float else ", a whole number")
+
+
+def format_validation_error(
+    error: ValidationError, source: str, what: str = "scenario", schema: type[BaseModel] | None = None
+) -> str:
     """One readable line per problem: the dotted field, what is wrong, and what is allowed."""
-    lines = [f"invalid scenario {source}:"]
+    lines = [f"invalid {what} {source}:"]
     for item in error.errors():
         loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-after"))
         msg = item["msg"]
@@ -807,9 +898,13 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             msg = "unknown parameter (check the spelling; see docs/calibration.md for every parameter)"
         elif item["type"] == "missing":
             msg = "required parameter is missing"
+        elif item["type"] == "string_pattern_mismatch" and item["ctx"]["pattern"] in PATTERN_MEANING:
+            msg = PATTERN_MEANING[item["ctx"]["pattern"]]
+        elif allowed := allowed_range(schema or Scenario, item["loc"]):
+            msg = f"{msg}; allowed: {allowed}"
         got = item.get("input")
         shown = "" if item["type"] in ("missing",) or isinstance(got, dict | list) else f" (got {got!r})"
-        lines.append(f"  {loc or 'scenario'}: {msg}{shown}")
+        lines.append(f"  {loc or what}: {msg}{shown}")
     return "\n".join(lines)
 
 
@@ -826,10 +921,28 @@ def resolve_scenario_path(scenario: str | Path) -> Path:
 
 def read_scenario_data(scenario: str | Path) -> dict[str, Any]:
     path = resolve_scenario_path(scenario)
+    return read_toml(path, "scenario")
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's text file (scenario, experiment, manifest, run record); a missing, unreadable or
+    non-UTF-8 file is a ConfigError naming it (``what`` says which kind of file it is)."""
     try:
-        return tomllib.loads(path.read_text())
+        return Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; an unreadable, non-UTF-8 or malformed file is a ConfigError naming it."""
+    try:
+        return tomllib.loads(read_text(path, what))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"scenario {path}: malformed TOML: {exc}") from None
+        raise ConfigError(f"{what} {path}: malformed TOML: {exc}") from None
 
 
 def load_scenario(

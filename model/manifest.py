@@ -79,6 +79,24 @@ def current_umask() -> int:
     return mask
 
 
+def check_output_folder(path: Path | None, option: str = "--out") -> None:
+    """Refuse an output folder that cannot be one before anything runs: empty (it would be the working
+    folder), an existing file or device (``/dev/null``), or a path under a file."""
+    from model.config import ConfigError
+
+    if path is None:
+        return
+    if str(path).strip() in ("", "."):
+        raise ConfigError(
+            f"{option} {str(path)!r}: give a folder name (an empty name or '.' would write into the working folder)"
+        )
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{option} {path}: {parent} is a file, not a folder")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written file."""
     path = Path(path)
@@ -105,38 +123,134 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def read_key_file(path: Path) -> dict[str, Any]:
+    """A sweep's or calibration's key record (``sweep.json``, which inputs a folder holds); a damaged
+    one is a ConfigError naming it, since the folder cannot then be resumed safely."""
+    from model.config import ConfigError
+
+    try:
+        stored: Any = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("key"), str):
+        raise ConfigError(
+            f"{path}: damaged (not a key record); the folder cannot be resumed safely: "
+            "choose another --out or remove that folder"
+        )
+    return stored
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A recorded Parquet table; a truncated or damaged file is a ConfigError naming it."""
+    import pandas as pd
+
+    from model.config import ConfigError
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise ConfigError(f"{path}: not a readable Parquet table (damaged or truncated: {exc})") from None
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+MANIFEST_DIGEST = "manifest_digest"
+MANIFEST_KINDS = ("run", "sweep")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """The digest a manifest carries of its own content (config, seed, outputs...), so an edit to any
+    field, not only to the outputs, is found on replay."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as it will read back from disk, with its own digest added."""
+    manifest = json.loads(json.dumps(manifest, default=str))
+    return manifest | {MANIFEST_DIGEST: manifest_digest(manifest)}
 
 
 def run_manifest(
     config: dict[str, Any], seed: int, outputs: dict[str, str], command: list[str]
 ) -> dict[str, Any]:
-    return {
-        "kind": "run",
-        "seed": seed,
-        "random_streams": streams_record(seed),
-        "config": config,
-        "versions": versions(),
-        "code_revision": code_revision(),
-        "command": command,
-        "outputs": outputs,
-        "digest": combined_digest(outputs),
-    }
+    return sealed(
+        {
+            "kind": "run",
+            "seed": seed,
+            "random_streams": streams_record(seed),
+            "config": config,
+            "versions": versions(),
+            "code_revision": code_revision(),
+            "command": command,
+            "outputs": outputs,
+            "digest": combined_digest(outputs),
+        }
+    )
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def manifest_problem(manifest: Any) -> str:
+    """Why ``manifest`` cannot be replayed ('' if it can): its shape, its fields, output names that
+    leave the run folder, or content edited after it was written."""
+    if not isinstance(manifest, dict):
+        return f"not a manifest (a JSON object), got {type(manifest).__name__}"
+    for key in ("kind", "config", "seed", "outputs", "digest"):
+        if key not in manifest:
+            return f"missing field '{key}'"
+    if manifest["kind"] not in MANIFEST_KINDS:
+        return f"field 'kind' is {manifest['kind']!r} (allowed: 'run', 'sweep')"
+    seed = manifest["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        return f"field 'seed' must be a whole number 0 <= seed < 2**63, got {seed!r}"
+    if not isinstance(manifest["config"], dict):
+        return f"field 'config' must be a table of parameters, got {type(manifest['config']).__name__}"
+    outputs = manifest["outputs"]
+    if not isinstance(outputs, dict) or not outputs:
+        return "field 'outputs' must name at least one output file with its sha256 digest"
+    for name, digest in outputs.items():
+        parts = Path(name).parts
+        if not name or Path(name).is_absolute() or ".." in parts or name.startswith("~"):
+            return f"outputs entry {name!r}: must be a file inside the run's folder"
+        if not _is_sha256(digest):
+            return f"outputs entry {name!r}: its digest must be a sha256 (64 hex digits), got {digest!r}"
+    if not isinstance(manifest["digest"], str):
+        return f"field 'digest' must be a sha256, got {manifest['digest']!r}"
+    if manifest["kind"] == "sweep" and not isinstance(manifest.get("experiment_text"), str):
+        return "field 'experiment_text' (the sweep's experiment file) is missing or not text"
+    return ""
+
+
+def manifest_edited(manifest: dict[str, Any]) -> str:
+    """'manifest edited: ...' if the manifest's content no longer matches the digests it was written
+    with ('' if it does); a replay reports it as a mismatch whatever the outputs say."""
+    if manifest.get(MANIFEST_DIGEST) is None:
+        return "manifest edited (or written by an older version): it carries no manifest_digest of its own"
+    if manifest["digest"] != combined_digest(manifest["outputs"]):
+        return "manifest edited: field 'digest' does not match the digests of its outputs"
+    if manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
+        return (
+            "manifest edited: its content (config, seed, outputs or another field) no longer matches "
+            "the manifest_digest it was written with"
+        )
+    return ""
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    from model.config import ConfigError
+    """A manifest that can be replayed, or a ConfigError naming the file and what is wrong with it."""
+    from model.config import ConfigError, read_text
 
     try:
-        manifest = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"manifest {path}: no such file") from None
+        manifest = json.loads(read_text(path, "manifest"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"manifest {path}: not valid JSON ({exc})") from None
-    for key in ("kind", "config", "seed", "outputs", "digest"):
-        if key not in manifest:
-            raise ConfigError(f"manifest {path}: missing field '{key}'")
+    if problem := manifest_problem(manifest):
+        raise ConfigError(f"manifest {path}: {problem}")
     return manifest
 
 

@@ -248,3 +248,41 @@ def test_viz_stops_its_server_on_sigterm_and_refuses_a_busy_port():
         assert f"http://127.0.0.1:{port}/" in viz.stdout.read()
     finally:
         viz.kill()
+
+
+def test_viz_output_is_quiet_and_names_the_readme_url():
+    """`run.py viz` prints the http://127.0.0.1 URL the README gives, and a page load prints nothing
+    (solara's ten-line cookie warning for hosts other than "localhost" is silenced)."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from experiments.viz import free_port
+
+    port = free_port("127.0.0.1")
+    viz = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "viz", "--port", str(port), "--skip-assets"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, page = time.monotonic() + 90, None
+        while page is None and time.monotonic() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+            except OSError:
+                time.sleep(0.5)
+        assert page, "the visualiser never served its page"
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()  # a second load, too
+        viz.send_signal(signal.SIGTERM)
+        assert viz.wait(timeout=30) == 0
+        out, err = viz.stdout.read(), viz.stderr.read()
+    finally:
+        viz.kill()
+    assert f"visualiser: http://127.0.0.1:{port}/" in out
+    assert "localhost" not in out + err
+    assert "Cookies with samesite" not in err and "warn" not in err.lower(), err
+    assert "http://127.0.0.1:8765" in (ROOT / "README.md").read_text()

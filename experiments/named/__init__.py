@@ -539,6 +539,9 @@ def main(argv: list[str]) -> int:
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     if args.name != "all" and args.name not in EXPERIMENTS:
         raise ConfigError(f"experiment '{args.name}': unknown (allowed: {', '.join(EXPERIMENTS)}, all)")
+    from model.manifest import check_output_folder
+
+    check_output_folder(args.out)
     if args.scenario is not None and args.name == "all":
         raise ConfigError(
             "--scenario: give one experiment that takes a scenario (e.g. systemic_ranking), not all"

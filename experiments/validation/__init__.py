@@ -14,6 +14,9 @@ import inspect
 import warnings
 from pathlib import Path
 
+from model.config import ConfigError
+from model.manifest import check_output_folder
+
 REDUCTIONS: dict[str, str] = {
     "eisenberg_noe": "experiments.validation.eisenberg_noe",
     "gai_kapadia": "experiments.validation.gai_kapadia",
@@ -53,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     names = list(REDUCTIONS) if args.name == "all" else [args.name]
     if args.out is not None and args.out.suffix.lower() == ".png" and len(names) > 1:
         parser().error("--out: a .png path names one figure; give a folder for 'all'")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed {args.seed}: must be a whole number 0 <= seed < 2**63")
+    if args.out is not None and args.out.suffix.lower() == ".png":
+        if args.out.exists() and not args.out.is_file():
+            raise ConfigError(f"--out {args.out}: exists and is not a file")
+        check_output_folder(args.out.parent if str(args.out.parent) != "." else None)
+    else:
+        check_output_folder(args.out)
     ok = True
     for name in names:
         module = importlib.import_module(REDUCTIONS[name])
