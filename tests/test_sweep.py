@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import ConfigError
 from experiments.design import build_plan, load_experiment, parse_experiment, replicate_seeds
 from experiments.sweep import (
     RESULTS,
@@ -26,7 +27,6 @@ from experiments.sweep import (
     replay_sweep,
     run_sweep,
 )
-from model.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
