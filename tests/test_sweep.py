@@ -150,7 +150,13 @@ def _snapshot(tmp: Path) -> Path:
     """A copy of the code, so that edits made to the working tree meanwhile cannot change the code
     between the interrupted and the resumed sweep (the sweep refuses to mix runs of different code)."""
     root = tmp / "code"
-    for name in ("model", "agents", "experiments", "data"):  # data: the observed series history mode reads
+    for name in (
+        "core",
+        "model",
+        "agents",
+        "experiments",
+        "data",
+    ):  # data: the observed series history mode reads
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "validation"))
     shutil.copy(ROOT / "run.py", root / "run.py")
     return root
