@@ -39,10 +39,10 @@ from matplotlib.ticker import MaxNLocator
 from mesa.visualization import SolaraViz, solara_viz
 from mesa.visualization.utils import force_update, update_counter
 
+from core.config import SCENARIO_DIR, load_scenario
+from core.ledger import KIND_NAMES, Kind
 from experiments.display_names import display_names, names_table
 from experiments.viz_default import DefaultBorrower
-from model.config import SCENARIO_DIR, load_scenario
-from model.ledger import KIND_NAMES, Kind
 from model.model import PARAMETER_ALIASES, GPUCreditModel
 
 DEFAULT_SCENARIO = "baseline"
@@ -686,7 +686,7 @@ def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
     root, children = cascade_members(model)
     if root is None:
         return "**Latest cascade:** no default yet. Step the model, or press *Default the largest miner*."
-    from model.ledger import CAUSE_NAMES, Cause
+    from core.ledger import CAUSE_NAMES, Cause
 
     members = subtree(root, children)
     lines = [

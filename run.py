@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.config import ConfigError
+from core.config import ConfigError
 
 # Each command is "module:function"; the function takes the remaining arguments and returns an exit code.
 COMMANDS: dict[str, str] = {
@@ -95,7 +95,7 @@ def default_run_folder(name: str, scenario: Any) -> Path:
     import hashlib
     import json
 
-    from model.config import canonical_dict, load_scenario
+    from core.config import canonical_dict, load_scenario
 
     folder = f"{scenario.name}-seed{scenario.seed}"
     config = canonical_dict(scenario)
@@ -105,14 +105,14 @@ def default_run_folder(name: str, scenario: Any) -> Path:
 
 
 def main_run(argv: list[str]) -> int:
+    from core.config import load_scenario
     from experiments.size import check_size, estimate_run
-    from model.config import load_scenario
     from model.manifest import check_output_folder
 
     args = run_parser().parse_args(argv)
     overrides = _parse_sets(args.sets)
     if "buyers_as_they_are" in overrides:  # the one short name --set takes: it fans out to many fields
-        from model.config import _parse_value
+        from core.config import _parse_value
         from model.model import _resolve_aliases
 
         flag = _parse_value(overrides.pop("buyers_as_they_are"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
-from model.ledger import Ledger
+from core.ledger import Ledger
 
 
 class BalanceSheetAgent(mesa.Agent):

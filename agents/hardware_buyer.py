@@ -7,9 +7,9 @@ import math
 import numpy as np
 
 from agents.balance_sheet import BalanceSheetAgent
-from model.config import HardwareBuyerClass, Policy, SecondaryMarket
-from model.secondary import BuyerBook
-from model.world import MarketWorld
+from core.config import HardwareBuyerClass, Policy, SecondaryMarket
+from core.secondary import BuyerBook
+from core.world import MarketWorld
 
 UNLIMITED_GPUS = 1e12  # the buyer of last resort installs any volume its budget pays for
 MAX_EXPECTED_DEFLATION = 0.99

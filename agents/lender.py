@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from agents.balance_sheet import BalanceSheetAgent
-from model.config import LenderBehaviour, SecondaryMarket, TrancheSpec
-from model.ledger import KIND_NAMES, Kind
+from core.config import LenderBehaviour, SecondaryMarket, TrancheSpec
+from core.ledger import KIND_NAMES, Kind
 
 DISPOSALS = ("hold", "operate", "settle", "sell_orderly", "sell_auction", "sell_distressed")
 HOLD, OPERATE, SETTLE, ORDERLY, AUCTION, DISTRESSED = range(len(DISPOSALS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.borrower import Borrower
-from model.world import DAYS_PER_MONTH, HOURS_PER_MONTH
+from core.world import DAYS_PER_MONTH, HOURS_PER_MONTH
 
 
 class Miner(Borrower):

@@ -91,7 +91,7 @@ def peak_rss_mb() -> float:
 
 def scaled_overrides(n_borrowers: int) -> dict[str, Any]:
     """Overrides that scale the baseline's generated market to ``n_borrowers`` miners + neo-clouds."""
-    from model.config import load_scenario
+    from core.config import load_scenario
 
     base = load_scenario("baseline")
     g = base.generated
@@ -245,8 +245,8 @@ def default_many(model, agents) -> Any:
     """Force many agents into default at once and resolve the cascade (``default_agent`` for a set)."""
     import numpy as np
 
+    from core.ledger import Cause
     from model.cascade import Failures
-    from model.ledger import Cause
 
     agents = agents[~model.ledger.defaulted[agents]]
     shock = Failures(agents, np.full(agents.size, Cause.SHOCK, dtype=np.int8), np.full(agents.size, -1))

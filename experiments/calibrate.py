@@ -40,16 +40,14 @@ import pyabc
 from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from core.config import ConfigError, Month, Strict, read_text
 from experiments.calibration_statistics import STATISTICS, Steps, series_of
-from model.config import ConfigError, Month, Strict, read_text
 
 SIMULATORS = ("synthetic_ar1", "model")
 PRIORS = ("uniform", "loguniform", "normal", "truncnormal")
 HISTORY = "history.db"
 KEY_FILE = "calibration.json"
 PREDICTIVE_KEY = 2**31  # spawn_key of the posterior-predictive draws (generations use t + 1 < this)
-EXTRA_PACKAGES = ("pyabc", "cloudpickle", "dask", "distributed", "sqlalchemy")
-IDENTIFIED_MAX_WIDTH = 0.8  # a posterior 90 % interval wider than 80 % of the prior's: not identified
 
 # --- the calibration file -------------------------------------------------------------------------
 
@@ -129,8 +127,8 @@ class ObservedFrom(Strict):
 def observed_value(target: TargetSpec) -> float:
     """The target's statistic applied to the observed series: its months (a window's first..last, or
     the months a statistic reads) must all be in the data, without gaps."""
-    from model.config import PROJECT_DIR, month_index
-    from model.observed import load_observed, month_from_index
+    from core.config import PROJECT_DIR, month_index
+    from core.observed import load_observed, month_from_index
 
     source = target.observed_from
     args = target.parsed_args()
@@ -575,9 +573,9 @@ def resolve(cal: Calibration, text: str, source: str) -> Resolved:
 
 
 def _model_simulator(cal: Calibration, source: str) -> tuple[ModelSimulator, dict[str, Any]]:
+    from core.config import canonical_dict, load_scenario, month_index
     from experiments.design import _path_exists
     from experiments.runner import known_metrics
-    from model.config import canonical_dict, load_scenario, month_index
 
     try:
         base = load_scenario(cal.scenario)
@@ -636,13 +634,6 @@ def quick(cal: Calibration) -> Calibration:
 
 
 # --- running -----------------------------------------------------------------------------------------
-
-
-def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    order = np.argsort(values, kind="stable")
-    v, w = np.asarray(values, float)[order], np.asarray(weights, float)[order]
-    w = w / w.sum()
-    return float(np.interp(q, np.cumsum(w) - w / 2, v))
 
 
 def _claim(resolved: Resolved, out: Path, resume: bool) -> None:

@@ -18,6 +18,8 @@ from model.manifest import atomic_write_bytes, atomic_write_json, parquet_bytes,
 if TYPE_CHECKING:
     from experiments.calibrate import Resolved
 
+EXTRA_PACKAGES = ("pyabc", "cloudpickle", "dask", "distributed", "sqlalchemy")  # versions in the manifest
+IDENTIFIED_MAX_WIDTH = 0.8  # a posterior 90 % interval wider than 80 % of the prior's: not identified
 POSTERIOR = "posterior.parquet"
 GENERATIONS = "generations.parquet"
 PARAMETERS = "parameters.csv"
@@ -44,9 +46,14 @@ def generations_table(history: Any) -> pd.DataFrame:
     )
 
 
-def parameter_table(resolved: Resolved, posterior: pd.DataFrame) -> pd.DataFrame:
-    from experiments.calibrate import IDENTIFIED_MAX_WIDTH, weighted_quantile
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    v, w = np.asarray(values, float)[order], np.asarray(weights, float)[order]
+    w = w / w.sum()
+    return float(np.interp(q, np.cumsum(w) - w / 2, v))
 
+
+def parameter_table(resolved: Resolved, posterior: pd.DataFrame) -> pd.DataFrame:
     w = posterior["weight"].to_numpy()
     rows = []
     for spec in resolved.calibration.parameters:
@@ -156,8 +163,6 @@ def write_outputs(
     code_revision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from importlib import metadata
-
-    from experiments.calibrate import EXTRA_PACKAGES
 
     out = Path(out)
     fit = fit_table(resolved, predictive)

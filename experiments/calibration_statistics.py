@@ -3,7 +3,7 @@
 A statistic is a registered function of a run's monthly records (``model.metrics.steps``: one dict per
 month with ``"date"`` = the calendar month ``YYYY-MM`` and the monthly series such as ``rent_index``,
 ``btc_price``, ``defaults_miner``) and of validated arguments. To add one, write its argument model (a
-:class:`model.config.Strict` subclass) and decorate the function with ``@statistic("name", Args)``.
+:class:`core.config.Strict` subclass) and decorate the function with ``@statistic("name", Args)``.
 A statistic returns a float; NaN means "not computable for this run" (the particle is then rejected).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from model.config import Month, Strict
+from core.config import Month, Strict
 
 
 class Steps(list):

@@ -5,7 +5,7 @@ An experiment file (TOML, see ``docs/experiments.md``) names a base scenario, th
 Latin hypercube, Sobol or Morris via SALib), replicates per design point, a master seed and the outputs
 to keep. :func:`load_experiment` validates it and :func:`build_plan` turns it into one :class:`RunSpec`
 per run, validating every design point's scenario before anything runs. Bad input raises
-``model.config.ConfigError`` with one line per problem naming the field and what is allowed.
+``core.config.ConfigError`` with one line per problem naming the field and what is allowed.
 
 Seeds: the master seed spawns one child ``SeedSequence`` per replicate index; replicate ``r`` gets the
 same seed at every design point (common random numbers), so differences between points are not noise.
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model.config import (
+from core.config import (
     IDENTIFIER_PATTERN,
     PATTERN_MEANING,
     ConfigError,

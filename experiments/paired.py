@@ -1,5 +1,5 @@
 """Paired differences between design points: replicate ``r`` runs on the same seed (and the same
-posterior draw) at every point, and with one random stream per subsystem (``model.streams``) the
+posterior draw) at every point, and with one random stream per subsystem (``core.streams``) the
 untouched subsystems draw the same numbers, so the difference of two points is measured run by run.
 The interval is the 95 % normal-approximation interval of the mean paired difference (it is narrower
 than the two arms' own intervals whenever the arms are positively correlated, as common random numbers

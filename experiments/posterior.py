@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from model.config import ConfigError
+from core.config import ConfigError
 
 META_COLUMNS = ("generation", "particle", "weight", "distance")
 

@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from core.config import ConfigError, canonical_dict, load_scenario  # noqa: E402
 from experiments.seed_distribution import format_distribution, seed_distribution  # noqa: E402
-from model.attribution import counterfactual_attribution  # noqa: E402
-from model.config import ConfigError, canonical_dict, load_scenario  # noqa: E402
+from model.attribution import counterfactual_attribution, fire_sale_amplification, price_channel_twin  # noqa: E402
 from model.manifest import (  # noqa: E402
     atomic_write_bytes,
     atomic_write_json,
@@ -27,7 +27,7 @@ from model.manifest import (  # noqa: E402
     read_table,
     run_manifest,
 )
-from model.metrics import fire_sale_amplification, price_channel_twin, run_summary  # noqa: E402
+from model.metrics import run_summary  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 
 TABLES = ("steps", "generations", "defaults")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE_DIRS = ("model", "agents")
+CODE_DIRS = ("core", "agents", "model")
 CODE_FILES = ("experiments/runner.py",)
 NUMERIC_PACKAGES = ("mesa", "numpy", "networkx", "scipy", "pandas", "pydantic")
 
@@ -31,7 +31,7 @@ class RunTimeout(Exception):
 
 @cache
 def fingerprint() -> str:
-    """Digest of the source that computes a run (model/, agents/, this file) and the numeric packages.
+    """Digest of the source that computes a run (core/, agents/, model/, this file) and the numeric packages.
     The coordinator refuses results from a worker (or an earlier, resumed sweep) whose print differs."""
     h = hashlib.sha256()
     files = sorted(p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")) + [ROOT / f for f in CODE_FILES]

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.config import Scenario, canonical_dict, load_scenario
 from experiments.design import replicate_seeds
-from model.config import Scenario, canonical_dict, load_scenario
 from model.manifest import atomic_write_json
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.config import ConfigError
 from experiments.design import Experiment, design_points, design_seed, salib_problem
-from model.config import ConfigError
 
 
 def point_means(runs: pd.DataFrame, metric: str, n_points: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from model.config import ConfigError, Scenario
+from core.config import ConfigError, Scenario
 
 BYTES_PER_AGENT = 4_000  # measured ~2 KB per agent with its loans; doubled
 BYTES_PER_LOAN = 600  # measured ~300 B per interbank loan; doubled

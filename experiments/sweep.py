@@ -28,10 +28,11 @@ from typing import Any
 
 import pandas as pd
 
+from core.config import ConfigError
+from core.streams import streams_record
 from experiments.design import Experiment, Plan, build_plan, load_experiment, parse_experiment, plan_digest
 from experiments.design import scenario_for as _scenario_for
 from experiments.size import Estimate, check_size, estimate_run, estimate_sweep
-from model.config import ConfigError
 from model.manifest import (
     atomic_write_bytes,
     atomic_write_json,
@@ -41,7 +42,6 @@ from model.manifest import (
     read_key_file,
     read_table,
 )
-from model.streams import streams_record
 
 EXECUTORS = ("serial", "processes", "dask")
 RUNS_DIR = "runs"
@@ -599,8 +599,8 @@ def sweep_parser() -> argparse.ArgumentParser:
 def sweep_estimate(experiment: Experiment, scenario: dict[str, Any], workers: int) -> Estimate:
     """The sweep's size before its design is drawn: runs, memory and time at the base scenario with
     the experiment's fixed values (design points may differ)."""
+    from core.config import load_scenario
     from experiments.design import design_size, resolve_overrides
-    from model.config import load_scenario
 
     try:
         base = load_scenario(

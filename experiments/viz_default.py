@@ -14,7 +14,7 @@ import numpy as np
 import solara
 from mesa.visualization.utils import force_update, update_counter
 
-from model.ledger import BORROWER_KINDS, Kind
+from core.ledger import BORROWER_KINDS, Kind
 from model.metrics import lender_losses
 
 if TYPE_CHECKING:

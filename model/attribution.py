@@ -1,7 +1,7 @@
 """Counterfactual attribution of defaults (issue 19): what a default did, counted rather than inferred.
 
 The cause tree credits each default to the last straw. To count what a borrower's default did, the
-run is repeated on the same seed (every subsystem draws the same numbers: ``model.streams``) with that
+run is repeated on the same seed (every subsystem draws the same numbers: ``core.streams``) with that
 default neutralised: the borrower still leaves the market when it would, but its creditors are paid
 in full from outside and its GPUs leave unsold (``model.cascade.settle_outside``), so its fire sale
 and its clearing losses are gone. Against that run:
@@ -11,21 +11,22 @@ and its clearing losses are gone. Against that run:
 - *delayed* and *only without it*: the reverse cases (a default can also help others, e.g. by
   leaving its tenants' demand to them; usually empty).
 
+The price channel's own counterfactual (``price_channel_twin``, ``fire_sale_amplification``) lives here
+too: every rerun of a run is a counterfactual of it, above the model it reruns.
+
 Only borrower defaults are attributed (a lender's clearing losses run through the interbank clearing,
 which is not neutralised), the first ``MAX_ATTRIBUTED`` in order of default, one run each.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from model.config import canonical_dict
-from model.ledger import Kind
-
-if TYPE_CHECKING:
-    from model.model import GPUCreditModel
+from core.config import canonical_dict
+from core.ledger import Kind
+from model.model import GPUCreditModel
 
 MAX_ATTRIBUTED = 12  # borrower defaults attributed per run (each costs one counterfactual run)
 
@@ -38,8 +39,6 @@ def default_months(model: GPUCreditModel) -> dict[str, int]:
 
 def counterfactual(model: GPUCreditModel, name: str) -> GPUCreditModel:
     """The same run, to the same month, with ``name``'s default neutralised."""
-    from model.model import GPUCreditModel
-
     config = model.config
     twin = GPUCreditModel(
         canonical_dict(config), seed=config.seed, months=int(model.time), neutralise=(name,)
@@ -87,4 +86,33 @@ def counterfactual_attribution(model: GPUCreditModel, limit: int = MAX_ATTRIBUTE
         "attributed": len(chosen),
         "limit": limit,
         "defaults": [compare(name, factual, default_months(counterfactual(model, name))) for name in chosen],
+    }
+
+
+def price_channel_twin(model: GPUCreditModel) -> GPUCreditModel:
+    """The same run with the price channel switched the other way, run to the same month.
+
+    Common random numbers: the world draws four normals a month, the base rate one and tenants one
+    uniform per borrower, each from its own stream (``core.streams``), whatever happens in the cascade, so the twin draws the same world (BTC, rents, regime, tenant
+    draws) and differs only in what covenants see (``tests/test_mechanisms.py`` pins this)."""
+    config = model.config
+    twin = GPUCreditModel(
+        canonical_dict(config),
+        seed=config.seed,
+        months=int(model.time),
+        overrides={"cascade.price_channel": not config.cascade.price_channel},
+    )
+    twin.run()
+    return twin
+
+
+def fire_sale_amplification(model: GPUCreditModel, twin: GPUCreditModel) -> dict[str, Any]:
+    """Defaults with the price channel on over defaults with it off, on the same seed (one run and its
+    ``price_channel_twin``). The ratio is None when the run without the channel has no default."""
+    on, off = (model, twin) if model.config.cascade.price_channel else (twin, model)
+    defaults_on, defaults_off = int(on.ledger.defaulted.sum()), int(off.ledger.defaulted.sum())
+    return {
+        "defaults_price_channel_on": defaults_on,
+        "defaults_price_channel_off": defaults_off,
+        "ratio": defaults_on / defaults_off if defaults_off else None,
     }

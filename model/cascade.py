@@ -26,9 +26,9 @@ import numpy as np
 
 from agents import Borrower, Lender, Miner
 from agents.lender import ORDERLY, SETTLE
-from model.clearing import eisenberg_noe, zero_recovery
-from model.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
-from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
+from core.clearing import eisenberg_noe, zero_recovery
+from core.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
+from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.streams import streams_record
+from core.streams import streams_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,7 +82,7 @@ def current_umask() -> int:
 def check_output_folder(path: Path | None, option: str = "--out") -> None:
     """Refuse an output folder that cannot be one before anything runs: empty (it would be the working
     folder), an existing file or device (``/dev/null``), or a path under a file."""
-    from model.config import ConfigError
+    from core.config import ConfigError
 
     if path is None:
         return
@@ -126,7 +126,7 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 def read_key_file(path: Path) -> dict[str, Any]:
     """A sweep's or calibration's key record (``sweep.json``, which inputs a folder holds); a damaged
     one is a ConfigError naming it, since the folder cannot then be resumed safely."""
-    from model.config import ConfigError
+    from core.config import ConfigError
 
     try:
         stored: Any = json.loads(Path(path).read_bytes().decode("utf-8"))
@@ -144,7 +144,7 @@ def read_table(path: Path) -> pd.DataFrame:
     """A recorded Parquet table; a truncated or damaged file is a ConfigError naming it."""
     import pandas as pd
 
-    from model.config import ConfigError
+    from core.config import ConfigError
 
     try:
         return pd.read_parquet(path)
@@ -243,7 +243,7 @@ def manifest_edited(manifest: dict[str, Any]) -> str:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """A manifest that can be replayed, or a ConfigError naming the file and what is wrong with it."""
-    from model.config import ConfigError, read_text
+    from core.config import ConfigError, read_text
 
     try:
         manifest = json.loads(read_text(path, "manifest"))

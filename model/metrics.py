@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 
 from agents import ABSTrust
-from model.cascade import CascadeReport, book_value
-from model.config import canonical_dict
-from model.ledger import (
+from core.ledger import (
     BORROWER_KINDS,
     CAUSE_NAMES,
     COLLATERALS,
@@ -25,6 +23,7 @@ from model.ledger import (
     Cause,
     Kind,
 )
+from model.cascade import CascadeReport, book_value
 
 if TYPE_CHECKING:
     from model.model import GPUCreditModel
@@ -378,37 +377,6 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
         "credit": credit_cells(model),
     }
     return summary
-
-
-def price_channel_twin(model: GPUCreditModel) -> GPUCreditModel:
-    """The same run with the price channel switched the other way, run to the same month.
-
-    Common random numbers: the world draws four normals a month, the base rate one and tenants one
-    uniform per borrower, each from its own stream (``model.streams``), whatever happens in the cascade, so the twin draws the same world (BTC, rents, regime, tenant
-    draws) and differs only in what covenants see (``tests/test_mechanisms.py`` pins this)."""
-    from model.model import GPUCreditModel
-
-    config = model.config
-    twin = GPUCreditModel(
-        canonical_dict(config),
-        seed=config.seed,
-        months=int(model.time),
-        overrides={"cascade.price_channel": not config.cascade.price_channel},
-    )
-    twin.run()
-    return twin
-
-
-def fire_sale_amplification(model: GPUCreditModel, twin: GPUCreditModel) -> dict[str, Any]:
-    """Defaults with the price channel on over defaults with it off, on the same seed (one run and its
-    ``price_channel_twin``). The ratio is None when the run without the channel has no default."""
-    on, off = (model, twin) if model.config.cascade.price_channel else (twin, model)
-    defaults_on, defaults_off = int(on.ledger.defaulted.sum()), int(off.ledger.defaulted.sum())
-    return {
-        "defaults_price_channel_on": defaults_on,
-        "defaults_price_channel_off": defaults_off,
-        "ratio": defaults_on / defaults_off if defaults_off else None,
-    }
 
 
 def _collateral_measures(model: GPUCreditModel) -> dict[str, Any]:

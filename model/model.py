@@ -16,9 +16,12 @@ import numpy as np
 
 from agents import ABSTrust, Bank, BondInvestors, CreditFund, HardwareBuyer, Lender, Miner, NeoCloud
 from agents.hardware_buyer import BuyerMemory
+from core.config import ConfigError, Scenario, load_scenario
+from core.ledger import Cause, Kind
+from core.secondary import BuyerBook, Marks
+from core.streams import Streams
+from core.world import MarketWorld
 from model.cascade import CascadeReport, Failures, run_cascade
-from model.config import ConfigError, Scenario, load_scenario
-from model.ledger import Cause, Kind
 from model.metrics import MetricsRecorder
 from model.network import build_market
 from model.operations import (
@@ -30,10 +33,7 @@ from model.operations import (
     pay_redemptions,
     retire_end_of_life,
 )
-from model.secondary import BuyerBook, Marks
 from model.state import MarketState
-from model.streams import Streams
-from model.world import MarketWorld
 
 AGENT_CLASS = {
     Kind.MINER: Miner,
@@ -123,7 +123,7 @@ class GPUCreditModel(mesa.Model):
     Args:
         scenario: a scenario name (``experiments/scenarios/NAME.toml``), a path, a dict, or a Scenario.
         seed: the run's seed (default: the scenario's); all randomness flows from it, one stream per
-            subsystem (``model.streams``).
+            subsystem (``core.streams``).
         months: horizon (default: the scenario's).
         overrides: dotted-path overrides, e.g. ``{"world.rent.shock_volatility": 0.1}``.
         neutralise: names of borrowers whose default, if it comes, makes no forced sale and costs

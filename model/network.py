@@ -3,9 +3,9 @@
 The graph is a ``networkx.MultiDiGraph`` on integer agent ids (names are node attributes). A loan is an
 edge creditor -> debtor keyed by its loan id, carrying its fixed terms; hosting (miner -> neo-cloud)
 and tenancy (neo-cloud -> tenant) ties are edges keyed ``"hosting"`` and ``"tenancy"``. Balances that
-change every month live in the :class:`~model.ledger.Ledger` under the same ids.
+change every month live in the :class:`~core.ledger.Ledger` under the same ids.
 
-Generators (each part draws from its own stream, ``model.streams``; networkx is seeded from the interbank one):
+Generators (each part draws from its own stream, ``core.streams``; networkx is seeded from the interbank one):
 - ``erdos_renyi``: every borrower-lender pair is linked independently (bipartite G(n, m, p)).
 - ``scale_free``: lenders are chosen with probability proportional to a Zipf weight, so a few lenders
   hold most loans; the interbank layer is a seeded scale-free digraph.
@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import networkx as nx
 import numpy as np
 
-from model.config import BorrowerClass, ExplicitNetwork, GeneratedNetwork, Scenario, month_index
-from model.ledger import (
+from core.config import BorrowerClass, ExplicitNetwork, GeneratedNetwork, Scenario, month_index
+from core.ledger import (
     AMORTISATIONS,
     COLLATERALS,
     INSTRUMENTS,
@@ -34,8 +34,8 @@ from model.ledger import (
     Ledger,
     LoanBook,
 )
-from model.streams import Streams
-from model.world import HOURS_PER_MONTH, MarketWorld
+from core.streams import Streams
+from core.world import HOURS_PER_MONTH, MarketWorld
 
 LENDER_INSTRUMENT = {
     Kind.BANK: "term_loan",
@@ -403,7 +403,7 @@ def end_of_life(world: MarketWorld, purchase: np.ndarray) -> np.ndarray:
 
 
 def _build_generated(scenario: Scenario, world: MarketWorld, streams: Streams) -> Market:
-    """Each part of the market draws from its own stream (``model.streams``): a change to one part
+    """Each part of the market draws from its own stream (``core.streams``): a change to one part
     (a class's count, the hosting share, the topology) leaves the others' draws as they were."""
     net: GeneratedNetwork = scenario.generated
     gens = world.generations

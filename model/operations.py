@@ -13,10 +13,10 @@ import numpy as np
 
 from agents import Lender, Miner, NeoCloud
 from agents.lender import OPERATE
+from core.ledger import FLOW_WINDOW, Cause, Kind
+from core.secondary import largest_by_group
 from model.cascade import _credit_recoveries, lot_disposal
-from model.ledger import FLOW_WINDOW, Cause, Kind
 from model.network import contract_revenue_per_gpu, monthly_debt_service
-from model.secondary import largest_by_group
 from model.state import MarketState
 
 

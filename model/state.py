@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.config import Scenario
-from model.ledger import LENDER_KINDS, Kind, Ledger
-from model.secondary import Marks
-from model.streams import Streams
-from model.world import MarketWorld
+from core.config import Scenario
+from core.ledger import LENDER_KINDS, Kind, Ledger
+from core.secondary import Marks
+from core.streams import Streams
+from core.world import MarketWorld
 
 
 @dataclass

@@ -24,8 +24,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.ledger import Kind  # noqa: E402
 from experiments.posterior import draw_parameters, read_posterior  # noqa: E402
-from model.ledger import Kind  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 
 SEED = 20261204

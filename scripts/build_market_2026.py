@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from model.config import month_index  # noqa: E402
-from model.world import HOURS_PER_MONTH  # noqa: E402
+from core.config import month_index  # noqa: E402
+from core.world import HOURS_PER_MONTH  # noqa: E402
 
 SOURCES = ROOT / "data" / "market_2026" / "sources.csv"
 BASELINE = ROOT / "experiments" / "scenarios" / "baseline.toml"

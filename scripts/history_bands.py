@@ -19,9 +19,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.observed import load_observed  # noqa: E402
 from experiments.posterior import draw_parameters, read_posterior  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
-from model.observed import load_observed  # noqa: E402
 
 SEED = 20261205
 FIT_END = "2025-12"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.config import apply_override, read_scenario_data
+from core.config import apply_override, read_scenario_data
 
 # World settings that make rent, rates and the regime deterministic, so expectations can be hand-computed.
 CALM_WORLD: dict[str, Any] = {

@@ -17,8 +17,8 @@ import pytest
 import solara
 
 import app
+from core.config import load_scenario
 from experiments.viz_default import default_borrower
-from model.config import load_scenario
 from model.model import PARAMETER_ALIASES, GPUCreditModel
 
 SLIDER_LABELS = {name: spec["label"] for name, spec in app.slider_specs().items()}

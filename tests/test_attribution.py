@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.config import read_scenario_data
 from model.attribution import counterfactual, counterfactual_attribution, default_months
-from model.config import read_scenario_data
 from model.model import GPUCreditModel
 
 

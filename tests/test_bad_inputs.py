@@ -24,7 +24,7 @@ import pytest
 from pydantic import BaseModel
 
 import run
-from model.config import SCENARIO_DIR, Scenario, _unwrap, read_scenario_data
+from core.config import SCENARIO_DIR, Scenario, _unwrap, read_scenario_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -723,7 +723,7 @@ def test_replay_does_not_count_missing_values_as_changes():
 def test_every_float_field_of_the_schema_is_bounded():
     """The ranges live in the schema: no float field may be left without an upper bound (with
     ``allow_inf_nan=False`` that refuses NaN, infinities and 1e308 everywhere)."""
-    from model.config import allowed_range
+    from core.config import allowed_range
 
     def walk(model: type[BaseModel], loc: tuple) -> Iterator[tuple]:
         for name, info in model.model_fields.items():

@@ -13,11 +13,11 @@ from scipy.special import ndtr
 
 from agents.hardware_buyer import BuyerMemory, HardwareBuyer
 from agents.lender import AUCTION, DISPOSALS, DISTRESSED, HOLD, OPERATE, ORDERLY, SETTLE, Lender
+from core.config import ConfigError, SecondaryMarket, load_scenario, read_scenario_data
+from core.streams import Streams
+from core.world import HOURS_PER_MONTH, MarketWorld
 from model.cascade import chosen_offers, lot_disposal
-from model.config import ConfigError, SecondaryMarket, load_scenario, read_scenario_data
 from model.model import GPUCreditModel
-from model.streams import Streams
-from model.world import HOURS_PER_MONTH, MarketWorld
 from tests.scenario_builders import with_overrides
 from tests.test_invariants import Books
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 import run
+from core.config import ConfigError
 from experiments.calibrate import load_calibration, run_calibration
-from model.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "experiments" / "calibrations" / "synthetic_ar1.toml"
@@ -222,8 +222,8 @@ def test_tiny_model_calibration_end_to_end(tmp_path):
 
 def test_observed_from_takes_the_targets_statistic_of_the_observed_series() -> None:
     """A target's observed value can come from data/observed: the same statistic, on the data's series."""
+    from core.observed import load_observed
     from experiments.calibrate import parse_calibration, resolve
-    from model.observed import load_observed
 
     text = (
         MODEL_FILE.replace('scenario = "baseline"', 'scenario = "history_2023_2026"')

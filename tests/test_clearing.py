@@ -1,4 +1,4 @@
-"""Tests for model/clearing.py: Eisenberg-Noe clearing, the Gai-Kapadia cascade and DebtRank.
+"""Tests for core/clearing.py: Eisenberg-Noe clearing, the Gai-Kapadia cascade and DebtRank.
 
 Expected numbers come from hand calculations (shown in comments) or from small dense reference
 computations written here with numpy, never from the function under test.
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from model import clearing
-from model.clearing import debtrank, eisenberg_noe, systemic_importance, zero_recovery
+from core import clearing
+from core.clearing import debtrank, eisenberg_noe, systemic_importance, zero_recovery
 
 # --- helpers and strategies -------------------------------------------------------------------------
 
@@ -446,7 +446,7 @@ def test_debtrank_rejects_bad_arguments():
 def test_a_trade_of_less_than_one_unit_does_not_re_mark_the_generation() -> None:
     """When every bid sits far below the reserves the bisection can still fill ~1e-100 units; such a
     phantom trade is no price discovery and leaves the mark where it was (issue 16 part 2 finding)."""
-    from model.secondary import Clearing, Marks
+    from core.secondary import Clearing, Marks
 
     marks = Marks(3, half_life_months=6.0)
     marks.ratio[:] = [0.9, 0.8, 0.7]

@@ -184,7 +184,7 @@ def test_result_files_honour_the_umask(tmp_path):
 
 def test_default_run_folder_is_unique_to_what_was_run():
     """A run with --set or --months never lands in the folder of the scenario's own run."""
-    from model.config import load_scenario
+    from core.config import load_scenario
     from run import default_run_folder
 
     plain = default_run_folder("baseline", load_scenario("baseline"))
@@ -200,7 +200,7 @@ def test_default_run_folder_is_unique_to_what_was_run():
 def test_set_reaches_every_section_of_the_schema():
     """--set may name a section the scenario file leaves at its defaults (policy is not in the baseline
     file); a misspelt section is still one clear message listing the schema's sections."""
-    from model.config import ConfigError, load_scenario
+    from core.config import ConfigError, load_scenario
 
     scenario = load_scenario("baseline", {"policy.buyer_of_last_resort_budget": 1.0})
     assert scenario.policy.buyer_of_last_resort_budget == 1.0

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scenario_builders import baseline_world_data, explicit_market, with_overrides
 
+from core.ledger import BORROWER_KINDS, INSTRUMENTS, LoanBook
 from experiments.named.analyses import fair_spread
 from model.cascade import repossess
-from model.ledger import BORROWER_KINDS, INSTRUMENTS, LoanBook
 from model.metrics import credit_cells, lender_losses, loan_outcomes
 from model.model import GPUCreditModel
 from model.operations import pay_out_surplus

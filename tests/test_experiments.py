@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.config import ConfigError, load_scenario
+from core.config import ConfigError, load_scenario
 from model.metrics import run_summary
 from model.model import GPUCreditModel
 

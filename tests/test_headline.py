@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from model.ledger import Kind
-from model.metrics import fire_sale_amplification, price_channel_twin, run_summary
+from core.ledger import Kind
+from model.attribution import fire_sale_amplification, price_channel_twin
+from model.metrics import run_summary
 from model.model import GPUCreditModel
 
 DEEP_BUYERS = {"buyers.broker.budget_per_month": 1e11, "buyers.broker.capacity_gpus_per_month": 1e7}

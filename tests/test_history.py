@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from model.config import ConfigError, load_scenario, month_index
+from core.config import ConfigError, load_scenario, month_index
+from core.observed import load_observed, month_from_index
 from model.model import GPUCreditModel
-from model.observed import load_observed, month_from_index
 
 
 def observed_months(start: str, months: int) -> list[str]:
@@ -79,7 +79,7 @@ def test_bad_history_is_one_clear_message(history: dict, message: str) -> None:
 
 
 def test_a_damaged_data_folder_stops_the_run_with_the_file_named(tmp_path) -> None:
-    from model.config import PROJECT_DIR
+    from core.config import PROJECT_DIR
 
     folder = tmp_path / "observed"
     shutil.copytree(PROJECT_DIR / "data" / "observed", folder)

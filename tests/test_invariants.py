@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario_builders import generated_market
 
-from model.ledger import BORROWER_KINDS, LENDER_KINDS, Cause
+from core.ledger import BORROWER_KINDS, LENDER_KINDS, Cause
 from model.model import GPUCreditModel
 
 REL = 1e-6

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_invariants import Books
 
-from model.config import load_scenario
+from core.config import load_scenario
 from model.model import GPUCreditModel
 
 ROOT = Path(__file__).resolve().parent.parent

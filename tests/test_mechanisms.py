@@ -12,17 +12,17 @@ from scenario_builders import CALM_WORLD, baseline_world_data, explicit_market
 from scipy.stats import kurtosis, norm
 
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
+from core.config import TrancheSpec, load_scenario, read_scenario_data
+from core.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
+from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
+from core.streams import Streams
+from core.world import MarketWorld
 from experiments.validation.common import interbank_loan
 from model.cascade import repossess
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
-from model.config import TrancheSpec, load_scenario, read_scenario_data
-from model.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
 from model.metrics import lender_losses
 from model.model import GPUCreditModel
 from model.operations import pay_debt_service, pay_out_surplus, pay_redemptions
-from model.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
-from model.streams import Streams
-from model.world import MarketWorld
 
 HOURS, UTIL, PUE, KWH, HOSTING = 730.0, 0.85, 1.3, 0.08, 150.0
 OPEX_PER_KW = PUE * KWH * HOURS + HOSTING  # 225.92 USD per kW-month

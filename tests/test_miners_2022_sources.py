@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.config import load_scenario
+from core.config import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.config import ConfigError
-from model.observed import DEFAULT_DIR, FLAGS, ObservedDataError, load_observed
+from core.config import ConfigError
+from core.observed import DEFAULT_DIR, FLAGS, ObservedDataError, load_observed
 
 SERIES = "series,unit,description\nbtc_close_usd,USD,month-end close\nbase_rate,fraction per year,fed funds\n"
 SOURCES = "source,title,publisher,url,accessed,what\nsrc_a,Title,Pub,https://example.org/a,2026-12-04,monthly closes\n"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import ConfigError
 from experiments.design import build_plan, load_experiment, scenario_for
 from experiments.sweep import RESULTS, prepare, replay_sweep, run_sweep
-from model.config import ConfigError
 
 EXPERIMENT = """
 name = "over_posterior"

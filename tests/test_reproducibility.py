@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from scenario_builders import generated_market
 
+from core.secondary import BuyerBook, Offers, clear
 from experiments.run_report import tables
 from model.model import GPUCreditModel
-from model.secondary import BuyerBook, Offers, clear
 
 MONTHS = 24
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from core.config import load_scenario
 from experiments.design import replicate_seeds
 from experiments.run_report import format_summary, run_command_summary
 from experiments.seed_distribution import (
@@ -18,7 +19,6 @@ from experiments.seed_distribution import (
     seed_distribution,
     seed_outcomes,
 )
-from model.config import load_scenario
 from model.metrics import run_summary
 from model.model import GPUCreditModel
 

@@ -1,4 +1,4 @@
-"""One random stream per subsystem (``model.streams``, issue 19): a change in one subsystem leaves
+"""One random stream per subsystem (``core.streams``, issue 19): a change in one subsystem leaves
 every other's draws identical, so two arms on one seed are paired draw for draw."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 
+from core.ledger import Kind
+from core.streams import STREAM_NAMES, Streams, spawn_key, stream_seed
 from experiments.run_report import tables
-from model.ledger import Kind
 from model.manifest import run_manifest
 from model.metrics import run_summary
 from model.model import GPUCreditModel
 from model.operations import tenant_draws
-from model.streams import STREAM_NAMES, Streams, spawn_key, stream_seed
 
 MONTHS = 60
 

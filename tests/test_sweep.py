@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import ConfigError
 from experiments.design import build_plan, load_experiment, parse_experiment, replicate_seeds
 from experiments.sweep import (
     RESULTS,
@@ -26,7 +27,6 @@ from experiments.sweep import (
     replay_sweep,
     run_sweep,
 )
-from model.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -150,7 +150,13 @@ def _snapshot(tmp: Path) -> Path:
     """A copy of the code, so that edits made to the working tree meanwhile cannot change the code
     between the interrupted and the resumed sweep (the sweep refuses to mix runs of different code)."""
     root = tmp / "code"
-    for name in ("model", "agents", "experiments", "data"):  # data: the observed series history mode reads
+    for name in (
+        "core",
+        "model",
+        "agents",
+        "experiments",
+        "data",
+    ):  # data: the observed series history mode reads
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "validation"))
     shutil.copy(ROOT / "run.py", root / "run.py")
     return root

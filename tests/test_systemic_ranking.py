@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.config import ConfigError, read_scenario_data
 from experiments.named import EXPERIMENTS, main, replace_sections
 from experiments.named.systemic import TARGETS_PLACEHOLDER, engine_cascade, fill_design, targets
-from model.config import ConfigError, read_scenario_data
 from model.metrics import lender_losses
 
 MARKET = read_scenario_data("market_2026")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from agents import Lender
+from core.secondary import BuyerBook, Offers, clear_exponential, impact_price
 from experiments.validation import debtrank as dr
 from experiments.validation import eisenberg_noe as en
 from experiments.validation import fire_sales as fs
@@ -17,7 +18,6 @@ from experiments.validation import leverage_fire_sale as lfs
 from experiments.validation import main
 from experiments.validation.common import binomial_gap, perturbed
 from model.model import GPUCreditModel
-from model.secondary import BuyerBook, Offers, clear_exponential, impact_price
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
 

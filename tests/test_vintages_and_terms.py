@@ -9,10 +9,10 @@ import pytest
 from scenario_builders import baseline_world_data, explicit_market, with_overrides
 from test_mechanisms import H100, PINNED, one_borrower
 
+from core.config import ConfigError, load_scenario
+from core.ledger import INSTRUMENTS, Kind
 from model.cascade import book_value
 from model.cascade import test_and_cure as covenant_round  # aliased: pytest would collect test_*
-from model.config import ConfigError, load_scenario
-from model.ledger import INSTRUMENTS, Kind
 from model.model import GPUCreditModel
 
 BONDS = (INSTRUMENTS.index("high_yield"), INSTRUMENTS.index("convertible"))
@@ -141,7 +141,7 @@ def test_the_2022_rig_loans_carry_no_ltv_covenant_and_none_defaults_on_ltv() -> 
     model = GPUCreditModel("miners_2022")
     assert np.isinf(model.ledger.loans.ltv_max).all()
     model.run()
-    from model.ledger import Cause
+    from core.ledger import Cause
 
     assert not (model.ledger.default_cause == Cause.COVENANT_LTV).any()
 

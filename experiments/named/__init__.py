@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from model.config import ConfigError, canonical_dict, load_scenario
+from core.config import ConfigError, canonical_dict, load_scenario
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

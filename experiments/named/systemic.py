@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.config import ConfigError, load_scenario
 from experiments.display_names import display_names
 from experiments.figures import _plt, save_figure
 from experiments.named.analyses import Z95, lender_loss, num, ok_runs, write_csv
-from model.config import ConfigError, load_scenario
 
 if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
@@ -80,7 +80,7 @@ BOOTSTRAP_SEED = 610
 
 def targets(scenario: str | dict[str, Any]) -> pd.DataFrame:
     """The scenario's borrowers and lenders (id, display name, type), in ledger order."""
-    from model.ledger import BORROWER_KINDS, KIND_NAMES, LENDER_KINDS, Kind
+    from core.ledger import BORROWER_KINDS, KIND_NAMES, LENDER_KINDS, Kind
     from model.model import GPUCreditModel
 
     model = GPUCreditModel(scenario, months=1)
@@ -145,8 +145,8 @@ def debtrank_at_start(model: GPUCreditModel, agents: list[str]) -> np.ndarray:
     (``experiments.validation.debtrank``). An agent without positive book equity (a miner's rigs and a
     contract's value are not on that balance sheet) enters with 1 USD: any loss wipes it out and it
     weighs nothing in the system's equity."""
+    from core.clearing import systemic_importance
     from experiments.validation.debtrank import balance_sheet_equity, exposures
-    from model.clearing import systemic_importance
 
     rows = np.array([model.names.index(a) for a in agents])
     local = np.full(model.ledger.n_agents, -1)
@@ -332,7 +332,7 @@ def impact_layout(model: GPUCreditModel, agents: list[str]) -> dict[str, tuple[f
 
 
 def _is_lender(model: GPUCreditModel, index: int) -> bool:
-    from model.ledger import LENDER_KINDS, Kind
+    from core.ledger import LENDER_KINDS, Kind
 
     return Kind(model.ledger.kind[index]) in LENDER_KINDS
 

@@ -14,7 +14,7 @@ import inspect
 import warnings
 from pathlib import Path
 
-from model.config import ConfigError
+from core.config import ConfigError
 from model.manifest import check_output_folder
 
 REDUCTIONS: dict[str, str] = {

@@ -3,11 +3,11 @@
 A reduction switches the AI-infrastructure features off by configuration only: no borrowers, no GPU
 loans, a bank-only lending network (explicit scenario), lenders that neither sell nor refuse while calm.
 It then runs the model's own engine: the ledger, ``model.cascade.run_cascade`` (covenants -> defaults ->
-repossession -> lender clearing -> offers -> secondary market -> re-mark) and ``model.clearing``.
+repossession -> lender clearing -> offers -> secondary market -> re-mark) and ``core.clearing``.
 
 Building a full :class:`~model.model.GPUCreditModel` goes through pydantic validation of every agent and
 loan and one Mesa agent per row (the networkx graph is built only on first use): about 0.1 s for 1,000
-banks. Thousands of network draws therefore use :class:`EngineSession`, which builds the same :class:`~model.ledger.Ledger` and
+banks. Thousands of network draws therefore use :class:`EngineSession`, which builds the same :class:`~core.ledger.Ledger` and
 :class:`~model.state.MarketState` from arrays and calls the same ``run_cascade`` that
 ``GPUCreditModel.default_agent`` calls. ``tests/test_validation.py`` checks that both paths give the same
 defaults, draw for draw.
@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from agents import Lender
+from core.config import Scenario, load_scenario, read_scenario_data
+from core.ledger import AMORTISATIONS, COLLATERALS, INSTRUMENTS, Cause, Kind, Ledger, LoanBook
+from core.secondary import BuyerBook, Marks
+from core.streams import Streams
+from core.world import MarketWorld
 from model.cascade import CascadeReport, Failures, run_cascade
-from model.config import Scenario, load_scenario, read_scenario_data
-from model.ledger import AMORTISATIONS, COLLATERALS, INSTRUMENTS, Cause, Kind, Ledger, LoanBook
 from model.network import _finish_lenders
-from model.secondary import BuyerBook, Marks
 from model.state import MarketState
-from model.streams import Streams
-from model.world import MarketWorld
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "validation"
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.clearing import debtrank, systemic_importance
 from experiments.validation.common import Report, figure_path, interbank_loan, reduced_scenario
-from model.clearing import debtrank, systemic_importance
 
 if TYPE_CHECKING:
     from model.model import GPUCreditModel
@@ -316,7 +316,7 @@ def plot(model: GPUCreditModel, ranks: np.ndarray, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from model.ledger import KIND_NAMES, Kind
+    from core.ledger import KIND_NAMES, Kind
 
     ok = ~np.isnan(ranks)
     order = np.argsort(-np.where(ok, ranks, -1))[: min(25, int(ok.sum()))]

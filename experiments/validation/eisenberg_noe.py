@@ -5,7 +5,7 @@ Reference: Eisenberg, L. & Noe, T. H. (2001). Systemic risk in financial systems
 greatest clearing vector (Theorem 1), the fictitious default algorithm (section 3) and the two-firm
 example of section 2 that shows clearing vectors need not be unique.
 
-What runs: ``model.clearing.eisenberg_noe`` is the function ``model.cascade.clear_lenders`` calls when
+What runs: ``core.clearing.eisenberg_noe`` is the function ``model.cascade.clear_lenders`` calls when
 ``cascade.interbank_recovery = "clearing"``. The worked examples run as explicit scenarios through
 ``GPUCreditModel`` (the cascade's clearing decides who fails and books each loan's recovery), and the
 properties are checked on seeded random networks:
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.clearing import eisenberg_noe
 from experiments.validation.common import Report, figure_path, interbank_loan, reduced_scenario
-from model.clearing import eisenberg_noe
 
 # A four-bank example with a fundamental and a contagious default, solved by hand in
 # tests/test_clearing.py (test_eisenberg_noe_four_bank_contagion_worked_by_hand):

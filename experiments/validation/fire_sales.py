@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import poisson
 
+from core.ledger import COLLATERALS, INSTRUMENTS, Cause, Kind, LoanBook, Lots
+from core.secondary import BuyerBook
 from experiments.validation.common import (
     Z_SE,
     EngineSession,
@@ -54,8 +56,6 @@ from experiments.validation.common import (
     progress,
     reduced_scenario,
 )
-from model.ledger import COLLATERALS, INSTRUMENTS, Cause, Kind, LoanBook, Lots
-from model.secondary import BuyerBook
 from model.state import MarketState
 
 ALPHA = 1.0536  # Caccioli et al. (2014): 10 % liquidated -> price down 10 %

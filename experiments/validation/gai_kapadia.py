@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from scipy.optimize import brentq
 from scipy.stats import poisson
 
+from core.ledger import Kind
 from experiments.validation.common import (
     Z_SE,
     EngineSession,
@@ -49,7 +50,6 @@ from experiments.validation.common import (
     progress,
     reduced_scenario,
 )
-from model.ledger import Kind
 from model.state import MarketState
 
 INTERBANK_SHARE = 0.20

@@ -15,7 +15,7 @@ Each bank holds cash (5 % of assets), two marketable assets (government and corp
 other assets, and liabilities split into a loan it can repay and other liabilities. The government bond
 price falls by the initial shock. Then, for six rounds, all at once (decide-then-act): banks that failed
 last round post all their bonds; the market clears every posted order (the price moves by the volume
-sold relative to the outstanding stock, ``model.secondary.impact_price``; orders execute at the
+sold relative to the outstanding stock, ``core.secondary.impact_price``; orders execute at the
 mid-point of the pre- and post-impact prices, and the proceeds are the seller's cash); then every live
 bank applies ``Lender.leverage_target_plan``: below 3 % leverage (equity / assets) it fails; below the
 buffer (4 %) it pays its loan down from cash to reach the 5 % target and posts a pro-rata slice of its
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from agents import Lender
+from core.secondary import impact_price
 from experiments.validation.common import Report, figure_path
-from model.secondary import impact_price
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "eba_2018"
 ROUNDS = 6

@@ -7,7 +7,7 @@ that makes one subsystem draw more (or less) leaves the others' draws as they we
 on one seed are paired (common random numbers) subsystem by subsystem.
 
 The world's regime switch, common factor and BTC and rent scores come from one stream (``world``):
-the Gaussian copula in ``model.world`` needs the common factor shared by BTC and rents in the same
+the Gaussian copula in ``core.world`` needs the common factor shared by BTC and rents in the same
 month, so they are drawn together, four normals a month whatever else happens. The base rate's walk
 has its own stream (``world.rates``). Each agent class draws its tenants and its own characteristics
 from streams of its own, so adding a neo-cloud does not move a miner's draws.

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model.config import ConfigError, month_index
+from core.common import ConfigError, month_index
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "observed"
 
@@ -64,7 +64,7 @@ class ObservedDataError(ConfigError):
 
 
 def month_from_index(index: int) -> str:
-    """Inverse of :func:`model.config.month_index`: months since year 0 back to ``YYYY-MM``."""
+    """Inverse of :func:`core.config.month_index`: months since year 0 back to ``YYYY-MM``."""
     year, mon = divmod(index, 12)
     return f"{year:04d}-{mon + 1:02d}"
 

@@ -17,7 +17,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from core.common import (  # re-exported: the schema's users import them here
+    PROJECT_DIR,
+    ConfigError,
+    month_index,
+)
+
 SCENARIO_DIR = PROJECT_DIR / "experiments" / "scenarios"
 
 # The allowed ranges live here and in the Field(...) of each parameter: every float is finite (NaN and
@@ -76,20 +81,10 @@ PATTERN_MEANING = {
 }
 
 
-class ConfigError(ValueError):
-    """A scenario (or experiment) that cannot run; the message names the field and what is allowed."""
-
-
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, values are immutable after validation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def month_index(month: str) -> int:
-    """Months since year 0, so that differences between ``YYYY-MM`` strings are month counts."""
-    year, mon = month.split("-")
-    return int(year) * 12 + int(mon) - 1
 
 
 # --- the world -----------------------------------------------------------------------------------
@@ -665,7 +660,7 @@ SeriesName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="a s
 class History(Strict):
     """History mode: observed monthly series drive the world from the start month up to ``until``; the
     processes then continue from the last observed state (a conditional simulation). The series
-    replace the start values and the ``path`` lists of the processes they drive (``model.history``)."""
+    replace the start values and the ``path`` lists of the processes they drive (``core.history``)."""
 
     until: Month | Literal["latest"] = Field(
         description="last observed month that drives the world, or 'latest': the last month every driven "
@@ -963,7 +958,7 @@ def load_scenario(
         scenario_model = Scenario.model_validate(data)
         if scenario_model.history is None:
             return scenario_model
-        from model.history import with_observed_paths  # reads data/observed only when asked
+        from core.history import with_observed_paths  # reads data/observed only when asked
 
         return Scenario.model_validate(with_observed_paths(data, scenario_model))
     except ValidationError as exc:

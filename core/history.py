@@ -1,6 +1,6 @@
 """History mode: observed monthly series drive the world, then the processes continue from them.
 
-A scenario with a ``[history]`` section (``model.config.History``) names the observed series that drive
+A scenario with a ``[history]`` section (``core.config.History``) names the observed series that drive
 its world and the last month they drive it. This module reads them from ``data/observed`` and writes
 them into the scenario as the processes' start values and ``path`` lists, so a run, its manifest and
 its replay all see the same numbers: the resolved config records every observed value that drove it.
@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.config import PROJECT_DIR, ConfigError, Scenario, month_index
-from model.observed import ObservedData, load_observed, month_from_index
+from core.common import PROJECT_DIR, ConfigError, month_index
+from core.observed import ObservedData, load_observed, month_from_index
+
+if TYPE_CHECKING:
+    from core.config import Scenario
 
 # history field -> (section of the raw scenario, start-value key, path key)
 DRIVEN = {

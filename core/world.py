@@ -32,8 +32,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtr
 
-from model.config import World, month_index
-from model.streams import Streams
+from core.config import World, month_index
+from core.streams import Streams
 
 HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = 30.4
@@ -108,7 +108,7 @@ def annuity_factor(months: int, annual_rate: float) -> float:
 
 class MarketWorld:
     """Exogenous market processes, advanced once a month: the regime, BTC and rents from one stream
-    (the copula's common factor is shared), the base rate from another (``model.streams``)."""
+    (the copula's common factor is shared), the base rate from another (``core.streams``)."""
 
     def __init__(self, config: World, streams: Streams) -> None:
         self.config = config
