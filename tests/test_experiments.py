@@ -226,21 +226,55 @@ def test_full_size_files_validate_and_match_the_reduced_ones(name):
     assert len(full_plan.runs) >= len(reduced_plan.runs)
 
 
-def test_findings_say_no_change_in_words():
-    """A generated finding never reads "from 1.1 to 1.1"; overlapping intervals are flagged."""
+def test_findings_state_the_paired_difference_and_say_no_change_in_words():
+    """A finding compares two arms by their paired difference (same replicates) with its 95 % interval,
+    never reads "from 1.1 to 1.1", and calls a paired interval that holds zero no clear change."""
     from experiments.named import check_finding
-    from experiments.named.analyses import change, pct
+    from experiments.named.analyses import change, points
 
-    row = lambda m, lo, hi: {"x": m, "x_low": lo, "x_high": hi}  # noqa: E731
-    assert change(row(0.011, 0.0, 0.02), row(0.0112, 0.0, 0.03), "x", pct) == "stays at 1 %"
-    assert change(row(0.1, 0.05, 0.15), row(0.4, 0.3, 0.5), "x", pct) == "goes from 10 % to 40 %"
-    assert "no clear change" in change(row(0.1, 0.0, 0.3), row(0.2, 0.1, 0.4), "x", pct)
-    assert change({"x": 1.1}, {"x": 2.0}, "x", lambda v: f"{v:.1f}") == "goes from 1.1 to 2.0"
+    one, signed = (lambda v: f"{v:.1f}"), (lambda v: f"{v:+.1f}")
+    replicates = pd.Index([0, 1, 2, 3], name="replicate")
+    before = pd.Series([1.0, 2.0, 3.0, 4.0], index=replicates)
+    # every replicate rises by exactly 1: the arms' own intervals overlap widely, the paired one is [1, 1]
+    assert (
+        change(before, before + 1.0, one, signed)
+        == "goes from 2.5 to 3.5 (paired difference +1.0 [+1.0, +1.0])"
+    )
+    # differences 1, -1, 1, -1 (mean 0, sd 2/sqrt(3)): half-width 1.96 * 1.1547 / 2 = 1.13
+    noisy = before + pd.Series([1.0, -1.0, 1.0, -1.0], index=replicates)
+    assert change(before, noisy, one, signed) == "stays at 2.5 (paired difference +0.0 [-1.1, +1.1])"
+    # differences 2, 0, 2, 0 (mean 1, half-width 1.13): a move whose paired interval holds zero
+    assert change(before, before + pd.Series([2.0, 0.0, 2.0, 0.0], index=replicates), one, signed) == (
+        "goes from 2.5 to 3.5 (paired difference +1.0 [-0.1, +2.1]: no clear change)"
+    )
+    # pairs are matched on the replicate, not on the order; a replicate one arm lacks is left out
+    shuffled = (before + 0.1).iloc[::-1]
+    assert (
+        change(before, shuffled, one, signed) == "goes from 2.5 to 2.6 (paired difference +0.1 [+0.1, +0.1])"
+    )
+    shares = pd.Series([0.10, 0.20, 0.30], index=replicates[:3])
+    assert change(shares, shares + 0.05, lambda v: f"{100 * v:.0f} %", points, " points") == (
+        "goes from 20 % to 25 % (paired difference +5.0 points [+5.0, +5.0])"
+    )
+    assert change(before, pd.Series([9.0], index=pd.Index([7], name="replicate")), one, signed).startswith(
+        "cannot be compared"
+    )
     for bad in ("defaults from 1.1 to 1.1 and", "from 3 % to 3 %", "from $0.37B vs $0.37B"):
         with pytest.raises(RuntimeError, match="a change that is none"):
             check_finding("x", bad)
     for fine in ("from 3 % to 30 %", "from 1.1 to 1.15", "from 0.85 to 0.95"):
         check_finding("x", fine)
+
+
+def test_findings_of_compared_arms_carry_paired_intervals(tiny_results):
+    """Experiments 1-5 and 7 state their comparisons as paired differences with 95 % intervals."""
+    for name in ("rent_deflation", "duration_mismatch", "double_leverage", "repo_market", "concentration"):
+        finding = tiny_results[name][0].finding
+        assert re.search(r"paired difference [-+]\d", finding) or "no replicate measures both" in finding, (
+            name,
+            finding,
+        )
+    assert "paired 95 % CI" in tiny_results["policies"][0].finding
 
 
 def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.figures import _plt, save_figure
-from experiments.paired import Z95, paired_difference
+from experiments.paired import Z95, arm, paired_difference
 
 if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
@@ -93,17 +93,42 @@ def interval(t: pd.Series | dict, m: str) -> str:
     return f"{pct(t[m])} [{pct(t[f'{m}_low'])}, {pct(t[f'{m}_high'])}]"
 
 
-def change(before: pd.Series | dict, after: pd.Series | dict, m: str, shown: Callable[[float], str]) -> str:
-    """A verb phrase for the move of metric ``m`` between two rows of a ``ci_table`` that says what the
-    numbers say: "stays at A" when both print the same, "goes from A to B" otherwise, flagged as no
-    clear change when the two 95 % intervals overlap."""
-    a, b = shown(before[m]), shown(after[m])
+def points(x: float) -> str:
+    """A signed difference of shares in percentage points (the unit is the caller's: " points")."""
+    return f"{100 * x:+.1f}"
+
+
+def paired_phrase(before: pd.Series, after: pd.Series, signed: Callable[[float], str], unit: str = "") -> str:
+    """ "paired difference D [L, H]" of ``after - before`` over the runs both arms have (common random
+    numbers: the same seed and posterior draw), with its 95 % interval (``experiments.paired``)."""
+    d, low, high, n = paired_difference(after, before)
+    if n == 0:
+        return "no paired difference (no replicate measures both)"
+    return f"paired difference {signed(d)}{unit} [{signed(low)}, {signed(high)}]"
+
+
+def change(
+    before: pd.Series,
+    after: pd.Series,
+    shown: Callable[[float], str],
+    signed: Callable[[float], str],
+    unit: str = "",
+) -> str:
+    """A verb phrase for the move of a metric between two arms run on the same replicates (per-run
+    values indexed by the pairing key, ``experiments.paired.arm``) that says what the numbers say: the
+    arms' means over their pairs, "stays at A" when both print the same, "goes from A to B" otherwise,
+    with the paired difference and its 95 % interval, flagged as no clear change when that interval
+    contains zero."""
+    pairs = pd.concat([num(before), num(after)], axis=1, join="inner").dropna()
+    if pairs.empty:
+        return "cannot be compared (no replicate has both)"
+    a, b = shown(float(pairs.iloc[:, 0].mean())), shown(float(pairs.iloc[:, 1].mean()))
+    paired = paired_phrase(pairs.iloc[:, 0], pairs.iloc[:, 1], signed, unit)
     if a == b:
-        return f"stays at {a}"
-    overlap = f"{m}_low" in before and max(before[f"{m}_low"], after[f"{m}_low"]) <= min(
-        before[f"{m}_high"], after[f"{m}_high"]
-    )
-    return f"goes from {a} to {b}" + (" (the 95 % intervals overlap: no clear change)" if overlap else "")
+        return f"stays at {a} ({paired})"
+    _, low, high, _ = paired_difference(pairs.iloc[:, 1], pairs.iloc[:, 0])
+    unclear = ": no clear change" if low <= 0.0 <= high else ""
+    return f"goes from {a} to {b} ({paired}{unclear})"
 
 
 def lender_loss(runs: pd.DataFrame) -> pd.Series:
@@ -207,13 +232,21 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
     key = save_figure(fig, out / "rent_deflation.png")
 
     lo, hi = table.iloc[0], table.iloc[-1]
+
+    def moves(metric: str) -> str:
+        return change(
+            arm(runs, {"rent_deflation": lo["rent_deflation"]}, metric),
+            arm(runs, {"rent_deflation": hi["rent_deflation"]}, metric),
+            pct,
+            points,
+            " points",
+        )
+
     finding = (
         f"From {pct(lo['rent_deflation'])} to {pct(hi['rent_deflation'])} rent deflation a year, the mean "
-        f"borrower default rate within {months} months "
-        f"{change(lo, hi, 'borrower_default_rate', pct)} ({interval(lo, 'borrower_default_rate')} vs "
-        f"{interval(hi, 'borrower_default_rate')}) and the share of borrowers that breach their DSCR "
-        f"covenant {change(lo, hi, 'dscr_breach_probability', pct)}. The lenders' loss as a share of their "
-        f"starting equity {change(lo, hi, 'systemic_loss', pct)}, and the median first default comes "
+        f"borrower default rate within {months} months {moves('borrower_default_rate')} and the share of "
+        f"borrowers that breach their DSCR covenant {moves('dscr_breach_probability')}. The lenders' loss as "
+        f"a share of their starting equity {moves('systemic_loss')}, and the median first default comes "
         f"{first_default_when(lo['median_time_to_first_default'])} vs "
         f"{first_default_when(hi['median_time_to_first_default'])}."
     )
@@ -294,12 +327,20 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
     tenors = sorted(table["loan_tenor_months"].unique())
     short, long_ = tenors[0], tenors[-1]
     reached = float(num(runs["collateral_zero_month"]).notna().mean())
+    unpaid = "principal_unpaid_at_collateral_zero"
+    tenor_phrase = paired_phrase(
+        arm(runs, {"loan_tenor_months": short, profile: "linear"}, unpaid),
+        arm(runs, {"loan_tenor_months": long_, profile: "annuity"}, unpaid),
+        points,
+        " points",
+    )
     finding = (
         f"The starting fleet's value falls below 5 % of its start in month {life:.0f} on average (in "
         f"{pct(reached)} of runs within the horizon); at that point {unpaid_at_zero(short, 'linear')} "
         f"of GPU-secured principal is still unpaid with {short}-month linear loans, against "
         f"{unpaid_at_zero(long_, 'annuity')} with {long_}-month annuities and "
-        f"{unpaid_at_zero(long_, 'bullet')} with {long_}-month bullets. "
+        f"{unpaid_at_zero(long_, 'bullet')} with {long_}-month bullets ({long_}-month annuities against "
+        f"{short}-month linear loans: {tenor_phrase}). "
         f"Pooled loss given default on neo-cloud loans is {_lgd(at(short, 'linear', 'pooled_neocloud_lgd'))} "
         f"at {short} months (linear) and {_lgd(at(long_, 'annuity', 'pooled_neocloud_lgd'))} at {long_} "
         f"months (annuity)."
@@ -370,10 +411,16 @@ def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
     with_, without = at(bon, chi, kmax), at(0.0, chi, kmax)
     paired = runs.pivot_table(index=["replicate", btc, crash], columns=corr, values="miner_default_rate")
     effect, low, high, _ = paired_difference(paired[chi], paired[clo])
+    btc_loans = paired_phrase(
+        arm(runs, {btc: 0.0, corr: chi, crash: kmax}, "miner_default_rate"),
+        arm(runs, {btc: bon, corr: chi, crash: kmax}, "miner_default_rate"),
+        points,
+        " points",
+    )
     finding = (
         f"A BTC crash of {pct(kmax)} leaves {interval(with_, 'miner_default_rate')} of miners in default with "
         f"BTC-backed loans on their books and {interval(without, 'miner_default_rate')} without them "
-        f"(stress correlation {chi:g}); with no crash the rates are {pct(at(bon, chi, kmin)['miner_default_rate'])} "
+        f"({btc_loans}; stress correlation {chi:g}); with no crash the rates are {pct(at(bon, chi, kmin)['miner_default_rate'])} "
         f"and {pct(at(0.0, chi, kmin)['miner_default_rate'])}. Raising the stress correlation from {clo:g} to "
         f"{chi:g} changes the miner default rate by {100 * effect:+.1f} points on average "
         f"[{100 * low:+.1f}, {100 * high:+.1f}] (paired by seed)."
@@ -446,18 +493,23 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
     d_lo, d_hi = table[depth].min(), table[depth].max()
     c_lo, c_hi = table[cap].min(), table[cap].max()
 
-    def at(d: float, c: float) -> pd.Series:
-        return table[(table[depth] == d) & (table[cap] == c)].iloc[0]
-
     ltv = float(pts["book_ltv_before_shock"].mean()) if len(pts) else math.nan
     r, r_lo, r_hi = pooled_ratio(rec.to_numpy(), wo.to_numpy(), 4)
     one, two = (lambda v: f"{v:.1f}"), (lambda v: f"{v:.2f}")
+    signed_one, signed_two = (lambda v: f"{v:+.1f}"), (lambda v: f"{v:+.2f}")
+
+    def deeper(c: float, metric: str, shown: Callable[[float], str], signed: Callable[[float], str]) -> str:
+        """The move of ``metric`` from the thinnest to the deepest buy side at rack cap ``c``, paired."""
+        return change(
+            arm(runs, {depth: d_lo, cap: c}, metric), arm(runs, {depth: d_hi, cap: c}, metric), shown, signed
+        )
+
     finding = (
         f"With every buyer able to host dense racks ({c_hi:g} kW), going from {d_lo:g}x to {d_hi:g}x today's "
         f"buyer depth, mean defaults within {s.sweep.plan.months} months "
-        f"{change(at(d_lo, c_hi), at(d_hi, c_hi), 'defaults_total', one)} and the secondary price trough "
-        f"(share of fundamental value) {change(at(d_lo, c_hi), at(d_hi, c_hi), 'price_to_fundamental_trough', two)} "
-        f"(air-cooled buyers only, {c_lo:g} kW: defaults {change(at(d_lo, c_lo), at(d_hi, c_lo), 'defaults_total', one)}). "
+        f"{deeper(c_hi, 'defaults_total', one, signed_one)} and the secondary price trough "
+        f"(share of fundamental value) {deeper(c_hi, 'price_to_fundamental_trough', two, signed_two)} "
+        f"(air-cooled buyers only, {c_lo:g} kW: defaults {deeper(c_lo, 'defaults_total', one, signed_one)}). "
         f"Book LTV before the shock averaged {ltv:.2f}, a cushion that promises full recovery, and lenders "
         f"got back {pct(r)} [{pct(r_lo)}, {pct(r_hi)}] of the exposure at default (1 - LGD)."
     )
@@ -510,20 +562,22 @@ def concentration(sweeps: list[SweepResult], out: Path) -> Report:
 
     by_banks = runs.groupby(banks)["not_contained"].mean()
     corners = [  # no interbank lending and equal shares; the most interbank lending and concentration
-        {
-            m: table.loc[(table[ib] == pick(table[ib])) & (table[conc] == pick(table[conc])), m].mean()
-            for m in ("not_contained", "systemic_loss")
-        }
-        for pick in (min, max)
+        {ib: table[ib].min(), conc: table[conc].min()},
+        {ib: table[ib].max(), conc: table[conc].max()},
     ]
+
+    def moves(metric: str) -> str:
+        """The corner-to-corner move of ``metric``, paired by replicate within each banks' capital."""
+        before, after = (arm(runs, where, metric, ("replicate", banks)) for where in corners)
+        return change(before, after, pct, points, " points")
+
     finding = (
         f"After a forced default of the largest miner in a calm world, the share of runs where the failure "
         f"is not contained (5 % or more of the agents fail within {s.sweep.plan.months} months) is "
         + ", ".join(f"{pct(v)} with banks' capital at {k:g}" for k, v in by_banks.items())
         + f" over the grid. From no interbank lending and equal market shares to interbank share "
         f"{table[ib].max():g} and concentration {table[conc].max():g}, that share "
-        f"{change(corners[0], corners[1], 'not_contained', pct)} and mean systemic loss "
-        f"{change(corners[0], corners[1], 'systemic_loss', pct)} of lender equity."
+        f"{moves('not_contained')} and mean systemic loss {moves('systemic_loss')} of lender equity."
     )
     body = (
         "Calm world: no stress regime and no BTC-backed loans, so the forced default is the only trigger; credit funds hold 5 % capital (assumption, baseline 35 %) "
