@@ -277,6 +277,57 @@ def test_findings_of_compared_arms_carry_paired_intervals(tiny_results):
     assert "paired 95 % CI" in tiny_results["policies"][0].finding
 
 
+def test_counted_contagion_is_worded_from_the_attribution():
+    from experiments.named.analyses import attribution_markdown
+
+    attribution = {
+        "run_id": "p00002-r01",
+        "seed": 7,
+        "where": {"rent_deflation": 0.6},
+        "borrower_defaults": 3,
+        "attributed": 2,
+        "defaults": [
+            {
+                "name": "miner-1",
+                "month": 4,
+                "extra_defaults": [{"name": "bank-0", "month": 5}, {"name": "miner-2", "month": 9}],
+                "brought_forward": [{"name": "neocloud-3", "month": 6, "month_without": 30}],
+            },
+            {"name": "neocloud-3", "month": 6, "extra_defaults": [], "brought_forward": []},
+        ],
+    }
+    text = attribution_markdown(attribution)
+    assert "reference run `p00002-r01`" in text and "`rent_deflation` = 0.6; seed 7" in text
+    assert "Of its 3 borrower default(s), the first 2 were each rerun" in text
+    assert text.endswith(
+        "- miner-1 (month 4): 2 extra default(s): bank-0 (month 5), miner-2 (month 9); 1 brought forward: "
+        "neocloud-3 (month 6, else 30).\n"
+        "- neocloud-3 (month 6): 0 extra default(s): none; 0 brought forward: none."
+    )
+    none = attribution_markdown({"run_id": None, "where": {"x": 1}, "looked_at": 0, "defaults": []})
+    assert "No run at this design point has a default" in none
+
+
+def test_reports_name_the_counted_contagion_of_their_reference_run(tiny_results):
+    """Experiments 1-7 attribute the first defaults of a reference run (model.attribution): the run is
+    one of the sweep's, and no default is credited with an effect before it happened."""
+    attributed = 0
+    for name in ("rent_deflation", "duration_mismatch", "double_leverage", "repo_market", "concentration"):
+        report, sweeps, folder = tiny_results[name]
+        attribution = report.numbers["attribution"]
+        assert "**Counted contagion" in (folder / "report.md").read_text()
+        if attribution["run_id"] is None:
+            continue
+        assert attribution["run_id"] in set(sweeps[0].runs["run_id"])
+        for default in attribution["defaults"]:
+            attributed += 1
+            effects = default["extra_defaults"] + default["brought_forward"]
+            assert all(effect["month"] >= default["month"] for effect in effects), default
+    for name in ("credit_spreads", "policies"):
+        assert "**Counted contagion" in tiny_results[name][0].body
+    assert attributed > 0  # at this size some reference run has a borrower default to attribute
+
+
 def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):
     """Every borrower and lender of market_2026 ranked, paired with the no-default reference on the same
     seeds; TeraWulf's default fells its two lender groups in every replicate, as checked by hand in

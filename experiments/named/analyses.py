@@ -174,6 +174,100 @@ def exposure_and_recovery(runs: pd.DataFrame, cells: list[str] | None = None) ->
     )
 
 
+ATTRIBUTED = 3
+"""Borrower defaults of a reference run given a counterfactual attribution in an experiment's report
+(each costs one more run of the reference; ``model.attribution``)."""
+
+
+def reference_attribution(s: SweepResult, where: dict[str, Any], limit: int = ATTRIBUTED) -> dict[str, Any]:
+    """Counterfactual attribution of the reference run of sweep ``s``: the first replicate with a
+    default at the design point whose parameters equal ``where`` (found from the sweep's
+    ``defaults_total``, or, for a sweep that does not keep it, by rerunning its first ``limit``
+    replicates), rerun from its plan (seed, months, overrides); then its first ``limit`` borrower
+    defaults, each rerun without it. No run with a default: ``defaults`` is empty, ``run_id`` None."""
+    from model.attribution import counterfactual_attribution
+    from model.model import GPUCreditModel
+
+    runs = ok_runs(s.runs)
+    for column, value in where.items():
+        runs = runs[runs[column] == value]
+    runs = runs.sort_values("replicate")
+    if "defaults_total" in runs:  # the record says which runs had a default; the rerun must agree
+        runs = runs[num(runs["defaults_total"]) > 0].head(1)
+    specs = {r.run_id: r for r in s.sweep.plan.runs}
+    looked_at = runs.head(limit)
+    for _, run in looked_at.iterrows():
+        spec = specs[run["run_id"]]
+        model = GPUCreditModel(s.scenario, seed=spec.seed, months=spec.months, overrides=spec.overrides)
+        model.run()
+        defaults = len(model.metrics.defaults_table())
+        if "defaults_total" in run and defaults != int(run["defaults_total"]):
+            raise RuntimeError(
+                f"{s.stem}: the rerun of {spec.run_id} does not reproduce its recorded defaults"
+            )
+        if defaults:
+            return {"run_id": spec.run_id, "seed": spec.seed, "where": where} | counterfactual_attribution(
+                model, limit
+            )
+    return {"run_id": None, "seed": None, "where": where, "looked_at": len(looked_at), "defaults": []}
+
+
+def with_reference(report: Report, s: SweepResult, where: dict[str, Any]) -> Report:
+    """``report`` with the counted contagion of its reference run (``reference_attribution``) added to
+    its body and numbers."""
+    attribution = reference_attribution(s, where)
+    report.body = report.body.rstrip() + "\n\n" + attribution_markdown(attribution)
+    report.numbers["attribution"] = attribution
+    return report
+
+
+def attribution_markdown(attribution: dict[str, Any]) -> str:
+    """The counted contagion of a reference run, in words: for each attributed default, the extra
+    defaults it caused and the defaults it brought forward, with months."""
+
+    def names(items: list[dict[str, Any]], forward: bool = False) -> str:
+        if not items:
+            return "none"
+        return ", ".join(
+            f"{d['name']} (month {d['month']}" + (f", else {d['month_without']})" if forward else ")")
+            for d in items
+        )
+
+    point = ", ".join(
+        f"`{k}` = {v:g}" if isinstance(v, float) else f"`{k}` = {v}" for k, v in attribution["where"].items()
+    )
+    if attribution["run_id"] is None:
+        return (
+            f"**Counted contagion ({point}).** "
+            + (
+                f"None of the first {attribution['looked_at']} replicates at this design point, rerun, has a default"
+                if attribution["looked_at"]
+                else "No run at this design point has a default"
+            )
+            + ", so there is nothing to attribute."
+        )
+    head = (
+        f"**Counted contagion (reference run `{attribution['run_id']}`, the first replicate with a default "
+        f"at {point}; seed {attribution['seed']}).** "
+    )
+    if not attribution["defaults"]:
+        return head + "Its defaults are all lenders' (only borrower defaults are attributed)."
+    lines = [
+        head
+        + f"Of its {attribution['borrower_defaults']} borrower default(s), the first {attribution['attributed']} "
+        "were each rerun on the same random streams without their forced sale and clearing losses "
+        "(`model.attribution`); what each default did:",
+        "",
+    ]
+    for d in attribution["defaults"]:
+        lines.append(
+            f"- {d['name']} (month {d['month']}): {len(d['extra_defaults'])} extra default(s): "
+            f"{names(d['extra_defaults'])}; {len(d['brought_forward'])} brought forward: "
+            f"{names(d['brought_forward'], forward=True)}."
+        )
+    return "\n".join(lines)
+
+
 # --- 1. rent deflation ------------------------------------------------------------------------------
 
 
@@ -255,7 +349,8 @@ def rent_deflation(sweeps: list[SweepResult], out: Path) -> Report:
         ["rent_deflation", "dscr_breach_probability", "miner_default_rate", "neocloud_default_rate"],
         ["systemic_loss", "lender_loss_busd", "median_time_to_first_default"],
     )
-    return Report(key, [key, *files], finding, body, {"table": table})
+    report = Report(key, [key, *files], finding, body, {"table": table})
+    return with_reference(report, s, {"rent_deflation": hi["rent_deflation"]})
 
 
 def _table_md(table: pd.DataFrame, first: list[str], more: list[str]) -> str:
@@ -359,7 +454,8 @@ def duration_mismatch(sweeps: list[SweepResult], out: Path) -> Report:
     body = body.replace(
         "\n\n|", "\n\n| tenor | profile | unpaid at zero | zero month | LGD |\n|---|---|---|---|---|\n|", 1
     )
-    return Report(key, [key, *files], finding, body, {"table": table})
+    report = Report(key, [key, *files], finding, body, {"table": table})
+    return with_reference(report, s, {"loan_tenor_months": short, profile: "linear"})
 
 
 def _lgd(x: float) -> str:
@@ -429,7 +525,8 @@ def double_leverage(sweeps: list[SweepResult], out: Path) -> Report:
         "The crash is a scheduled `btc_crash` shock in month 6 added to the baseline; the stress "
         "correlation acts only in the stress regime (corr. of BTC returns with the compute-demand shock)."
     )
-    return Report(key, [key, *files], finding, body, {"table": table, "corr_effect": effect})
+    report = Report(key, [key, *files], finding, body, {"table": table, "corr_effect": effect})
+    return with_reference(report, s, {btc: bon, corr: chi, crash: kmax})
 
 
 # --- 4. the missing repo market -----------------------------------------------------------------------
@@ -524,7 +621,8 @@ def repo_market(sweeps: list[SweepResult], out: Path) -> Report:
         "stock is still booked at the old mark. A market that cannot clear hides its price; that is "
         "the LTV illusion in its purest form, not safety."
     )
-    return Report(key, [key, *files], finding, body, {"table": table, "recovery": r, "book_ltv": ltv})
+    report = Report(key, [key, *files], finding, body, {"table": table, "recovery": r, "book_ltv": ltv})
+    return with_reference(report, s, {depth: d_lo, cap: c_hi})
 
 
 # --- 5. concentration ---------------------------------------------------------------------------------
@@ -589,7 +687,8 @@ def concentration(sweeps: list[SweepResult], out: Path) -> Report:
         finding += " " + lenders_finding
         figures += lenders_files
         body += " The second figure varies the number of banks (3 % capital) at lender concentration 1."
-    return Report(key, [*figures, *files], finding, body, {"table": table})
+    report = Report(key, [*figures, *files], finding, body, {"table": table})
+    return with_reference(report, s, corners[1] | {banks: table[banks].min()})
 
 
 def _number_of_lenders(s: SweepResult, out: Path) -> tuple[str, list[Path]]:
@@ -844,7 +943,8 @@ def credit_spreads(sweeps: list[SweepResult], out: Path) -> Report:
             for _, r in t.iterrows()
         )
     )
-    return Report(key, [key, *files], finding, body, {"table": table})
+    report = Report(key, [key, *files], finding, body, {"table": table})
+    return with_reference(report, s, {"rent_deflation": base})
 
 
 def _contract_spreads(scenario: dict[str, Any]) -> dict[str, float]:
@@ -951,7 +1051,10 @@ def policies(sweeps: list[SweepResult], out: Path) -> Report:
         )
         + "\n\nAn LTV cap also shrinks the loan book itself, so part of its effect on dollar losses is less lending."
     )
-    return Report(key, [key, *files], finding, body, {"table": table})
+    report = Report(key, [key, *files], finding, body, {"table": table})
+    no_policy = next(x for x in sweeps if x.stem == "policy_ltv_cap")  # a cap of 1 or more binds nothing
+    cap = next(iter(no_policy.experiment.parameters))
+    return with_reference(report, no_policy, {cap: num(no_policy.runs[cap]).max()})
 
 
 # --- 8. the 2022 miner crisis -------------------------------------------------------------------------------
