@@ -809,9 +809,9 @@ def main_replay(argv: list[str]) -> int:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"manifest {args.manifest}: not valid JSON ({exc})") from None
     if kind == "run":
-        import run
+        from experiments.run_report import main_replay_run
 
-        return run.main_replay([str(args.manifest)])
+        return main_replay_run([str(args.manifest)])
     if kind != "sweep":
         raise ConfigError(f"manifest {args.manifest}: field 'kind' is {kind!r} (allowed: 'run', 'sweep')")
     ekind, workers = _executor_choice(args)

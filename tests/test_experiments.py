@@ -187,7 +187,7 @@ def test_the_2022_replay_follows_the_recorded_paths(tiny_results):
 
 
 def test_fair_spread_is_default_intensity_times_lgd():
-    from experiments.named.analyses import fair_spread
+    from experiments.named.credit_spreads import fair_spread
 
     years, ead, recovered = np.array([100.0, 300.0]), np.array([50.0, 150.0]), np.array([20.0, 60.0])
     s = fair_spread(years, ead, recovered)  # intensity 200 / 400 per year, LGD 120 / 200
@@ -210,6 +210,21 @@ def test_concentration_covers_the_number_of_lenders(tiny_results):
     assert "banks" in report.finding and "interbank share" in report.finding
 
 
+def test_each_experiment_has_its_own_analysis_module_next_to_its_files():
+    """One module per experiment in experiments/named (issue 20); what they share is in common.py."""
+    import inspect
+
+    from experiments.named import EXPERIMENTS, _function
+
+    modules = set()
+    for named in EXPERIMENTS.values():
+        path = Path(inspect.getfile(_function(named.analysis, f"experiments.named.{named.name}")))
+        assert path.parent == ROOT / "experiments/named" and path.stem not in ("common", "__init__")
+        assert all((path.parent / f"{stem}.toml").is_file() for stem in named.files)
+        modules.add(path)
+    assert len(modules) == len(EXPERIMENTS)
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "experiments/named/full").glob("*.toml")))
 def test_full_size_files_validate_and_match_the_reduced_ones(name):
     """The paper-size sweeps are not run in CI, but every design point of theirs is validated here."""
@@ -230,7 +245,7 @@ def test_findings_state_the_paired_difference_and_say_no_change_in_words():
     """A finding compares two arms by their paired difference (same replicates) with its 95 % interval,
     never reads "from 1.1 to 1.1", and calls a paired interval that holds zero no clear change."""
     from experiments.named import check_finding
-    from experiments.named.analyses import change, points
+    from experiments.named.common import change, points
 
     one, signed = (lambda v: f"{v:.1f}"), (lambda v: f"{v:+.1f}")
     replicates = pd.Index([0, 1, 2, 3], name="replicate")
@@ -278,7 +293,7 @@ def test_findings_of_compared_arms_carry_paired_intervals(tiny_results):
 
 
 def test_counted_contagion_is_worded_from_the_attribution():
-    from experiments.named.analyses import attribution_markdown
+    from experiments.named.common import attribution_markdown
 
     attribution = {
         "run_id": "p00002-r01",

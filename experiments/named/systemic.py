@@ -34,7 +34,8 @@ import pandas as pd
 
 from experiments.display_names import display_names
 from experiments.figures import _plt, save_figure
-from experiments.named.analyses import Z95, lender_loss, num, ok_runs, write_csv
+from experiments.named.common import lender_loss, num, ok_runs, write_csv
+from experiments.paired import Z95
 from model.config import ConfigError, load_scenario
 
 if TYPE_CHECKING:
