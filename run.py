@@ -18,7 +18,7 @@ from core.config import ConfigError
 # Each command is "module:function"; the function takes the remaining arguments and returns an exit code.
 COMMANDS: dict[str, str] = {
     "run": "run:main_run",
-    "replay": "experiments.sweep:main_replay",  # a sweep manifest runs there; a single run's comes back here
+    "replay": "experiments.sweep:main_replay",  # a sweep manifest runs there, a run's in experiments.run_report
     "sweep": "experiments.sweep:main_sweep",
     "experiment": "experiments.named:main",
     "validate": "experiments.validation:main",
@@ -135,30 +135,6 @@ def main_run(argv: list[str]) -> int:
     print(f"\nwrote {out}/ (steps, generations, defaults as Parquet; summary.json; manifest.json; figures/)")
     print(f"output digest {manifest['digest']}")
     return 0
-
-
-def main_replay(argv: list[str]) -> int:
-    """``run.py replay`` of a single run's manifest (``experiments.sweep.main_replay`` sends it here)."""
-    parser = argparse.ArgumentParser(
-        prog="run.py replay", description="Re-run from a manifest and check its output digest."
-    )
-    parser.add_argument("manifest", type=Path, help="a manifest.json written by `run.py run`")
-    args = parser.parse_args(argv)
-    from experiments.run_report import replay_run
-    from model.manifest import read_manifest
-
-    manifest = read_manifest(args.manifest)
-
-    ok, problems = replay_run(args.manifest)
-    if ok:
-        print(f"replay OK: digest {manifest['digest']} reproduced")
-        for line in problems:  # e.g. a newer package version that happens to give the same outputs
-            print(f"  note: {line}")
-        return 0
-    print(f"REPLAY MISMATCH for {args.manifest}: the outputs differ from the recorded ones", file=sys.stderr)
-    for line in problems:
-        print(f"  {line}", file=sys.stderr)
-    return 1
 
 
 def _call(target: str, argv: list[str]) -> int:

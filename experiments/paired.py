@@ -30,21 +30,26 @@ def paired_difference(arm: pd.Series, base: pd.Series) -> tuple[float, float, fl
     return mean, mean - half, mean + half, len(d)
 
 
+def arm(runs: pd.DataFrame, where: dict, metric: str, pair_on: tuple[str, ...] = ("replicate",)) -> pd.Series:
+    """One arm of a comparison: ``metric`` of the runs whose columns equal ``where``, indexed by
+    ``pair_on`` (the replicate; add a column such as a third parameter to pair within it)."""
+    selected = runs
+    for column, value in where.items():
+        selected = selected[selected[column] == value]
+    return selected.set_index(list(pair_on))[metric]
+
+
 def paired_table(runs: pd.DataFrame, by: list[str], metrics: list[str], base: dict) -> pd.DataFrame:
     """For each group of ``by`` and each metric: the paired difference from the ``base`` group (its
     values of ``by``), matched on ``replicate``. Columns ``{metric}_diff``, ``_low``, ``_high``, ``_pairs``."""
     ok = runs[runs["status"] == "ok"] if "status" in runs else runs
-    at_base = ok
-    for column, value in base.items():
-        at_base = at_base[at_base[column] == value]
-    reference = at_base.set_index("replicate")
     rows = []
     for key, group in ok.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(by, key, strict=True))
-        arm = group.set_index("replicate")
+        point = group.set_index("replicate")
         for m in metrics:
-            mean, low, high, n = paired_difference(arm[m], reference[m])
+            mean, low, high, n = paired_difference(point[m], arm(ok, base, m))
             row.update({f"{m}_diff": mean, f"{m}_low": low, f"{m}_high": high, f"{m}_pairs": n})
         rows.append(row)
     return pd.DataFrame(rows)

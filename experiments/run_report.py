@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -303,3 +305,24 @@ def _value_differences(name: str, recorded: pd.DataFrame, replay: pd.DataFrame) 
                 f"{name}.{column}: {int(differs.sum())} value(s) differ, first at row {row}: {recorded[column].iloc[row]!r} vs {replay[column].iloc[row]!r}"
             )
     return out
+
+
+def main_replay_run(argv: list[str]) -> int:
+    """``run.py replay`` of a single run's manifest (``experiments.sweep.main_replay`` sends it here)."""
+    parser = argparse.ArgumentParser(
+        prog="run.py replay", description="Re-run from a manifest and check its output digest."
+    )
+    parser.add_argument("manifest", type=Path, help="a manifest.json written by `run.py run`")
+    args = parser.parse_args(argv)
+    manifest = read_manifest(args.manifest)
+
+    ok, problems = replay_run(args.manifest)
+    if ok:
+        print(f"replay OK: digest {manifest['digest']} reproduced")
+        for line in problems:  # e.g. a newer package version that happens to give the same outputs
+            print(f"  note: {line}")
+        return 0
+    print(f"REPLAY MISMATCH for {args.manifest}: the outputs differ from the recorded ones", file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    return 1

@@ -877,9 +877,9 @@ def main_replay(argv: list[str]) -> int:
 
     manifest = read_manifest(args.manifest)
     if manifest["kind"] == "run":
-        import run
+        from experiments.run_report import main_replay_run
 
-        return run.main_replay([str(args.manifest)])
+        return main_replay_run([str(args.manifest)])
     ekind, workers = _executor_choice(args)
     only = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     ok, problems, notes = replay_sweep(

@@ -16,7 +16,7 @@ import pytest
 from scenario_builders import baseline_world_data, explicit_market, with_overrides
 
 from core.ledger import BORROWER_KINDS, INSTRUMENTS, LoanBook
-from experiments.named.analyses import fair_spread
+from experiments.named.credit_spreads import fair_spread
 from model.cascade import repossess
 from model.metrics import credit_cells, lender_losses, loan_outcomes
 from model.model import GPUCreditModel

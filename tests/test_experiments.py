@@ -187,7 +187,7 @@ def test_the_2022_replay_follows_the_recorded_paths(tiny_results):
 
 
 def test_fair_spread_is_default_intensity_times_lgd():
-    from experiments.named.analyses import fair_spread
+    from experiments.named.credit_spreads import fair_spread
 
     years, ead, recovered = np.array([100.0, 300.0]), np.array([50.0, 150.0]), np.array([20.0, 60.0])
     s = fair_spread(years, ead, recovered)  # intensity 200 / 400 per year, LGD 120 / 200
@@ -210,6 +210,21 @@ def test_concentration_covers_the_number_of_lenders(tiny_results):
     assert "banks" in report.finding and "interbank share" in report.finding
 
 
+def test_each_experiment_has_its_own_analysis_module_next_to_its_files():
+    """One module per experiment in experiments/named (issue 20); what they share is in common.py."""
+    import inspect
+
+    from experiments.named import EXPERIMENTS, _function
+
+    modules = set()
+    for named in EXPERIMENTS.values():
+        path = Path(inspect.getfile(_function(named.analysis, f"experiments.named.{named.name}")))
+        assert path.parent == ROOT / "experiments/named" and path.stem not in ("common", "__init__")
+        assert all((path.parent / f"{stem}.toml").is_file() for stem in named.files)
+        modules.add(path)
+    assert len(modules) == len(EXPERIMENTS)
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "experiments/named/full").glob("*.toml")))
 def test_full_size_files_validate_and_match_the_reduced_ones(name):
     """The paper-size sweeps are not run in CI, but every design point of theirs is validated here."""
@@ -226,21 +241,106 @@ def test_full_size_files_validate_and_match_the_reduced_ones(name):
     assert len(full_plan.runs) >= len(reduced_plan.runs)
 
 
-def test_findings_say_no_change_in_words():
-    """A generated finding never reads "from 1.1 to 1.1"; overlapping intervals are flagged."""
+def test_findings_state_the_paired_difference_and_say_no_change_in_words():
+    """A finding compares two arms by their paired difference (same replicates) with its 95 % interval,
+    never reads "from 1.1 to 1.1", and calls a paired interval that holds zero no clear change."""
     from experiments.named import check_finding
-    from experiments.named.analyses import change, pct
+    from experiments.named.common import change, points
 
-    row = lambda m, lo, hi: {"x": m, "x_low": lo, "x_high": hi}  # noqa: E731
-    assert change(row(0.011, 0.0, 0.02), row(0.0112, 0.0, 0.03), "x", pct) == "stays at 1 %"
-    assert change(row(0.1, 0.05, 0.15), row(0.4, 0.3, 0.5), "x", pct) == "goes from 10 % to 40 %"
-    assert "no clear change" in change(row(0.1, 0.0, 0.3), row(0.2, 0.1, 0.4), "x", pct)
-    assert change({"x": 1.1}, {"x": 2.0}, "x", lambda v: f"{v:.1f}") == "goes from 1.1 to 2.0"
+    one, signed = (lambda v: f"{v:.1f}"), (lambda v: f"{v:+.1f}")
+    replicates = pd.Index([0, 1, 2, 3], name="replicate")
+    before = pd.Series([1.0, 2.0, 3.0, 4.0], index=replicates)
+    # every replicate rises by exactly 1: the arms' own intervals overlap widely, the paired one is [1, 1]
+    assert (
+        change(before, before + 1.0, one, signed)
+        == "goes from 2.5 to 3.5 (paired difference +1.0 [+1.0, +1.0])"
+    )
+    # differences 1, -1, 1, -1 (mean 0, sd 2/sqrt(3)): half-width 1.96 * 1.1547 / 2 = 1.13
+    noisy = before + pd.Series([1.0, -1.0, 1.0, -1.0], index=replicates)
+    assert change(before, noisy, one, signed) == "stays at 2.5 (paired difference +0.0 [-1.1, +1.1])"
+    # differences 2, 0, 2, 0 (mean 1, half-width 1.13): a move whose paired interval holds zero
+    assert change(before, before + pd.Series([2.0, 0.0, 2.0, 0.0], index=replicates), one, signed) == (
+        "goes from 2.5 to 3.5 (paired difference +1.0 [-0.1, +2.1]: no clear change)"
+    )
+    # pairs are matched on the replicate, not on the order; a replicate one arm lacks is left out
+    shuffled = (before + 0.1).iloc[::-1]
+    assert (
+        change(before, shuffled, one, signed) == "goes from 2.5 to 2.6 (paired difference +0.1 [+0.1, +0.1])"
+    )
+    shares = pd.Series([0.10, 0.20, 0.30], index=replicates[:3])
+    assert change(shares, shares + 0.05, lambda v: f"{100 * v:.0f} %", points, " points") == (
+        "goes from 20 % to 25 % (paired difference +5.0 points [+5.0, +5.0])"
+    )
+    assert change(before, pd.Series([9.0], index=pd.Index([7], name="replicate")), one, signed).startswith(
+        "cannot be compared"
+    )
     for bad in ("defaults from 1.1 to 1.1 and", "from 3 % to 3 %", "from $0.37B vs $0.37B"):
         with pytest.raises(RuntimeError, match="a change that is none"):
             check_finding("x", bad)
     for fine in ("from 3 % to 30 %", "from 1.1 to 1.15", "from 0.85 to 0.95"):
         check_finding("x", fine)
+
+
+def test_findings_of_compared_arms_carry_paired_intervals(tiny_results):
+    """Experiments 1-5 and 7 state their comparisons as paired differences with 95 % intervals."""
+    for name in ("rent_deflation", "duration_mismatch", "double_leverage", "repo_market", "concentration"):
+        finding = tiny_results[name][0].finding
+        assert re.search(r"paired difference [-+]\d", finding) or "no replicate measures both" in finding, (
+            name,
+            finding,
+        )
+    assert "paired 95 % CI" in tiny_results["policies"][0].finding
+
+
+def test_counted_contagion_is_worded_from_the_attribution():
+    from experiments.named.common import attribution_markdown
+
+    attribution = {
+        "run_id": "p00002-r01",
+        "seed": 7,
+        "where": {"rent_deflation": 0.6},
+        "borrower_defaults": 3,
+        "attributed": 2,
+        "defaults": [
+            {
+                "name": "miner-1",
+                "month": 4,
+                "extra_defaults": [{"name": "bank-0", "month": 5}, {"name": "miner-2", "month": 9}],
+                "brought_forward": [{"name": "neocloud-3", "month": 6, "month_without": 30}],
+            },
+            {"name": "neocloud-3", "month": 6, "extra_defaults": [], "brought_forward": []},
+        ],
+    }
+    text = attribution_markdown(attribution)
+    assert "reference run `p00002-r01`" in text and "`rent_deflation` = 0.6; seed 7" in text
+    assert "Of its 3 borrower default(s), the first 2 were each rerun" in text
+    assert text.endswith(
+        "- miner-1 (month 4): 2 extra default(s): bank-0 (month 5), miner-2 (month 9); 1 brought forward: "
+        "neocloud-3 (month 6, else 30).\n"
+        "- neocloud-3 (month 6): 0 extra default(s): none; 0 brought forward: none."
+    )
+    none = attribution_markdown({"run_id": None, "where": {"x": 1}, "looked_at": 0, "defaults": []})
+    assert "No run at this design point has a default" in none
+
+
+def test_reports_name_the_counted_contagion_of_their_reference_run(tiny_results):
+    """Experiments 1-7 attribute the first defaults of a reference run (model.attribution): the run is
+    one of the sweep's, and no default is credited with an effect before it happened."""
+    attributed = 0
+    for name in ("rent_deflation", "duration_mismatch", "double_leverage", "repo_market", "concentration"):
+        report, sweeps, folder = tiny_results[name]
+        attribution = report.numbers["attribution"]
+        assert "**Counted contagion" in (folder / "report.md").read_text()
+        if attribution["run_id"] is None:
+            continue
+        assert attribution["run_id"] in set(sweeps[0].runs["run_id"])
+        for default in attribution["defaults"]:
+            attributed += 1
+            effects = default["extra_defaults"] + default["brought_forward"]
+            assert all(effect["month"] >= default["month"] for effect in effects), default
+    for name in ("credit_spreads", "policies"):
+        assert "**Counted contagion" in tiny_results[name][0].body
+    assert attributed > 0  # at this size some reference run has a borrower default to attribute
 
 
 def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):
@@ -257,7 +357,9 @@ def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):
     wulf = table.set_index("agent").loc["terawulf"]
     assert wulf["further_defaults"] == 2 and wulf["further_defaults_off"] == 2
     assert wulf["further_borrower_defaults"] == 0 and wulf["engine_further_defaults_off"] == 2
-    assert wulf["engine_lender_loss_off"] == pytest.approx(2_551.2e6 + 1_785.0e6, rel=1e-3)  # notes senior, 2 % workout
+    assert wulf["engine_lender_loss_off"] == pytest.approx(
+        2_551.2e6 + 1_785.0e6, rel=1e-3
+    )  # notes senior, 2 % workout
     assert np.isfinite(table["debtrank"]).all() and table["debtrank"].between(0.0, 1.0).all()
     assert (folder / "network_impact.png").is_file() and (folder / "paired_effects.csv").is_file()
     assert "--scenario market_2026" in (folder / "report.md").read_text()

@@ -62,6 +62,15 @@ def imported(path: Path, modules: dict[str, Path]) -> set[str]:
                 f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
                 for a in node.names
             ]
+        elif (  # importlib.import_module("name") with a literal name
+            isinstance(node, ast.Call)
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", ""))
+            == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names = [node.args[0].value]
         else:
             names = []
         for name in names:
@@ -98,12 +107,17 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
 
 
 def test_the_checker_sees_an_upward_import_and_a_circle(tmp_path: Path) -> None:
-    """The checks can fail: a core module importing the model, and two modules importing each other."""
+    """The checks can fail: a core module importing the model, a lazy import_module of the command line,
+    and two modules importing each other."""
     source = tmp_path / "mod.py"
-    source.write_text("from model.model import GPUCreditModel\nimport core.world\n", encoding="utf-8")
+    source.write_text(
+        "from model.model import GPUCreditModel\nimport core.world\n"
+        "def f():\n    import importlib\n    return importlib.import_module('run')\n",
+        encoding="utf-8",
+    )
     modules = project_modules()
     found = imported(source, modules)
-    assert found == {"model.model", "core.world"}
+    assert found == {"model.model", "core.world", "run"}
     assert layer_of("model.model") > layer_of("core.world")
     g = nx.DiGraph([("a", "b"), ("b", "a")])
     assert list(nx.simple_cycles(g))

@@ -53,7 +53,7 @@ def test_the_calibration_counts_the_defaults_the_table_records() -> None:
     calibration = tomllib.loads((ROOT / "experiments" / "calibrations" / "miners_2022.toml").read_text())
     target = next(t for t in calibration["targets"] if t["name"] == "miner_defaults")
     assert target["observed"] == defaults == 4
-    from experiments.named.analyses import HISTORY_2022
+    from experiments.named.miners_2022 import HISTORY_2022
 
     assert HISTORY_2022["miner_defaults"] == defaults  # experiment 8 reports against the same count
 

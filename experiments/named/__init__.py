@@ -1,6 +1,7 @@
 """The ten named experiments behind docs/results.md: each is one or more experiment files in this folder (run by the
-sweep runner, ``experiments.sweep``) plus an analysis (``experiments.named.analyses``) that writes its
-figures, tables and a Markdown report.
+sweep runner, ``experiments.sweep``) plus an analysis in its own module next to them
+(``experiments.named.<name>``; ``systemic_ranking``'s is ``experiments.named.systemic``; what they share is
+in ``experiments.named.common``) that writes its figures, tables and a Markdown report.
 
 ``python run.py experiment NAME [--full] [--out DIR] [--workers N]`` runs one; ``python run.py experiment
 all`` runs the ten. The default is the reduced size (the files in this folder: a handful of design
@@ -48,7 +49,7 @@ class NamedExperiment:
     title: str
     question: str
     files: tuple[str, ...]
-    analysis: str  # function name in experiments.named.analyses, or "module:function"
+    analysis: str  # function name in the experiment's module experiments.named.<name>, or "module:function"
     patch: dict[str, Any] = field(default_factory=dict)
     patch_files: tuple[str, ...] | None = None  # the files the patch applies to (None: all)
     design: str = ""  # "module:function(text, scenario, patch) -> (text, patch)" completing each file
@@ -297,7 +298,7 @@ def run_named(
         sweeps = [
             run_file(named, s, size, out, ex, workers, resize, progress, scenario_name) for s in named.files
         ]
-    report: Report = _function(named.analysis, "experiments.named.analyses")(sweeps, out)
+    report: Report = _function(named.analysis, f"experiments.named.{named.name}")(sweeps, out)
     check_finding(named.name, report.finding)
     seconds = time.perf_counter() - start
     write_report(named, report, sweeps, out, size, seconds, scenario_name)
@@ -319,7 +320,7 @@ SAME_NUMBER_TWICE = re.compile(r"\bfrom (\$?[-+]?\d[\d.,]*(?: ?%|x|B| bp)?) (?:t
 
 def check_finding(name: str, finding: str) -> None:
     """A generated finding must not contradict its own numbers: "from 1.1 to 1.1" is a sentence the
-    generator should have worded as no change (``analyses.change``)."""
+    generator should have worded as no change (``experiments.named.common.change``)."""
     if bad := SAME_NUMBER_TWICE.search(finding):
         raise RuntimeError(f"experiment {name}: the finding says '{bad.group(0)}' (a change that is none)")
 

@@ -35,7 +35,8 @@ import pandas as pd
 from core.config import ConfigError, load_scenario
 from experiments.display_names import display_names
 from experiments.figures import _plt, save_figure
-from experiments.named.analyses import Z95, lender_loss, num, ok_runs, write_csv
+from experiments.named.common import lender_loss, num, ok_runs, write_csv
+from experiments.paired import Z95
 
 if TYPE_CHECKING:
     from experiments.named import Report, SweepResult
