@@ -10,7 +10,8 @@ What the page shows:
 - charts updating each step: secondary price by generation against its fundamental value, rent index,
   BTC price, cumulative defaults by type, lender equity by type, fire-sale volume and unsold stock;
 - the latest cascade's cause tree (first default -> the defaults it caused, cause on every link),
-  also outlined in red on the network;
+  also outlined in red on the network; on demand, what a picked default did, counted
+  (``experiments.viz_attribution``: extra defaults and defaults brought forward, with months);
 - controls: scenario, integer seed and six parameter sliders (applied on Reset), and shock buttons
   that act on the running model now; "Default this borrower" (``experiments.viz_default``) forces the
   borrower picked by name into default now.
@@ -40,6 +41,14 @@ from mesa.visualization import SolaraViz, solara_viz
 from mesa.visualization.utils import force_update, update_counter
 
 from experiments.display_names import display_names, names_table
+from experiments.viz_attribution import (
+    CountedEffect,
+    Intervention,
+    apply_intervention,
+    cache_key,
+    effect_summary,
+    use_count,
+)
 from experiments.viz_default import DefaultBorrower
 from model.config import SCENARIO_DIR, load_scenario
 from model.ledger import KIND_NAMES, Kind
@@ -192,6 +201,8 @@ class LiveModel(GPUCreditModel):
         self.labels = display_names(self.config.name, self.names)
         self.lock = threading.RLock()
         self.events: list[str] = []
+        self.interventions: list[Intervention] = []  # the page's shocks, replayed by a count
+        self.attributions: dict[tuple[str, int], dict[str, Any]] = {}  # counts, by (name, shocks)
         self.positions = structured_layout(self)
         self.charts = ChartFigure(self)
         self.size_reference = max(float(node_assets(self).max()), 1.0)
@@ -208,6 +219,14 @@ class LiveModel(GPUCreditModel):
                 self._mesa_step()
             self.running = not self.finished
 
+    def intervene(self, action: str, agent: int = -1) -> Any:
+        """Apply a shock from the page now and log it: a count of what a default did
+        (``experiments.viz_attribution``) replays the page's shocks."""
+        with self.lock:
+            intervention = Intervention(int(self.time), action, agent)
+            self.interventions.append(intervention)
+            return apply_intervention(self, intervention)
+
     def shock(self, name: str) -> str:
         """Apply a named shock now ('default_largest_miner', 'crash_btc', 'launch_next_generation')."""
         with self.lock:
@@ -217,14 +236,14 @@ class LiveModel(GPUCreditModel):
                 if target is None:
                     message = "No live miner left to default."
                 else:
-                    report = self.default_agent(target)
+                    report = self.intervene("default", target)
                     message = f"Defaulted {self.labels[target]}: {report.rounds} cascade round(s)"
             elif name == "crash_btc":
                 old = self.state.world.btc_price
-                self.crash_btc(0.5)
+                self.intervene("crash_btc")
                 message = f"BTC fell 50 %: {old:,.0f} -> {self.state.world.btc_price:,.0f} USD"
             elif name == "launch_next_generation":
-                launched = self.launch_next_generation()
+                launched = self.intervene("launch_next_generation")
                 message = f"{launched} launched now" if launched else "No further GPU generation to launch."
             else:
                 raise ValueError(f"unknown shock {name!r}")
@@ -680,8 +699,15 @@ def Charts(model: LiveModel) -> Any:
     return MatplotlibPanel(model, model.charts.draw, "viz-charts")
 
 
-def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
-    """The latest cascade as a nested list: first default, then what it caused, cause on each link."""
+def credited_defaults(model: GPUCreditModel, index: int) -> int:
+    """The further defaults the cause tree credits to agent ``index`` (the size of its subtree)."""
+    _, children = cascade_members(model)
+    return len(subtree(index, children)) - 1
+
+
+def cascade_markdown(model: LiveModel, limit: int = 60) -> str:
+    """The latest cascade as a nested list: first default, then what it caused, cause on each link;
+    a default whose effect was counted (``experiments.viz_attribution``) says so."""
     led, names = model.ledger, display_names(model.config.name, model.names)
     root, children = cascade_members(model)
     if root is None:
@@ -701,9 +727,11 @@ def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
             return
         cause = CAUSE_NAMES[Cause(led.default_cause[node])]
         link = "first default" if depth == 0 else f"<- {cause}"
+        counted = model.attributions.get(cache_key(model.names[node], len(model.interventions)))
         lines.append(
             f"{'    ' * depth}- **{names[node]}** ({KIND_NAMES[Kind(led.kind[node])]}) {link} · "
             f"month {int(led.default_month[node])}, round {int(led.default_round[node])}"
+            + (f" · {effect_summary(counted)}" if counted else "")
         )
         for child in children.get(node, []):
             walk(child, depth + 1)
@@ -721,12 +749,16 @@ def cascade_markdown(model: GPUCreditModel, limit: int = 60) -> str:
 
 @solara.component
 def CascadeTree(model: LiveModel) -> None:
-    """The cause tree of the latest cascade (also outlined in red on the network)."""
+    """The cause tree of the latest cascade (also outlined in red on the network) and, on demand,
+    what a default did, counted (``experiments.viz_attribution``)."""
     update_counter.get()
-    with solara.Card("Cascade", classes=["viz-cascade"]):
-        Rich(
-            cascade_markdown(model), style="max-height: 230px; overflow-y: auto"
-        )  # stays inside its grid cell
+    task = use_count(model)
+    # the tree marks the defaults counted so far, so it follows a finished count too (task.value)
+    tree = solara.use_memo(lambda: cascade_markdown(model), [*_render_key(model), task.value])
+    # the tree scrolls in its part of the card, the card in its grid cell: a long count stays inside
+    with solara.Card("Cascade", classes=["viz-cascade"], style="height: 100%; overflow-y: auto"):
+        Rich(tree, style="max-height: 230px; overflow-y: auto")
+        CountedEffect(model, task, lambda index: credited_defaults(model, index), Rich)
         if model.events:
             Rich("**Shocks applied:** " + "; ".join(model.events[-5:]))
 
@@ -737,9 +769,9 @@ COMPONENTS = [(StatusAndShocks, 0), (NetworkView, 0), (Charts, 0), (CascadeTree,
 # still drag and resize.
 GRID = [
     {"i": 0, "x": 0, "y": 0, "w": 6, "h": 11, "moved": False},
-    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 26, "moved": False},
-    {"i": 2, "x": 0, "y": 26, "w": 12, "h": 17, "moved": False},
-    {"i": 3, "x": 0, "y": 17, "w": 6, "h": 9, "moved": False},
+    {"i": 1, "x": 6, "y": 0, "w": 6, "h": 30, "moved": False},
+    {"i": 2, "x": 0, "y": 30, "w": 12, "h": 17, "moved": False},
+    {"i": 3, "x": 0, "y": 17, "w": 6, "h": 13, "moved": False},
     {"i": 4, "x": 0, "y": 11, "w": 6, "h": 6, "moved": False},
 ]
 _mesa_grid_layout = solara_viz.make_initial_grid_layout

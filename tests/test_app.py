@@ -17,7 +17,9 @@ import pytest
 import solara
 
 import app
-from experiments.viz_default import default_borrower
+from experiments import viz_attribution
+from experiments.viz_default import default_borrower, live_borrowers
+from model.attribution import compare, counterfactual, default_months
 from model.config import load_scenario
 from model.model import PARAMETER_ALIASES, GPUCreditModel
 
@@ -35,6 +37,18 @@ def button(rc, label: str):
 
 def page_text(rc) -> str:
     return "\n".join(h.widget.unsafe_innerHTML for h in rc.find(solara.widgets.HTML))
+
+
+def alerts_text(rc) -> str:
+    return " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    """Poll ``condition`` (a count runs in a thread) until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def viz(model: app.LiveModel):
@@ -271,7 +285,7 @@ def test_market_2026_has_real_names_and_a_one_click_default() -> None:
     text = page_text(rc)
     assert "started by <strong>TeraWulf</strong>" in text and "caused <strong>2</strong> further" in text
     assert "<strong>TeraWulf noteholders</strong> (bond_investors) &lt;- insolvency" in text
-    alerts = " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
+    alerts = alerts_text(rc)
     assert "Defaulted TeraWulf" in alerts and "2 further default(s)" in alerts
     assert "TeraWulf noteholders $2.74B, TeraWulf convert holders $1.50B" in alerts
     assert "TeraWulf" not in rc.find(v.Select, label="Borrower").widget.items  # defaulted: no longer offered
@@ -286,3 +300,113 @@ def test_default_this_borrower_refuses_what_it_cannot_do() -> None:
     # the LTV and tenor sliders set a generated network's terms: on an explicit one they are ignored, with a notice
     moved = app.LiveModel(scenario_name="market_2026", ltv_covenant=1.0, loan_tenor_months=36)
     assert "ignored here" in moved.notice and moved.config.generated is None
+
+
+def test_a_count_is_the_attribution_of_the_run_summary() -> None:
+    """With no shock from the page, the cascade panel's count of a default is ``model.attribution``'s
+    (summary.json's): baseline seed 16, where neocloud-15's default in month 32 fells two lenders."""
+    live = app.LiveModel(seed="16")
+    while live.running:
+        live.step()
+    plain = GPUCreditModel("baseline", seed=16)
+    plain.run()
+    name = "neocloud-15"
+    expected = compare(name, default_months(plain), default_months(counterfactual(plain, name)))
+    assert expected["extra_defaults"]  # a default with a counted effect
+    shares: list[float] = []
+    counted = viz_attribution.counted_effect(viz_attribution.recipe_of(live), name, shares.append)
+    assert counted == expected
+    assert len(shares) == 2 * live.months and shares == sorted(shares) and shares[-1] == 1.0  # progress
+
+
+def test_a_count_replays_the_shocks_applied_from_the_page() -> None:
+    """The page's shocks are part of its run: the replay a count starts from, with the same shocks at
+    the same months, is the page's run to the byte (drawing the figures disturbs nothing)."""
+    live = app.LiveModel()
+    live.step()
+    live.shock("default_largest_miner")
+    live.step()
+    live.step()
+    live.shock("crash_btc")
+    live.shock("launch_next_generation")
+    default_borrower(live, live.labels[live_borrowers(live)[0]])
+    app.draw_network(live)
+    live.charts.draw(live)
+    recipe = viz_attribution.recipe_of(live)
+    assert [(i.month, i.action) for i in recipe.interventions] == [
+        (1, "default"),
+        (3, "crash_btc"),
+        (3, "launch_next_generation"),
+        (3, "default"),
+    ]
+    twin = viz_attribution.replay(recipe)
+    while live.running:
+        live.step()
+    assert pd.DataFrame(twin.metrics.steps).equals(pd.DataFrame(live.metrics.steps))
+    assert twin.metrics.defaults_table().equals(live.metrics.defaults_table())
+    without_shocks = viz_attribution.replay(recipe._replace(interventions=()))
+    assert not without_shocks.metrics.defaults_table().equals(live.metrics.defaults_table())
+
+
+def test_the_cascade_panel_counts_a_default_on_demand(monkeypatch) -> None:
+    """Pick a defaulted borrower, press "Count what it did": a progress bar while the two runs go (in a
+    thread: Step still works), then the counted effect with months, also marked on the tree; kept
+    while the page only steps, dropped by the next shock (the run it counted has changed)."""
+    model = app.LiveModel(scenario_name="market_2026")
+    rc = render(viz(model))
+    assert not rc.find(v.Btn, children=["Count what it did"])  # no default yet: nothing to count
+    rc.find(v.Select, label="Borrower").widget.v_model = "TeraWulf"
+    button(rc, "Default this borrower").click()
+    assert rc.find(v.Select, label="Default").widget.v_model == "TeraWulf"
+
+    started, release = threading.Event(), threading.Event()
+    real = viz_attribution.counted_effect
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(viz_attribution, "counted_effect", held)
+    button(rc, "Count what it did").click()
+    assert started.wait(60)
+    wait_until(lambda: len(rc.find(v.ProgressLinear)) == 1)
+    rc.find(v.Html, tag="span", children=[viz_attribution.BUSY_TEXT]).assert_single()
+    assert button(rc, "Count what it did").disabled
+    button(rc, "Step").click()  # the page keeps working while it counts
+    assert model.time == 1
+    release.set()
+    wait_until(lambda: "extra default(s)" in page_text(rc))
+    assert not rc.find(v.ProgressLinear)
+    counted = model.attributions[("terawulf", 1)]
+    labels = dict(zip(model.names, model.labels, strict=True))
+    text = page_text(rc)
+    assert f"<strong>{len(counted['extra_defaults'])} extra default(s)</strong>: " in text
+    for row in counted["extra_defaults"]:
+        assert f"{labels[row['name']]} (month {row['month']})" in text
+    # its two lender groups fail with it (hand-checked in test_systemic_ranking) and not without it
+    assert {row["name"] for row in counted["extra_defaults"]} == {
+        "terawulf-noteholders",
+        "terawulf-convert-holders",
+    }
+    assert "The cause tree credits TeraWulf with 2 further default(s) so far." in text
+    assert "first default · month 0, round 0 · counted: 2 extra, 0 brought forward" in text
+    assert button(rc, "Count what it did").disabled  # counted already
+    button(rc, "Step").click()
+    assert "counted: 2 extra" in page_text(rc)  # stepping follows the counted run
+    button(rc, "BTC falls 50 %").click()  # a new shock: another run, to be counted anew
+    assert "extra default(s)" not in page_text(rc) and not button(rc, "Count what it did").disabled
+
+
+def test_a_failed_count_says_so(monkeypatch) -> None:
+    model = app.LiveModel(scenario_name="market_2026")
+    default_borrower(model, "TeraWulf")
+    rc = render(viz(model))
+
+    def fails(*args, **kwargs):
+        raise ValueError("no such run")
+
+    monkeypatch.setattr(viz_attribution, "counted_effect", fails)
+    button(rc, "Count what it did").click()
+    wait_until(lambda: "The count failed: no such run" in alerts_text(rc))
+    assert not button(rc, "Count what it did").disabled  # it can be tried again
