@@ -21,13 +21,15 @@ import solara
 import solara.lab
 from mesa.visualization.utils import update_counter
 
+from experiments.viz_network import credited_defaults
+from experiments.viz_panels import Rich
 from model.attribution import compare, default_months
 from model.config import canonical_dict
 from model.ledger import BORROWER_KINDS
 from model.model import GPUCreditModel
 
 if TYPE_CHECKING:
-    from app import LiveModel
+    from experiments.viz_model import LiveModel
 
 BUSY_TEXT = "Re-running the model twice (as it happened, and without this default's fire sale)..."
 
@@ -175,12 +177,8 @@ def use_count(model: LiveModel) -> solara.lab.Task:
 
 
 @solara.component
-def CountedEffect(
-    model: LiveModel, task: solara.lab.Task, credited: Callable[[int], int], rich: Callable[[str], Any]
-) -> None:
-    """Pick a defaulted borrower and count what its default did (``task`` from ``use_count``).
-    ``credited(row)``: the further defaults the cause tree credits it with; ``rich``: the page's
-    markdown component."""
+def CountedEffect(model: LiveModel, task: solara.lab.Task) -> None:
+    """Pick a defaulted borrower and count what its default did (``task`` from ``use_count``)."""
     update_counter.get()
     rows = defaulted_borrowers(model)
     choices = [model.labels[i] for i in rows]
@@ -207,4 +205,4 @@ def CountedEffect(
     elif task.error:
         solara.Error(f"The count failed: {task.exception}", dense=True)
     if counted is not None:
-        rich(effect_markdown(model, counted, credited(index)))
+        Rich(effect_markdown(model, counted, credited_defaults(model, index)))

@@ -18,7 +18,7 @@ from model.ledger import BORROWER_KINDS, Kind
 from model.metrics import lender_losses
 
 if TYPE_CHECKING:
-    from app import LiveModel
+    from experiments.viz_model import LiveModel
 
 MAX_LENDERS_LISTED = 5
 

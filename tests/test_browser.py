@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from app import LiveModel
 from experiments.viz_attribution import counted_effect, recipe_of
 from experiments.viz_default import default_borrower
+from experiments.viz_model import LiveModel
 
 pytestmark = pytest.mark.browser
 
