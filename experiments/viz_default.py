@@ -18,7 +18,7 @@ from core.ledger import BORROWER_KINDS, Kind
 from model.metrics import lender_losses
 
 if TYPE_CHECKING:
-    from app import LiveModel
+    from experiments.viz_model import LiveModel
 
 MAX_LENDERS_LISTED = 5
 
@@ -43,7 +43,7 @@ def default_borrower(model: LiveModel, label: str) -> str:
         if model.ledger.defaulted[index]:
             return f"{label} has already defaulted."
         before_defaults, before_losses = int(model.ledger.defaulted.sum()), lender_losses(model)
-        report = model.default_agent(index)
+        report = model.intervene("default", index)
         further = int(model.ledger.defaulted.sum()) - before_defaults - 1
         lost = lender_losses(model) - before_losses
         hit = [int(i) for i in np.argsort(-lost, kind="stable") if lost[i] > 0.5]

@@ -15,13 +15,18 @@ import matplotlib
 import pandas as pd
 import pytest
 import solara
+from matplotlib.figure import Figure
+from mesa.visualization import SolaraViz
 
 import app
 from core.config import load_scenario
-from experiments.viz_default import default_borrower
+from core.ledger import Kind
+from experiments import viz_attribution, viz_model, viz_network, viz_panels
+from experiments.viz_default import default_borrower, live_borrowers
+from model.attribution import compare, counterfactual, default_months
 from model.model import PARAMETER_ALIASES, GPUCreditModel
 
-SLIDER_LABELS = {name: spec["label"] for name, spec in app.slider_specs().items()}
+SLIDER_LABELS = {name: spec["label"] for name, spec in viz_model.slider_specs().items()}
 
 
 def render(element):
@@ -37,9 +42,21 @@ def page_text(rc) -> str:
     return "\n".join(h.widget.unsafe_innerHTML for h in rc.find(solara.widgets.HTML))
 
 
-def viz(model: app.LiveModel):
+def alerts_text(rc) -> str:
+    return " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    """Poll ``condition`` (a count runs in a thread) until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def viz(model: viz_model.LiveModel):
     """The same SolaraViz the page builds, around a model the test holds."""
-    return app.SolaraViz(model, components=app.COMPONENTS, model_params=app.model_params(), name="test")
+    return SolaraViz(model, components=app.COMPONENTS, model_params=viz_model.model_params(), name="test")
 
 
 def test_controls_exist() -> None:
@@ -62,8 +79,8 @@ def test_controls_exist() -> None:
 
 
 def test_parameters_match_the_model_constructor() -> None:
-    params = app.model_params()
-    accepted = set(inspect.signature(app.LiveModel.__init__).parameters) | set(PARAMETER_ALIASES)
+    params = viz_model.model_params()
+    accepted = set(inspect.signature(viz_model.LiveModel.__init__).parameters) | set(PARAMETER_ALIASES)
     assert set(params) <= accepted, set(params) - accepted
     assert {"seed"} | set(SLIDER_LABELS) <= set(inspect.signature(GPUCreditModel.__init__).parameters) | set(
         PARAMETER_ALIASES
@@ -89,12 +106,12 @@ def test_parameters_match_the_model_constructor() -> None:
             assert spec["min"] <= spec["value"] <= spec["max"], name
     # what SolaraViz passes on Reset builds the model, and moved sliders reach its config
     values = {k: spec["value"] for k, spec in params.items()}
-    assert app.LiveModel(**values).config == GPUCreditModel("baseline", seed=values["seed"]).config
+    assert viz_model.LiveModel(**values).config == GPUCreditModel("baseline", seed=values["seed"]).config
     # Mesa's Reset adds its own Scenario object as ``scenario``: it must not replace the chosen one
     from mesa.experimental.scenarios import Scenario
 
-    assert app.LiveModel(**values, scenario=Scenario()).config.name == "baseline"
-    moved = app.LiveModel(
+    assert viz_model.LiveModel(**values, scenario=Scenario()).config.name == "baseline"
+    moved = viz_model.LiveModel(
         **{
             **values,
             "rent_deflation": 0.5,
@@ -110,14 +127,14 @@ def test_parameters_match_the_model_constructor() -> None:
 
 
 def test_seed_text_is_an_integer_or_a_visible_fallback() -> None:
-    assert app.LiveModel(seed=" 7 ").config.seed == 7
-    bad = app.LiveModel(seed="seven")
+    assert viz_model.LiveModel(seed=" 7 ").config.seed == 7
+    bad = viz_model.LiveModel(seed="seven")
     assert bad.config.seed == load_scenario("baseline").seed
     assert "not an integer" in bad.notice
 
 
 def test_step_advances_the_model() -> None:
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     rc = render(viz(model))
     assert "Month 0" in page_text(rc)
     button(rc, "Step").click()
@@ -127,10 +144,10 @@ def test_step_advances_the_model() -> None:
 
 
 def test_shock_buttons_change_the_model() -> None:
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     rc = render(viz(model))
     button(rc, "Step").click()
-    largest = model.largest_live(app.Kind.MINER)
+    largest = model.largest_live(Kind.MINER)
     before = int(model.ledger.defaulted.sum())
     button(rc, "Default the largest miner").click()
     assert model.ledger.defaulted[largest]
@@ -150,7 +167,7 @@ def test_shock_buttons_change_the_model() -> None:
 
 
 def test_reset_applies_the_controls() -> None:
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     rc = render(viz(model))
     button(rc, "Step").click()
     seed = rc.find(v.TextField, label="Seed (integer)").widget
@@ -171,19 +188,19 @@ def test_each_page_has_its_own_model() -> None:
 
 
 def test_network_positions_are_fixed_per_model() -> None:
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     positions = dict(model.positions)
     assert set(positions) == set(model.graph.nodes)
-    assert app.structured_layout(app.LiveModel()) == positions  # deterministic
+    assert viz_network.structured_layout(viz_model.LiveModel()) == positions  # deterministic
     for _ in range(3):
         model.step()
     model.shock("default_largest_miner")
-    app.draw_network(model)
+    viz_network.draw_network(model)
     assert model.positions == positions
 
 
 def test_charts_are_one_figure_per_model_that_follows_it() -> None:
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     first = model.charts.draw(model)
     for _ in range(4):
         model.step()
@@ -206,7 +223,7 @@ def test_charts_are_one_figure_per_model_that_follows_it() -> None:
 def test_figures_are_drawn_only_between_steps() -> None:
     """A figure never reads a model half-way through a step (Play with "Use Threads" steps the model
     in one thread while another draws the page): drawing waits for the model's lock."""
-    model = app.LiveModel()
+    model = viz_model.LiveModel()
     holding, released = threading.Event(), threading.Event()
 
     def hold_the_lock_like_a_step() -> None:
@@ -220,11 +237,11 @@ def test_figures_are_drawn_only_between_steps() -> None:
     holding.wait()
     drawn_after_release = []
 
-    def draw(m: app.LiveModel) -> app.Figure:
+    def draw(m: viz_model.LiveModel) -> Figure:
         drawn_after_release.append(released.is_set())
         return m.charts.draw(m)
 
-    render(app.MatplotlibPanel(model, draw, "viz-test"))
+    render(viz_panels.MatplotlibPanel(model, draw, "viz-test"))
     stepper.join()
     assert drawn_after_release == [True]
 
@@ -232,8 +249,8 @@ def test_figures_are_drawn_only_between_steps() -> None:
 def test_figures_are_sent_as_svg_with_their_text_as_text() -> None:
     """The browser draws the letters (faster than matplotlib rasterising them); the setting does not
     leak into the process's other figures."""
-    model = app.LiveModel()
-    svg = app.figure_svg(model.charts.draw(model)).decode()
+    model = viz_model.LiveModel()
+    svg = viz_panels.figure_svg(model.charts.draw(model)).decode()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert "<text" in svg and "Rent index (start = 1)" in svg
     assert matplotlib.rcParams["svg.fonttype"] == "path"  # the default, untouched
@@ -242,7 +259,7 @@ def test_figures_are_sent_as_svg_with_their_text_as_text() -> None:
 def test_the_page_runs_every_month_to_the_horizon_and_no_further() -> None:
     """Mesa moves the clock before the model's step runs: the horizon month must still be simulated,
     and steps after it (e.g. a render interval above 1) must not move the clock."""
-    model = app.LiveModel(scenario_name="fire_sale_demo")
+    model = viz_model.LiveModel(scenario_name="fire_sale_demo")
     plain = GPUCreditModel("fire_sale_demo")
     plain.run()
     while model.running:
@@ -256,10 +273,10 @@ def test_the_page_runs_every_month_to_the_horizon_and_no_further() -> None:
 def test_market_2026_has_real_names_and_a_one_click_default() -> None:
     """market_2026 in the visualiser: real names on the nodes; pick TeraWulf, one click defaults it, and
     the cascade panel shows the tree: its two lender groups (hand-checked in test_systemic_ranking)."""
-    assert "market_2026" in app.scenario_names()
-    model = app.LiveModel(scenario_name="market_2026")
+    assert "market_2026" in viz_model.scenario_names()
+    model = viz_model.LiveModel(scenario_name="market_2026")
     assert model.labels[model.names.index("coreweave")] == "CoreWeave"
-    svg = app.figure_svg(app.draw_network(model)).decode()
+    svg = viz_panels.figure_svg(viz_network.draw_network(model)).decode()
     assert "CoreWeave" in svg and "TeraWulf noteholders" in svg
     rc = render(viz(model))
     select = rc.find(v.Select, label="Borrower").widget
@@ -271,18 +288,128 @@ def test_market_2026_has_real_names_and_a_one_click_default() -> None:
     text = page_text(rc)
     assert "started by <strong>TeraWulf</strong>" in text and "caused <strong>2</strong> further" in text
     assert "<strong>TeraWulf noteholders</strong> (bond_investors) &lt;- insolvency" in text
-    alerts = " ".join(str(c) for a in rc.find(v.Alert) for c in a.widget.children)
+    alerts = alerts_text(rc)
     assert "Defaulted TeraWulf" in alerts and "2 further default(s)" in alerts
     assert "TeraWulf noteholders $2.55B, TeraWulf convert holders $1.78B" in alerts
     assert "TeraWulf" not in rc.find(v.Select, label="Borrower").widget.items  # defaulted: no longer offered
 
 
 def test_default_this_borrower_refuses_what_it_cannot_do() -> None:
-    model = app.LiveModel(scenario_name="market_2026")
+    model = viz_model.LiveModel(scenario_name="market_2026")
     assert default_borrower(model, "Nobody") == "No agent named 'Nobody'."
     assert default_borrower(model, "Macquarie") == "Macquarie is not a borrower."
     default_borrower(model, "Lambda")
     assert default_borrower(model, "Lambda") == "Lambda has already defaulted."
     # the LTV and tenor sliders set a generated network's terms: on an explicit one they are ignored, with a notice
-    moved = app.LiveModel(scenario_name="market_2026", ltv_covenant=1.0, loan_tenor_months=36)
+    moved = viz_model.LiveModel(scenario_name="market_2026", ltv_covenant=1.0, loan_tenor_months=36)
     assert "ignored here" in moved.notice and moved.config.generated is None
+
+
+def test_a_count_is_the_attribution_of_the_run_summary() -> None:
+    """With no shock from the page, the cascade panel's count of a default is ``model.attribution``'s
+    (summary.json's): baseline seed 16, where neocloud-15's default in month 32 fells two lenders."""
+    live = viz_model.LiveModel(seed="16")
+    while live.running:
+        live.step()
+    plain = GPUCreditModel("baseline", seed=16)
+    plain.run()
+    name = "neocloud-15"
+    expected = compare(name, default_months(plain), default_months(counterfactual(plain, name)))
+    assert expected["extra_defaults"]  # a default with a counted effect
+    shares: list[float] = []
+    counted = viz_attribution.counted_effect(viz_attribution.recipe_of(live), name, shares.append)
+    assert counted == expected
+    assert len(shares) == 2 * live.months and shares == sorted(shares) and shares[-1] == 1.0  # progress
+
+
+def test_a_count_replays_the_shocks_applied_from_the_page() -> None:
+    """The page's shocks are part of its run: the replay a count starts from, with the same shocks at
+    the same months, is the page's run to the byte (drawing the figures disturbs nothing)."""
+    live = viz_model.LiveModel()
+    live.step()
+    live.shock("default_largest_miner")
+    live.step()
+    live.step()
+    live.shock("crash_btc")
+    live.shock("launch_next_generation")
+    default_borrower(live, live.labels[live_borrowers(live)[0]])
+    viz_network.draw_network(live)
+    live.charts.draw(live)
+    recipe = viz_attribution.recipe_of(live)
+    assert [(i.month, i.action) for i in recipe.interventions] == [
+        (1, "default"),
+        (3, "crash_btc"),
+        (3, "launch_next_generation"),
+        (3, "default"),
+    ]
+    twin = viz_attribution.replay(recipe)
+    while live.running:
+        live.step()
+    assert pd.DataFrame(twin.metrics.steps).equals(pd.DataFrame(live.metrics.steps))
+    assert twin.metrics.defaults_table().equals(live.metrics.defaults_table())
+    without_shocks = viz_attribution.replay(recipe._replace(interventions=()))
+    assert not without_shocks.metrics.defaults_table().equals(live.metrics.defaults_table())
+
+
+def test_the_cascade_panel_counts_a_default_on_demand(monkeypatch) -> None:
+    """Pick a defaulted borrower, press "Count what it did": a progress bar while the two runs go (in a
+    thread: Step still works), then the counted effect with months, also marked on the tree; kept
+    while the page only steps, dropped by the next shock (the run it counted has changed)."""
+    model = viz_model.LiveModel(scenario_name="market_2026")
+    rc = render(viz(model))
+    assert not rc.find(v.Btn, children=["Count what it did"])  # no default yet: nothing to count
+    rc.find(v.Select, label="Borrower").widget.v_model = "TeraWulf"
+    button(rc, "Default this borrower").click()
+    assert rc.find(v.Select, label="Default").widget.v_model == "TeraWulf"
+
+    started, release = threading.Event(), threading.Event()
+    real = viz_attribution.counted_effect
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(viz_attribution, "counted_effect", held)
+    button(rc, "Count what it did").click()
+    assert started.wait(60)
+    wait_until(lambda: len(rc.find(v.ProgressLinear)) == 1)
+    rc.find(v.Html, tag="span", children=[viz_attribution.BUSY_TEXT]).assert_single()
+    assert button(rc, "Count what it did").disabled
+    button(rc, "Step").click()  # the page keeps working while it counts
+    assert model.time == 1
+    release.set()
+    wait_until(lambda: "extra default(s)" in page_text(rc))
+    assert not rc.find(v.ProgressLinear)
+    counted = model.attributions[("terawulf", 1)]
+    labels = dict(zip(model.names, model.labels, strict=True))
+    text = page_text(rc)
+    assert f"<strong>{len(counted['extra_defaults'])} extra default(s)</strong>: " in text
+    for row in counted["extra_defaults"]:
+        assert f"{labels[row['name']]} (month {row['month']})" in text
+    # its two lender groups fail with it (hand-checked in test_systemic_ranking) and not without it
+    assert {row["name"] for row in counted["extra_defaults"]} == {
+        "terawulf-noteholders",
+        "terawulf-convert-holders",
+    }
+    assert "The cause tree credits TeraWulf with 2 further default(s) so far." in text
+    assert "first default · month 0, round 0 · counted: 2 extra, 0 brought forward" in text
+    assert button(rc, "Count what it did").disabled  # counted already
+    button(rc, "Step").click()
+    assert "counted: 2 extra" in page_text(rc)  # stepping follows the counted run
+    button(rc, "BTC falls 50 %").click()  # a new shock: another run, to be counted anew
+    assert "extra default(s)" not in page_text(rc) and not button(rc, "Count what it did").disabled
+
+
+def test_a_failed_count_says_so(monkeypatch) -> None:
+    model = viz_model.LiveModel(scenario_name="market_2026")
+    default_borrower(model, "TeraWulf")
+    rc = render(viz(model))
+
+    def fails(*args, **kwargs):
+        raise ValueError("no such run")
+
+    monkeypatch.setattr(viz_attribution, "counted_effect", fails)
+    button(rc, "Count what it did").click()
+    wait_until(lambda: "The count failed: no such run" in alerts_text(rc))
+    assert not button(rc, "Count what it did").disabled  # it can be tried again

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from experiments.viz_attribution import counted_effect, recipe_of
+from experiments.viz_default import default_borrower
+from experiments.viz_model import LiveModel
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,4 +339,47 @@ def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
     artifacts = Path(os.environ.get("VISUALISER_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "visualiser-market_2026.png"), full_page=True)
+    close_cleanly(page, log)
+
+
+def test_market_2026_count_what_a_default_did(server, browser) -> None:
+    """The cascade panel's counted attribution in the browser: TeraWulf defaulted at month 0, "Count
+    what it did" shows a progress bar while the model re-runs in the server, then the extra defaults
+    and those brought forward with months (the same as the count made here in-process) and marks the
+    tree; the page keeps stepping."""
+    url, log = server
+    page = open_page(browser, url)
+    page.locator(".v-select").filter(has_text="Scenario").click()
+    page.get_by_role("option", name="market_2026").click()
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.wait_for_function(
+        "document.querySelector('.viz-status').innerText.includes('market_2026')", timeout=60_000
+    )
+    page.locator(".viz-default .v-select").click()
+    page.get_by_role("option", name="TeraWulf", exact=True).click()
+    page.get_by_role("button", name="Default this borrower").click()
+    cascade = page.locator(".viz-cascade")
+    cascade.get_by_text("Latest cascade: started by TeraWulf").wait_for(timeout=30_000)
+    count = cascade.get_by_role("button", name="Count what it did")
+    count.click()
+    cascade.locator(".v-progress-linear").wait_for(timeout=10_000)  # busy while it re-runs
+    sync_api.expect(count).to_be_disabled()
+    cascade.get_by_text("What TeraWulf's default did").wait_for(timeout=60_000)
+    sync_api.expect(cascade.locator(".v-progress-linear")).to_have_count(0)
+
+    model = LiveModel(scenario_name="market_2026")
+    default_borrower(model, "TeraWulf")
+    expected = counted_effect(recipe_of(model), "terawulf")
+    labels = dict(zip(model.names, model.labels, strict=True))
+    text = cascade.inner_text()
+    assert f"{len(expected['extra_defaults'])} extra default(s)" in text
+    assert f"{len(expected['brought_forward'])} brought forward" in text
+    for row in expected["extra_defaults"]:
+        assert f"{labels[row['name']]} (month {row['month']})" in text
+    extra, forward = len(expected["extra_defaults"]), len(expected["brought_forward"])
+    assert f"counted: {extra} extra, {forward} brought forward" in text  # on the tree
+    assert "The cause tree credits TeraWulf with 2 further default(s) so far." in text
+    sync_api.expect(count).to_be_disabled()  # counted: kept until the next shock
+    step_and_time(page)
+    assert month(page) == 1 and "counted:" in cascade.inner_text()
     close_cleanly(page, log)

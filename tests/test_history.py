@@ -91,6 +91,6 @@ def test_a_damaged_data_folder_stops_the_run_with_the_file_named(tmp_path) -> No
 
 
 def test_both_history_scenarios_are_in_the_visualisers_list() -> None:
-    import app
+    from experiments.viz_model import scenario_names
 
-    assert {"history_2023_2026", "miners_2022"} <= set(app.scenario_names())
+    assert {"history_2023_2026", "miners_2022"} <= set(scenario_names())
