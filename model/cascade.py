@@ -480,15 +480,21 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
 
 def pay_workout_costs(led: Ledger, creditors: np.ndarray, cost: np.ndarray) -> None:
     """Creditors pay the workout costs of their defaulted loans to outside parties (lawyers, brokers):
-    from cash, then (lenders) by selling outside assets, as for debt service."""
+    from cash, then (lenders) by selling outside assets, as for debt service; what a creditor cannot pay
+    (a failed lender's empty estate) it still owes them, as an outside liability."""
     if not np.any(cost > 0):
         return
     owed = np.bincount(creditors, weights=cost, minlength=led.n_agents)
-    from_outside = np.clip(owed - np.maximum(led.cash, 0.0), 0.0, led.external_assets)
+    cash = np.maximum(led.cash, 0.0)
+    from_outside = np.clip(owed - cash, 0.0, led.external_assets)
+    unpaid = np.maximum(owed - cash - from_outside, 0.0)
+    paid = owed - unpaid
     led.external_assets -= from_outside
+    led.external_liabilities += unpaid
     led.cash_in += from_outside.sum()  # outside assets sold for cash
-    led.cash += from_outside - owed
-    led.cash_out += owed.sum()
+    led.cash += from_outside - paid
+    led.cash_out += paid.sum()
+    led.invalidate()
 
 
 def _waterfall(

@@ -318,3 +318,31 @@ def test_lenders_paying_out_earnings_hold_their_capital_ratio_until_a_loss_lower
     assert max(path[3:]) < start - 0.05  # the loss (the GPUs and cash cover a fraction of 1e6) stays
     start_off, path_off = ratios[False]
     assert start_off == start and path_off[2] > start + 1e-4  # retained interest lifts the ratio
+
+
+def test_a_creditor_that_cannot_pay_the_workout_cost_owes_it_and_never_goes_below_zero_cash() -> None:
+    """A failed lender's empty estate still 'pays' the workout costs of its defaulted loans: the part it
+    cannot pay from cash or outside assets becomes an outside liability (found by the invariants property
+    test: a failed bond-investor group went to -$0.26M of cash)."""
+    from types import SimpleNamespace
+
+    from model.cascade import pay_workout_costs
+
+    led = SimpleNamespace(  # the ledger's columns the function reads and writes
+        n_agents=3,
+        cash=np.array([100.0, 30.0, 0.0]),
+        external_assets=np.array([0.0, 50.0, 0.0]),
+        external_liabilities=np.zeros(3),
+        cash_in=0.0,
+        cash_out=0.0,
+        invalidate=lambda: None,
+    )
+    pay_workout_costs(led, np.array([0, 1, 2, 2]), np.array([40.0, 60.0, 10.0, 15.0]))
+    assert led.cash.tolist() == [
+        60.0,
+        0.0,
+        0.0,
+    ]  # creditor 1 paid its 30 of cash and sold 30 of outside assets
+    assert led.external_assets.tolist() == [0.0, 20.0, 0.0]
+    assert led.external_liabilities.tolist() == [0.0, 0.0, 25.0]  # creditor 2 had nothing: it owes all
+    assert led.cash_out == 100.0 and led.cash_in == 30.0
