@@ -312,11 +312,9 @@ def test_each_tab_has_its_own_model(server, browser) -> None:
     second.close()
 
 
-def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
-    """The public market from filings, chosen in the sidebar: real names on the page; pick TeraWulf and one
-    click defaults it; the cascade panel shows its tree (its two lender groups; tests/test_systemic_ranking.py
-    checks the numbers by hand). Saves ``visualiser-market_2026.png`` next to the other artifacts."""
-    url, log = server
+def default_terawulf_in_market_2026(browser, url: str):
+    """Open the page, choose market_2026, Reset, and default TeraWulf with one click; returns the page
+    and the cascade panel once it shows TeraWulf's cascade."""
     page = open_page(browser, url)
     page.locator(".v-select").filter(has_text="Scenario").click()
     page.get_by_role("option", name="market_2026").click()
@@ -329,6 +327,15 @@ def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
     page.get_by_role("button", name="Default this borrower").click()
     cascade = page.locator(".viz-cascade")
     cascade.get_by_text("Latest cascade: started by TeraWulf").wait_for(timeout=30_000)
+    return page, cascade
+
+
+def test_market_2026_default_this_borrower(server, browser, tmp_path) -> None:
+    """The public market from filings, chosen in the sidebar: real names on the page; pick TeraWulf and one
+    click defaults it; the cascade panel shows its tree (its two lender groups; tests/test_systemic_ranking.py
+    checks the numbers by hand). Saves ``visualiser-market_2026.png`` next to the other artifacts."""
+    url, log = server
+    page, cascade = default_terawulf_in_market_2026(browser, url)
     text = cascade.inner_text()
     assert "caused 2 further default(s)" in text
     assert "TeraWulf noteholders (bond_investors) <- insolvency" in text
@@ -348,18 +355,7 @@ def test_market_2026_count_what_a_default_did(server, browser) -> None:
     and those brought forward with months (the same as the count made here in-process) and marks the
     tree; the page keeps stepping."""
     url, log = server
-    page = open_page(browser, url)
-    page.locator(".v-select").filter(has_text="Scenario").click()
-    page.get_by_role("option", name="market_2026").click()
-    page.get_by_role("button", name="Reset", exact=True).click()
-    page.wait_for_function(
-        "document.querySelector('.viz-status').innerText.includes('market_2026')", timeout=60_000
-    )
-    page.locator(".viz-default .v-select").click()
-    page.get_by_role("option", name="TeraWulf", exact=True).click()
-    page.get_by_role("button", name="Default this borrower").click()
-    cascade = page.locator(".viz-cascade")
-    cascade.get_by_text("Latest cascade: started by TeraWulf").wait_for(timeout=30_000)
+    page, cascade = default_terawulf_in_market_2026(browser, url)
     count = cascade.get_by_role("button", name="Count what it did")
     count.click()
     cascade.locator(".v-progress-linear").wait_for(timeout=10_000)  # busy while it re-runs
