@@ -208,23 +208,27 @@ def test_set_reaches_every_section_of_the_schema():
         load_scenario("baseline", {"polcy.buyer_of_last_resort_budget": 1.0})
 
 
-def test_viz_stops_its_server_on_sigterm_and_refuses_a_busy_port():
-    """`kill` on `run.py viz` stops the solara server too (no orphan left listening); a busy port is one
-    clear message with a free port to try."""
-    import signal
-    import subprocess
-    import time
-
-    from experiments.viz import free_port, port_in_use
-
-    port = free_port("127.0.0.1")
-    viz = subprocess.Popen(
+def start_viz(port: int):
+    """``python run.py viz`` on ``port`` as a real child process, its output captured as text."""
+    return subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), "viz", "--port", str(port), "--skip-assets"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_viz_stops_its_server_on_sigterm_and_refuses_a_busy_port():
+    """`kill` on `run.py viz` stops the solara server too (no orphan left listening); a busy port is one
+    clear message with a free port to try."""
+    import signal
+    import time
+
+    from experiments.viz import free_port, port_in_use
+
+    port = free_port("127.0.0.1")
+    viz = start_viz(port)
     try:
         deadline = time.monotonic() + 90
         while not port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
@@ -254,20 +258,13 @@ def test_viz_output_is_quiet_and_names_the_readme_url():
     """`run.py viz` prints the http://127.0.0.1 URL the README gives, and a page load prints nothing
     (solara's ten-line cookie warning for hosts other than "localhost" is silenced)."""
     import signal
-    import subprocess
     import time
     import urllib.request
 
     from experiments.viz import free_port
 
     port = free_port("127.0.0.1")
-    viz = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "viz", "--port", str(port), "--skip-assets"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    viz = start_viz(port)
     try:
         deadline, page = time.monotonic() + 90, None
         while page is None and time.monotonic() < deadline:
