@@ -8,7 +8,8 @@ the same in every arm). Arms: none; each channel alone at an illustrative value 
 them; and, to measure what miners' defaults do to neo-clouds through shared lenders and shared buyers,
 the first and the last again with every miner's default neutralised (``model.attribution``: its
 creditors are paid in full from outside and its GPUs leave unsold, so nobody else feels it). Joint
-distress is ``scripts/joint_distress.py``'s: some miner and some neo-cloud default within 12 months.
+distress is ``scripts/joint_distress.py``'s: some miner and some neo-cloud default within 12 months;
+``neocloud_defaults_near_miner`` counts the neo-cloud defaults within 12 months of a miner's.
 Differences are paired by seed with ``experiments.paired.paired_table`` (95 % normal intervals).
 """
 
@@ -43,6 +44,8 @@ METRICS = [
     "joint_distress",
     "miner_defaults",
     "neocloud_defaults",
+    "neocloud_defaults_near_miner",
+    "miner_rollover_refusals",
     "neocloud_rollover_refusals",
     "neocloud_defaults_parent_miner",
     "hosted_neocloud_defaults",
@@ -61,7 +64,7 @@ def shared_lenders(model: Any) -> dict[str, float]:
     debtor_kind = led.kind[loans.debtor]
     to_miners = set(loans.creditor[debtor_kind == Kind.MINER].tolist())
     to_neoclouds = loans.creditor[debtor_kind == Kind.NEOCLOUD]
-    principal = loans.principal[debtor_kind == Kind.NEOCLOUD]
+    principal = loans.original_principal[debtor_kind == Kind.NEOCLOUD]
     shared = np.isin(to_neoclouds, list(to_miners))
     return {
         "lenders_to_both": len(to_miners & set(to_neoclouds.tolist())),
@@ -74,7 +77,7 @@ def run_arm(seed: int, months: int, arm: str, miners: tuple[str, ...]) -> dict[s
     """One run: the joint-distress flag and the neo-clouds' defaults by route (``miners``: the
     miners' names, neutralised in the arms that say so)."""
     from model.model import GPUCreditModel
-    from scripts.joint_distress import joint_distress
+    from scripts.joint_distress import WINDOW_MONTHS, joint_distress
 
     overrides, neutralised = ARMS[arm]
     neutralise = miners if neutralised else ()
@@ -83,6 +86,7 @@ def run_arm(seed: int, months: int, arm: str, miners: tuple[str, ...]) -> dict[s
     d = model.metrics.defaults_table()
     miner, neocloud = d[d["type"] == "miner"], d[d["type"] == "neocloud"]
     hosted = set((model.ledger.host >= 0).nonzero()[0].tolist())
+    near = [any(abs(b - a) < WINDOW_MONTHS for a in miner["month"]) for b in neocloud["month"]]
     parent_kind = [model.names[p].split("-")[0] if p >= 0 else "" for p in neocloud["parent"]]
     return {
         "arm": arm,
@@ -91,6 +95,8 @@ def run_arm(seed: int, months: int, arm: str, miners: tuple[str, ...]) -> dict[s
         "joint_distress": int(joint_distress(miner["month"].tolist(), neocloud["month"].tolist())),
         "miner_defaults": len(miner),
         "neocloud_defaults": len(neocloud),
+        "neocloud_defaults_near_miner": sum(near),
+        "miner_rollover_refusals": int((miner["cause"] == "rollover_refused").sum()),
         "neocloud_rollover_refusals": int((neocloud["cause"] == "rollover_refused").sum()),
         "neocloud_defaults_parent_miner": sum(kind == "miner" for kind in parent_kind),
         "hosted_neocloud_defaults": int(neocloud["agent"].isin(hosted).sum()),

@@ -252,3 +252,41 @@ def test_the_generated_baseline_hosts_neoclouds_on_miners() -> None:
     hosted = np.flatnonzero(led.host >= 0)
     assert hosted.size == 4
     assert (led.kind[hosted] == Kind.NEOCLOUD).all() and (led.kind[led.host[hosted]] == Kind.MINER).all()
+
+
+def shared_lender_market(miner_defaults: bool) -> GPUCreditModel:
+    """A bank lends 0.2M to a miner (an unsecured bullet; the miner has 5k of cash and nothing else) and 1M to a neo-cloud as a
+    bullet maturing in month 2; outside liabilities 0.96M put its capital ratio at 0.2 (its rollover
+    threshold is 0.10). The miner is forced into default in month 1, or not."""
+    agents = [
+        {"id": "miner", "type": "miner", "cash": 5_000.0},  # pays its interest for 3 months
+        {"id": "nc", "type": "neocloud", "fleet": {"H100": 10}, "cash": 10_000.0},
+        {"id": "bank", "type": "bank", "external_liabilities": 0.96e6},
+    ]
+    terms = {"creditor": "bank", "collateral": "none", "spread": 0.05}
+    loans = [
+        {**terms, "debtor": "miner", "principal": 0.2e6, "tenor_months": 24, "amortisation": "bullet"},
+        {**terms, "debtor": "nc", "principal": 1e6, "tenor_months": 2, "amortisation": "bullet"},
+    ]
+    shocks = [{"month": 1, "kind": "default_agent", "agent": "miner"}] if miner_defaults else []
+    return GPUCreditModel(explicit_market(agents, loans, overrides={"shocks": shocks}), seed=1, months=3)
+
+
+def test_a_lenders_loss_on_a_miner_refuses_a_neoclouds_rollover() -> None:
+    """The shared-lender channel, which needs no switch: the miner's default costs the bank its 0.2M
+    loan, its capital ratio falls to about 0.04 (equity 0.04M of 1M), below 0.10, and in month 2 it
+    refuses to roll the neo-cloud's bullet, which the neo-cloud cannot repay: it defaults with the
+    refusal as cause and the miner, whose default stressed the bank, as parent. Without the miner's
+    default the bank rolls the loan (and no one defaults)."""
+    model = shared_lender_market(miner_defaults=True)
+    model.run()
+    d = model.metrics.defaults_table().set_index("name")
+    assert d.loc["miner", "month"] == 1
+    assert d.loc["nc", "month"] == 2 and d.loc["nc", "cause"] == "rollover_refused"
+    assert d.loc["nc", "parent_name"] == "miner"
+    # the bank was stressed, not failed, when it refused (else the parent would be the bank); the
+    # neo-cloud's default then costs it the 1M and it fails in the same month's cascade
+    assert d.loc["bank", "month"] == 2 and d.loc["bank", "parent_name"] == "nc"
+    calm = shared_lender_market(miner_defaults=False)
+    calm.run()
+    assert calm.metrics.defaults_table().empty
