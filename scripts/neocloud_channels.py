@@ -16,7 +16,6 @@ Differences are paired by seed with ``experiments.paired.paired_table`` (95 % no
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -135,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from core.config import load_scenario
+    from scripts.joint_distress import print_and_save
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=16)
@@ -147,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = pd.DataFrame([run_arm(seed, args.months, arm, miners) for seed in seeds for arm in ARMS])
     summary = {"scenario": "baseline", "months": args.months, "seeds": [seeds.start, seeds.stop - 1]}
     summary |= summarise(runs)
-    text = json.dumps(summary, indent=2, default=float)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_save(summary, args.out)
     return 0
 
 
