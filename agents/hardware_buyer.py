@@ -73,7 +73,8 @@ class HardwareBuyer(BalanceSheetAgent):
         rate) share one present value, and all of them are worked out together.
 
         With ``secondary`` (and ``memory``): adaptive buyers extrapolate the rent growth they expect
-        now; budgets shrink by ``funding_sensitivity x distress`` (the industry distress share); and
+        now; budgets shrink by ``funding_sensitivity x distress`` (the industry distress share) and move
+        with the month's common factor ``f`` as ``exp(b f - b^2 / 2)`` (``budget_factor_loading``); and
         installation capacity is the headroom left, refilled by a month's capacity up to the buffer."""
         secondary = secondary or SecondaryMarket()
         gens = world.generations
@@ -121,6 +122,9 @@ class HardwareBuyer(BalanceSheetAgent):
         )
         if secondary.funding_sensitivity > 0:  # natural buyers are financed like the sellers
             budget[~last_resort] *= 1.0 - secondary.funding_sensitivity * distress
+        if secondary.budget_factor_loading > 0:  # budgets shrink in bad months of the common factor
+            b = secondary.budget_factor_loading
+            budget[~last_resort] *= math.exp(b * world.common_factor - 0.5 * b * b)
         capacity = each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS)  # finite: inf x 0 is NaN
         if memory is not None:
             refill = np.minimum(

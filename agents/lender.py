@@ -45,6 +45,15 @@ class Lender(BalanceSheetAgent):
         return defaulted | (capital_ratio < params["rollover_capital_ratio"]) | redeeming
 
     @staticmethod
+    def rollover_threshold(params, factor: float) -> np.ndarray:
+        """The capital ratio each lender needs this month to roll a maturing loan: its
+        ``rollover_capital_ratio``, raised in a bad month of the common factor ``f`` of BTC and compute
+        demand by ``1 + funding_factor_loading x max(-f, 0)``: its own funders (depositors, fund
+        investors, warehouse lines) ask for more capital when the market turns, as all of them do in
+        the same month. A lender with no capital threshold (a zero ratio) is not affected."""
+        return params["rollover_capital_ratio"] * (1.0 + params["funding_factor_loading"] * max(-factor, 0.0))
+
+    @staticmethod
     def agrees_to_roll(kinds, stressed, markets_open: bool) -> np.ndarray:
         """Whether each lender refinances a maturing loan this month."""
         agree = ~stressed

@@ -304,6 +304,13 @@ class LenderBehaviour(Strict):
         description="each month it pays out the equity above its starting capital ratio (dividends, "
         "distributions), so retained interest does not lift the ratio and losses lower it",
     )
+    funding_factor_loading: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="its own funding tightens in a bad month of the common factor f: the capital ratio it "
+        "needs to roll a maturing loan is rollover_capital_ratio x (1 + this x max(-f, 0)); 0 = no effect",
+    )
 
     @model_validator(mode="after")
     def _leverage_order(self) -> LenderBehaviour:
@@ -399,6 +406,14 @@ class Tenants(Strict):
     ig_default_per_month: Fraction
     subig_default_per_month: Fraction
     stress_multiplier: float = Field(ge=1.0, le=50.0)
+    factor_loading: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="weight c of the month's common factor of BTC and compute demand in each tenant's "
+        "default (one-factor Vasicek): the month's hazard p becomes Phi((Phi^-1(p) - c f) / sqrt(1 - c^2)), "
+        "whose mean over the factor is p; 0 = tenants default independently of the factor",
+    )
 
 
 class GeneratedNetwork(Strict):
@@ -629,6 +644,14 @@ class SecondaryMarket(Strict):
     settle_window_months: int = Field(
         default=6, ge=0, le=60, description="months after the default in which a settlement can be agreed"
     )
+    budget_factor_loading: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description="buyers' budgets move with the month's common factor f of BTC and compute demand: "
+        "multiplied by exp(b f - b^2 / 2), whose mean is 1, so they shrink in bad months and the average "
+        "budget is unchanged; 0 = no effect (the buyer of last resort is never affected)",
+    )
 
     @model_validator(mode="after")
     def _channels_ordered(self) -> SecondaryMarket:
@@ -637,6 +660,23 @@ class SecondaryMarket(Strict):
                 "secondary: sale channels must take orderly_months >= auction_months >= distressed_months"
             )
         return self
+
+
+class HostFailure(Strict):
+    """What a host miner's default does to the neo-cloud it hosts (off by default): the tenant's GPUs
+    stand in the host's data centre, so for some months after the host's default (power cut, move to
+    another site, re-cabling) they earn only part of their revenue while its costs run on."""
+
+    disruption_months: int = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="months after its host's default in which a hosted neo-cloud's revenue is disrupted; "
+        "0 = off (a host's default only ends the hosting fee it earned)",
+    )
+    revenue_lost: Fraction = Field(
+        default=1.0, description="share of the hosted neo-cloud's revenue (spot and contracted) lost then"
+    )
 
 
 class Shock(Strict):
@@ -694,6 +734,7 @@ class Scenario(Strict):
     cascade: CascadeRules
     policy: Policy = Policy()
     secondary: SecondaryMarket = SecondaryMarket()
+    host_failure: HostFailure = HostFailure()
     shocks: list[Shock] = Field(default_factory=list)
     history: History | None = None
 

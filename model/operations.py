@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from agents import Lender, Miner, NeoCloud
 from agents.lender import OPERATE
@@ -58,6 +59,28 @@ def tenant_draws(state: MarketState) -> np.ndarray:
     return draws
 
 
+def conditional_hazard(hazard: np.ndarray, loading: float, factor: float) -> np.ndarray:
+    """The month's default probability of tenants whose unconditional hazard is ``hazard``, given the
+    common factor ``factor`` of BTC and compute demand (Vasicek's one-factor model, loading ``c``): a
+    tenant defaults when ``c f + sqrt(1 - c^2) e < Phi^-1(p)``, so given ``f`` the probability is
+    ``Phi((Phi^-1(p) - c f) / sqrt(1 - c^2))``; ``f`` is N(0, 1), so its mean over ``f`` is ``p``:
+    tenants default together in bad months without defaulting more often."""
+    return ndtr((ndtri(hazard) - loading * factor) / np.sqrt(1.0 - loading * loading))
+
+
+def host_disruption(state: MarketState, hosted: np.ndarray) -> np.ndarray:
+    """Share of each borrower's revenue lost this month because its host miner defaulted in the past
+    ``host_failure.disruption_months`` months (``hosted``: live borrowers with a host). A neutralised
+    host (a counterfactual run, ``model.attribution``) disrupts nothing."""
+    led, rules = state.ledger, state.scenario.host_failure
+    host = np.where(hosted, led.host, 0)
+    since = state.world.month - led.default_month[host]
+    struck = hosted & led.defaulted[host] & (since >= 1) & (since <= rules.disruption_months)
+    if state.neutralised is not None:
+        struck &= ~state.neutralised[host]
+    return np.where(struck, rules.revenue_lost, 0.0)
+
+
 def earn(state: MarketState) -> np.ndarray:
     """Revenue less operating cost for every borrower this month (cash moves now); returns the
     operating cash flow per agent, the numerator of DSCR."""
@@ -69,6 +92,8 @@ def earn(state: MarketState) -> np.ndarray:
     hazard = np.where(led.tenant_subig, tenants.subig_default_per_month, tenants.ig_default_per_month)
     if world.stress:
         hazard = np.minimum(hazard * tenants.stress_multiplier, 1.0)
+    if tenants.factor_loading > 0:  # tenants default together in bad months of the common factor
+        hazard = conditional_hazard(hazard, tenants.factor_loading, world.common_factor)
     draws = tenant_draws(state)
     led.tenant_alive &= ~((draws < hazard) & (led.contract_share > 0))
 
@@ -80,6 +105,8 @@ def earn(state: MarketState) -> np.ndarray:
     # a hosted neo-cloud pays the hosting part of its opex to its host miner instead of a third party
     hosting_fee = led.gpus @ (world.generations.power_kw * world.config.power.hosting_per_kw_month)
     hosted = alive & (led.host >= 0)
+    if state.scenario.host_failure.disruption_months > 0:  # its host's default strands its GPUs a while
+        revenue *= (1.0 - host_disruption(state, hosted))[:, None]
     host_alive = hosted.copy()
     host_alive[hosted] = ~led.defaulted[led.host[hosted]]
     hosting_income = np.bincount(
@@ -134,7 +161,10 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     # lenders decide on rollovers from their own state at the start of the phase (a borrower that
     # cured last month's breach is compliant again; one that could not has already defaulted)
     capital_ratio = state.capital_ratio()
-    stressed = Lender.stressed(led.kind, capital_ratio, led.defaulted, state.redeeming, state.lender_params)
+    params = state.lender_params
+    if params["funding_factor_loading"].any():  # their own funding tightens in a bad month
+        params = {**params, "rollover_capital_ratio": Lender.rollover_threshold(params, world.common_factor)}
+    stressed = Lender.stressed(led.kind, capital_ratio, led.defaulted, state.redeeming, params)
     agree = Lender.agrees_to_roll(led.kind, stressed, state.markets_open)[loans.creditor[act]]
     rolled = maturing & agree & (balloon > 0)
     due_balloon = np.where(rolled, 0.0, balloon)

@@ -121,12 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_pair(job) for job in jobs]
     summary = {"scenario": args.scenario, "months": args.months, "first_seed": args.first_seed}
     summary |= summarise(rows, args.low, args.high)
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_and_save(summary, args.out)
     return 0
+
+
+def print_and_save(summary: dict[str, Any], out: Path | None) -> None:
+    """Print a summary as JSON and, if ``out`` is given, write it there."""
+    text = json.dumps(summary, indent=2, default=float)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":
