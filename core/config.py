@@ -490,8 +490,9 @@ class HostingSpec(Strict):
 class GuaranteeSpec(Strict):
     """A guarantee by a party outside the network (a hyperscaler's backstop). When the obligor defaults
     the guarantor pays, until its cap is used up: ``loans``, its creditors' shortfall at default (claim
-    less collateral at the mark and estate cash); ``hosting``, its hosting fee to its hosts each month, as
-    in its last month alive. What the guarantor pays is counted; its own solvency is not modelled."""
+    less the GPUs the secured waterfall gives them at the mark and the estate's cash); ``hosting``, its
+    hosting fee to its hosts each month, as in its last month alive. What the guarantor pays is counted;
+    its own solvency is not modelled."""
 
     guarantor: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=100, description="outside party")
     obligor: str = Field(description="id of the borrower whose obligations are guaranteed")

@@ -481,8 +481,9 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
 
 def _guaranteed_shortfall(led: Ledger, sel: np.ndarray, shortfall: np.ndarray) -> np.ndarray:
     """What guarantors pay on the defaulting loans ``sel`` (outside money): each guarantee of its
-    obligor's loans pays their ``shortfall`` at default (claim less collateral at the mark and estate
-    cash), pro rata, up to what is left of its cap."""
+    obligor's loans pays their ``shortfall`` at default (claim less the GPUs the secured waterfall gives
+    it at the mark and the estate's cash), pro rata, up to what is left of its cap. A share of surplus
+    collateral that later sales bring is not netted: they are credited only up to the unrecovered claim."""
     guarantees = led.guarantees
     if not len(guarantees):
         return np.zeros(sel.size)

@@ -101,7 +101,7 @@ def earn(state: MarketState) -> np.ndarray:
     return ocf
 
 
-def _hosting(state: MarketState, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _hosting(state: MarketState, alive: np.ndarray) -> tuple[np.ndarray, float, float]:
     """A hosted neo-cloud pays the hosting part of its opex to its host miners (each its share)
     instead of a third party; after it defaults, a guarantee of its hosting pays its live hosts its last
     month's fee until the cap is used up. Returns each host's income, the fees paid between borrowers
@@ -114,12 +114,12 @@ def _hosting(state: MarketState, alive: np.ndarray) -> tuple[np.ndarray, np.ndar
     internal = np.bincount(tenant[live], weights=fee[tenant[live]] * share[live], minlength=led.n_agents)
     guarantees = led.guarantees
     if not len(guarantees):
-        return income, internal.sum(), 0.0
+        return income, float(internal.sum()), 0.0
     led.hosting_fee = np.where(alive, fee, led.hosting_fee)
     backed = np.flatnonzero(guarantees.covers_hosting & (guarantees.cap_left > 0))
     backed = backed[led.defaulted[guarantees.obligor[backed]]]
     if not backed.size:
-        return income, internal.sum(), 0.0
+        return income, float(internal.sum()), 0.0
     # each tie of a guaranteed tenant: which guarantee backs it (one per tenant, by the schema)
     backing = np.full(led.n_agents, -1)
     backing[guarantees.obligor[backed]] = backed
@@ -133,7 +133,7 @@ def _hosting(state: MarketState, alive: np.ndarray) -> tuple[np.ndarray, np.ndar
     income = income + np.bincount(
         host[ties], weights=due * scale[backing[tenant[ties]]], minlength=led.n_agents
     )
-    return income, internal.sum(), float(paid.sum())
+    return income, float(internal.sum()), float(paid.sum())
 
 
 def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
