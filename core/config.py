@@ -464,6 +464,11 @@ class AgentSpec(Strict):
     tenant_grade: Literal["ig", "subig"] = "ig"
     external_assets: USD = Field(default=0.0, description="lenders: other assets, USD")
     external_liabilities: USD = Field(default=0.0, description="lenders: deposits/investors, USD")
+    lease_rent_per_month: USD = Field(
+        default=0.0,
+        description="borrowers: fixed rent from an outside lessee, USD a month (a lease SPV that owns "
+        "buildings, not GPUs); paid for contract_months while its tenant (tenant_grade) survives",
+    )
 
 
 class LoanSpec(Strict):
@@ -483,16 +488,41 @@ class LoanSpec(Strict):
 
 
 class HostingSpec(Strict):
-    """The host miner earns the tenant's hosting cost (world.power.hosting_per_kw_month x kW)."""
+    """The host miner earns its share of the tenant's hosting cost (world.power.hosting_per_kw_month x
+    kW); a tenant hosted at several miners has one entry per host."""
 
     host: str
     tenant: str
+    share: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="share of the tenant's fleet (and of its hosting fee) at this host; a tenant's shares "
+        "add up to at most 1 (the rest is hosted by third parties)",
+    )
+
+
+class GuaranteeSpec(Strict):
+    """A guarantee by a party outside the network (a hyperscaler's backstop). When the obligor defaults
+    the guarantor pays, until its cap is used up: ``loans``, its creditors' shortfall at default (claim
+    less the GPUs the secured waterfall gives them at the mark and the estate's cash); ``hosting``, its
+    hosting fee to its hosts each month, as in its last month alive. What the guarantor pays is counted;
+    its own solvency is not modelled."""
+
+    guarantor: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=100, description="outside party")
+    obligor: str = Field(description="id of the borrower whose obligations are guaranteed")
+    covers: Literal["loans", "hosting"]
+    cap: float = Field(gt=0.0, le=1e13, description="most the guarantor pays over the run, USD")
+
+
+BORROWER_TYPES = typing.get_args(BorrowerKind)
 
 
 class ExplicitNetwork(Strict):
     agents: list[AgentSpec] = Field(min_length=1)
     loans: list[LoanSpec] = Field(default_factory=list)
     hosting: list[HostingSpec] = Field(default_factory=list)
+    guarantees: list[GuaranteeSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_exist(self) -> ExplicitNetwork:
@@ -511,9 +541,43 @@ class ExplicitNetwork(Strict):
                 raise ValueError(f"loans[{k}]: creditor and debtor are the same agent '{loan.debtor}'")
             if loan.collateral == "btc" and kinds[loan.debtor] != "miner":
                 raise ValueError(f"loans[{k}].collateral: only miners hold BTC, '{loan.debtor}' does not")
+        for k, a in enumerate(self.agents):
+            if a.lease_rent_per_month > 0 and (a.type not in BORROWER_TYPES or a.contract_months == 0):
+                raise ValueError(
+                    f"agents[{k}].lease_rent_per_month: only a miner or neocloud earns lease rent, and "
+                    f"only with contract_months > 0 (the lease term); '{a.id}' is a {a.type} with "
+                    f"contract_months = {a.contract_months}"
+                )
+        shares: dict[str, float] = {}
         for k, h in enumerate(self.hosting):
             if kinds.get(h.host) != "miner" or kinds.get(h.tenant) != "neocloud":
                 raise ValueError(f"hosting[{k}]: host must be a miner and tenant a neocloud id")
+            if any(g.host == h.host and g.tenant == h.tenant for g in self.hosting[:k]):
+                raise ValueError(f"hosting[{k}]: '{h.host}' already hosts '{h.tenant}' (one entry a pair)")
+            shares[h.tenant] = shares.get(h.tenant, 0.0) + h.share
+            if shares[h.tenant] > 1.0 + 1e-9:
+                raise ValueError(
+                    f"hosting[{k}].share: the shares of tenant '{h.tenant}' add up to "
+                    f"{shares[h.tenant]:.6g}; at most 1 (the whole fleet)"
+                )
+        debtors = {loan.debtor for loan in self.loans}
+        for k, g in enumerate(self.guarantees):
+            if g.guarantor in known:
+                raise ValueError(
+                    f"guarantees[{k}].guarantor: '{g.guarantor}' is an agent of the network; a guarantor "
+                    "is a party outside it (its payments are counted, its solvency is not modelled)"
+                )
+            if kinds.get(g.obligor) not in BORROWER_TYPES:
+                raise ValueError(f"guarantees[{k}].obligor: no miner or neocloud with id '{g.obligor}'")
+            if g.covers == "loans" and g.obligor not in debtors:
+                raise ValueError(f"guarantees[{k}].covers: '{g.obligor}' owes no loan to guarantee")
+            if g.covers == "hosting" and g.obligor not in shares:
+                raise ValueError(f"guarantees[{k}].covers: '{g.obligor}' is hosted by no miner")
+            if any(o.obligor == g.obligor and o.covers == g.covers for o in self.guarantees[:k]):
+                raise ValueError(
+                    f"guarantees[{k}]: '{g.obligor}' already has a guarantee of its {g.covers} "
+                    "(one a borrower and coverage: add the caps)"
+                )
         return self
 
 
@@ -781,7 +845,7 @@ class Scenario(Strict):
                     raise ValueError(
                         f"explicit agent '{a.id}'.fleet: unknown generation(s) {sorted(unknown)}"
                     )
-            missing = {a.type for a in self.explicit.agents if a.type not in ("miner", "neocloud")} - set(
+            missing = {a.type for a in self.explicit.agents if a.type not in BORROWER_TYPES} - set(
                 self.lenders
             )
             if missing:

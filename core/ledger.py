@@ -94,8 +94,17 @@ class Ledger:
         self.contract_end = np.zeros(n, dtype=np.int64)
         self.tenant_subig = np.zeros(n, dtype=bool)
         self.tenant_alive = np.ones(n, dtype=bool)
-        # hosting: a neo-cloud's host miner (-1: hosted by a third party) and the fee it pays
-        self.host = np.full(n, -1, dtype=np.int64)
+        # fixed rent from an outside lessee (lease SPVs: buildings, not GPUs), USD a month, paid while
+        # the contract runs (contract_end) and its tenant survives (tenant_alive)
+        self.lease_rent = np.zeros(n)
+        # hosting ties (``set_hosting``): tie k's host miner earns share k of its tenant's hosting fee; a
+        # neo-cloud with no tie is hosted by a third party. The fee each tenant paid in its last month
+        # alive is what a guarantee of its hosting pays after it defaults.
+        self.hosting_host = np.zeros(0, dtype=np.int64)
+        self.hosting_tenant = np.zeros(0, dtype=np.int64)
+        self.hosting_share = np.zeros(0)
+        self.hosting_fee = np.zeros(n)
+        self.guarantees = Guarantees.empty()
         # last month's flows, and the last FLOW_WINDOW months' (row = month mod FLOW_WINDOW), for DSCR
         self.operating_cash_flow = np.zeros(n)
         self.debt_service_due = np.zeros(n)
@@ -124,6 +133,14 @@ class Ledger:
     @property
     def n_agents(self) -> int:
         return self.kind.size
+
+    def set_hosting(self, host, tenant, share) -> None:
+        """The hosting ties, kept in tenant order (stable), so each host's income adds its tenants' fees
+        in agent order whatever order the ties were given in."""
+        order = np.argsort(np.asarray(tenant, dtype=np.int64), kind="stable")
+        self.hosting_host = np.asarray(host, dtype=np.int64)[order]
+        self.hosting_tenant = np.asarray(tenant, dtype=np.int64)[order]
+        self.hosting_share = np.asarray(share, dtype=np.float64)[order]
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
         """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
@@ -320,6 +337,34 @@ class LoanBook:
         rate the loan carried at default, as its interest is charged)."""
         months = np.maximum(month - self.default_month[ids], 0)
         return (1.0 + self.default_rate[ids] / 12.0) ** -months
+
+
+class Guarantees:
+    """Guarantees by parties outside the market (a hyperscaler's backstop): when the obligor defaults,
+    the guarantor pays what it guarantees (``covers_hosting``: the obligor's hosting fees to its hosts,
+    month by month; else the shortfall of its loans at default) until ``cap_left`` is used up. ``paid``
+    counts the guarantor's loss; its own solvency is outside the model."""
+
+    def __init__(self, guarantor, obligor, covers_hosting, cap) -> None:
+        self.guarantor = list(guarantor)
+        self.obligor = np.asarray(obligor, dtype=np.int64)
+        self.covers_hosting = np.asarray(covers_hosting, dtype=bool)
+        self.cap_left = np.array(cap, dtype=np.float64)
+        self.paid = np.zeros(self.cap_left.size)
+
+    @classmethod
+    def empty(cls) -> Guarantees:
+        return cls([], [], [], [])
+
+    def __len__(self) -> int:
+        return self.cap_left.size
+
+    def pay(self, ids: np.ndarray, due: np.ndarray) -> np.ndarray:
+        """Guarantees ``ids`` pay ``due``, each at most what is left of its cap; returns what each paid."""
+        paid = np.minimum(due, self.cap_left[ids])
+        self.cap_left[ids] -= paid
+        self.paid[ids] += paid
+        return paid
 
 
 class Lots:

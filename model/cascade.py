@@ -464,6 +464,7 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     paid += to_btc_lender
     led.cash[handed_over] -= estate_cash[handed_over]
     led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
+    paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
     led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
     cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
     pay_workout_costs(led, loans.creditor[sel], cost)
@@ -476,6 +477,30 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     worse = hurt > led.stress_loss
     led.stress_source[worse] = hurt_most[worse]
     led.stress_loss[worse] = hurt[worse]
+
+
+def _guaranteed_shortfall(led: Ledger, sel: np.ndarray, shortfall: np.ndarray) -> np.ndarray:
+    """What guarantors pay on the defaulting loans ``sel`` (outside money): each guarantee of its
+    obligor's loans pays their ``shortfall`` at default (claim less the GPUs the secured waterfall gives
+    it at the mark and the estate's cash), pro rata, up to what is left of its cap. A share of surplus
+    collateral that later sales bring is not netted: they are credited only up to the unrecovered claim."""
+    guarantees = led.guarantees
+    if not len(guarantees):
+        return np.zeros(sel.size)
+    backing = np.full(led.n_agents, -1)
+    on_loans = np.flatnonzero(~guarantees.covers_hosting)
+    backing[guarantees.obligor[on_loans]] = on_loans
+    which = backing[led.loans.debtor[sel]]
+    covered = which >= 0
+    if not covered.any():
+        return np.zeros(sel.size)
+    due = np.bincount(which[covered], weights=shortfall[covered], minlength=len(guarantees))
+    backed = np.flatnonzero(due > 0)
+    paid = guarantees.pay(backed, due[backed])
+    led.cash_in += paid.sum()
+    scale = np.zeros(len(guarantees))
+    scale[backed] = paid / due[backed]
+    return np.where(covered, shortfall * scale[np.maximum(which, 0)], 0.0)
 
 
 def pay_workout_costs(led: Ledger, creditors: np.ndarray, cost: np.ndarray) -> None:

@@ -30,6 +30,7 @@ from core.ledger import (
     KIND_BY_NAME,
     KIND_NAMES,
     LENDER_KINDS,
+    Guarantees,
     Kind,
     Ledger,
     LoanBook,
@@ -85,7 +86,7 @@ class Topology:
         self.names = list(names)
         self.n_generations = ledger.n_generations
         self.kind = ledger.kind.copy()
-        self.host = ledger.host.copy()
+        self.hosting = (ledger.hosting_host.copy(), ledger.hosting_tenant.copy())
         self.contract_share = ledger.contract_share.copy()
         self.tenant_subig = ledger.tenant_subig.copy()
         self.loans = {name: getattr(ledger.loans, name).copy() for name in self.COLUMNS}
@@ -94,7 +95,7 @@ class Topology:
     def graph(self) -> nx.MultiDiGraph:
         if self._graph is None:
             view = Ledger(self.kind.size, self.n_generations)
-            view.kind, view.host = self.kind, self.host
+            view.kind, (view.hosting_host, view.hosting_tenant) = self.kind, self.hosting
             view.contract_share, view.tenant_subig = self.contract_share, self.tenant_subig
             view.loans = SimpleNamespace(**self.loans)
             graph = _graph(view, self.names)
@@ -171,10 +172,9 @@ def _graph(ledger: Ledger, names: list[str]) -> nx.MultiDiGraph:
             dscr_min=float(dscr),
             ltv_max=float(ltv),
         )
-    hosted = np.flatnonzero(ledger.host >= 0)
     graph.add_edges_from(
         (h, i, "hosting", {"tie": "hosting"})
-        for h, i in zip(ledger.host[hosted].tolist(), hosted.tolist(), strict=True)
+        for h, i in zip(ledger.hosting_host.tolist(), ledger.hosting_tenant.tolist(), strict=True)
     )
     return graph
 
@@ -237,9 +237,19 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         ledger.tenant_subig[i] = a.tenant_grade == "subig"
         ledger.external_assets[i] = a.external_assets
         ledger.external_liabilities[i] = a.external_liabilities
+        ledger.lease_rent[i] = a.lease_rent_per_month
     ledger.kind[len(net.agents) :] = Kind.BUYER
-    for h in net.hosting:
-        ledger.host[index[h.tenant]] = index[h.host]
+    ledger.set_hosting(
+        [index[h.host] for h in net.hosting],
+        [index[h.tenant] for h in net.hosting],
+        [h.share for h in net.hosting],
+    )
+    ledger.guarantees = Guarantees(
+        [g.guarantor for g in net.guarantees],
+        [index[g.obligor] for g in net.guarantees],
+        [g.covers == "hosting" for g in net.guarantees],
+        [g.cap for g in net.guarantees],
+    )
     loans = net.loans
     ledger.loans = LoanBook(
         creditor=[index[x.creditor] for x in loans],
@@ -446,7 +456,7 @@ def _build_generated(scenario: Scenario, world: MarketWorld, streams: Streams) -
         hosting = streams["network.hosting"]
         hosts = hosting.choice(n_m, size=n_hosts, replace=False)
         tenants = n_m + hosting.choice(n_n, size=n_hosts, replace=False)
-        ledger.host[tenants] = hosts
+        ledger.set_hosting(hosts, tenants, np.ones(n_hosts))
 
     # borrower loans: GPU debt split over the borrower's lenders
     rng = streams["network.loans"]

@@ -68,17 +68,18 @@ def conditional_hazard(hazard: np.ndarray, loading: float, factor: float) -> np.
     return ndtr((ndtri(hazard) - loading * factor) / np.sqrt(1.0 - loading * loading))
 
 
-def host_disruption(state: MarketState, hosted: np.ndarray) -> np.ndarray:
-    """Share of each borrower's revenue lost this month because its host miner defaulted in the past
-    ``host_failure.disruption_months`` months (``hosted``: live borrowers with a host). A neutralised
-    host (a counterfactual run, ``model.attribution``) disrupts nothing."""
+def host_disruption(state: MarketState, alive: np.ndarray) -> np.ndarray:
+    """Share of each live borrower's revenue lost this month because a host miner defaulted in the past
+    ``host_failure.disruption_months`` months: ``revenue_lost`` x the share of its fleet that host held.
+    A neutralised host (a counterfactual run, ``model.attribution``) disrupts nothing."""
     led, rules = state.ledger, state.scenario.host_failure
-    host = np.where(hosted, led.host, 0)
+    host, tenant, share = led.hosting_host, led.hosting_tenant, led.hosting_share
     since = state.world.month - led.default_month[host]
-    struck = hosted & led.defaulted[host] & (since >= 1) & (since <= rules.disruption_months)
+    struck = alive[tenant] & led.defaulted[host] & (since >= 1) & (since <= rules.disruption_months)
     if state.neutralised is not None:
         struck &= ~state.neutralised[host]
-    return np.where(struck, rules.revenue_lost, 0.0)
+    lost = np.bincount(tenant[struck], weights=share[struck], minlength=led.n_agents)
+    return rules.revenue_lost * np.minimum(lost, 1.0)
 
 
 def earn(state: MarketState) -> np.ndarray:
@@ -95,23 +96,17 @@ def earn(state: MarketState) -> np.ndarray:
     if tenants.factor_loading > 0:  # tenants default together in bad months of the common factor
         hazard = conditional_hazard(hazard, tenants.factor_loading, world.common_factor)
     draws = tenant_draws(state)
-    led.tenant_alive &= ~((draws < hazard) & (led.contract_share > 0))
+    led.tenant_alive &= ~((draws < hazard) & ((led.contract_share > 0) | (led.lease_rent > 0)))
 
     contracted = NeoCloud.contract_in_force(month, led.contract_end, led.tenant_alive, led.contract_share)
     spot = world.revenue_per_gpu()[None, :]
     contract = contract_revenue_per_gpu(world, led.contract_rent)
     revenue = ((1.0 - contracted)[:, None] * spot + contracted[:, None] * contract) * led.gpus
+    lease = np.where((month < led.contract_end) & led.tenant_alive, led.lease_rent, 0.0)
     opex = led.gpus @ world.opex_per_gpu
-    # a hosted neo-cloud pays the hosting part of its opex to its host miner instead of a third party
-    hosting_fee = led.gpus @ (world.generations.power_kw * world.config.power.hosting_per_kw_month)
-    hosted = alive & (led.host >= 0)
     if state.scenario.host_failure.disruption_months > 0:  # its host's default strands its GPUs a while
-        revenue *= (1.0 - host_disruption(state, hosted))[:, None]
-    host_alive = hosted.copy()
-    host_alive[hosted] = ~led.defaulted[led.host[hosted]]
-    hosting_income = np.bincount(
-        led.host[host_alive], weights=hosting_fee[host_alive], minlength=led.n_agents
-    )
+        revenue *= (1.0 - host_disruption(state, alive))[:, None]
+    hosting_income, internal, guaranteed = _hosting(state, alive)
     mining = np.where(
         led.kind == Kind.MINER,
         Miner.mining_margin(
@@ -122,16 +117,51 @@ def earn(state: MarketState) -> np.ndarray:
         ),
         0.0,
     )
-    ocf = np.where(alive, revenue.sum(axis=1) - opex + mining + hosting_income, 0.0)
-    # outside money: all revenue and opex, except hosting fees paid from one borrower to another
-    internal = np.where(host_alive, hosting_fee, 0.0).sum()
-    inflow = np.where(alive, revenue.sum(axis=1) + mining, 0.0).sum()
+    ocf = np.where(alive, revenue.sum(axis=1) + lease - opex + mining + hosting_income, 0.0)
+    # outside money: all revenue and opex, except hosting fees paid from one borrower to another; a
+    # guarantor's payments come from outside
+    inflow = np.where(alive, revenue.sum(axis=1) + lease + mining, 0.0).sum() + guaranteed
     outflow = np.where(alive, opex, 0.0).sum() - internal
     led.cash_in += inflow
     led.cash_out += outflow
     led.cash += ocf
     # a borrower whose operations lose money covers the loss from cash; below zero it is out of cash
     return ocf
+
+
+def _hosting(state: MarketState, alive: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """A hosted neo-cloud pays the hosting part of its opex to its host miners (each its share)
+    instead of a third party; after it defaults, a guarantee of its hosting pays its live hosts its last
+    month's fee until the cap is used up. Returns each host's income, the fees paid between borrowers
+    (not outside money) and what guarantors paid."""
+    led, world = state.ledger, state.world
+    fee = led.gpus @ (world.generations.power_kw * world.config.power.hosting_per_kw_month)
+    host, tenant, share = led.hosting_host, led.hosting_tenant, led.hosting_share
+    live = alive[tenant] & ~led.defaulted[host]
+    income = np.bincount(host[live], weights=fee[tenant[live]] * share[live], minlength=led.n_agents)
+    internal = np.bincount(tenant[live], weights=fee[tenant[live]] * share[live], minlength=led.n_agents)
+    guarantees = led.guarantees
+    if not len(guarantees):
+        return income, float(internal.sum()), 0.0
+    led.hosting_fee = np.where(alive, fee, led.hosting_fee)
+    backed = np.flatnonzero(guarantees.covers_hosting & (guarantees.cap_left > 0))
+    backed = backed[led.defaulted[guarantees.obligor[backed]]]
+    if not backed.size:
+        return income, float(internal.sum()), 0.0
+    # each tie of a guaranteed tenant: which guarantee backs it (one per tenant, by the schema)
+    backing = np.full(led.n_agents, -1)
+    backing[guarantees.obligor[backed]] = backed
+    ties = np.flatnonzero((backing[tenant] >= 0) & ~led.defaulted[host])
+    due = led.hosting_fee[tenant[ties]] * share[ties]
+    due_by_guarantee = np.bincount(backing[tenant[ties]], weights=due, minlength=len(guarantees))
+    paid = guarantees.pay(backed, due_by_guarantee[backed])
+    scale = np.zeros(len(guarantees))
+    owed = due_by_guarantee[backed]
+    scale[backed] = np.divide(paid, owed, out=np.zeros(backed.size), where=owed > 0)
+    income = income + np.bincount(
+        host[ties], weights=due * scale[backing[tenant[ties]]], minlength=led.n_agents
+    )
+    return income, float(internal.sum()), float(paid.sum())
 
 
 def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:

@@ -51,7 +51,7 @@ OUTPUT = ROOT / "experiments" / "scenarios" / "market_2026.toml"
 
 COLUMNS = ["id", "entity", "field", "value", "unit", "as_of", "source", "read_or_estimated", "note"]
 STATUSES = {"read", "estimated", "not_found"}
-NUMERIC_UNITS = {"USD", "GPUs", "MW", "fraction", "per_year", "months", "bp", "EH/s", "J/TH"}
+NUMERIC_UNITS = {"USD", "GPUs", "MW", "fraction", "per_year", "months", "bp", "EH/s", "J/TH", "ratio"}
 TEXT_UNITS = {"month", "name"}
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 AS_OF = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
@@ -193,6 +193,24 @@ class Agent:
     hashrate_ph: Traced | None = None
     mining_efficiency_j_per_th: Traced | None = None
     external_liabilities: Traced | None = None
+    lease_rent_per_month: Traced | None = None
+    equity_capacity: Traced | None = None
+
+
+@dataclass
+class Hosting:
+    host: str
+    tenant: str
+    share: Traced
+
+
+@dataclass
+class Guarantee:
+    guarantor: str
+    obligor: str
+    covers: str
+    cap: Traced
+    comment: str
 
 
 @dataclass
@@ -252,6 +270,18 @@ def contract_rent(
     return backlog / (months * Traced(HOURS_PER_MONTH, ()) * _h100_eq(s, fleet) * share)
 
 
+def level_payment(principal: Traced, rate: Traced, months: Traced) -> Traced:
+    """The monthly payment that repays ``principal`` in ``months`` level payments at the annual ``rate``."""
+    r = rate.value / 12.0
+    value = principal.value * r / (1.0 - (1.0 + r) ** -months.value)
+    return Traced(value, _merge(_merge(principal.rows, rate.rows), months.rows))
+
+
+def host_share(s: Sources, host_mw_row: str) -> Traced:
+    """A host's share of CoreWeave's fleet: the MW it hosts over CoreWeave's active power."""
+    return s.num(host_mw_row) / s.num("crwv-active-mw-2026q1")
+
+
 def _h100_eq(s: Sources, fleet: dict[str, Traced]) -> Traced:
     """A fleet's rentable performance in H100-equivalents (the baseline's performance by generation)."""
     total = Traced(0.0, ())
@@ -260,7 +290,7 @@ def _h100_eq(s: Sources, fleet: dict[str, Traced]) -> Traced:
     return total
 
 
-def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, str]]]:
+def build_network(s: Sources) -> Network:
     """The explicit network: which rows become which agents, fleets, contracts and loans."""
     neo = "generated.neoclouds"
     covenants = {"dscr_min": s.base(f"{neo}.dscr_min"), "ltv_max": s.base(f"{neo}.ltv_max")}
@@ -354,7 +384,55 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         "Fluidstack at Lake Mariner (private; Google backstops its lease: no debt modelled)",
         fleet={"GB200": fluidstack_gb200},
     )
-    borrowers = [coreweave, nebius, lambda_, iren, core_scientific, terawulf, fluidstack]
+    # CoreWeave's other hosts: the Helios project of Galaxy and Applied Digital's Polaris Forge 1
+    galaxy = Agent(
+        "galaxy-helios",
+        "miner",
+        "Galaxy's Helios campus (the project alone): host of CoreWeave's first 133 MW (cash: glxy-cash)",
+    )
+    applied_digital = Agent(
+        "applied-digital",
+        "miner",
+        "Applied Digital (APLD): host of CoreWeave at Polaris Forge 1 (cash: apld-cash)",
+    )
+    # Meta Hyperion: Beignet Investor LLC owns the campus and leases it to Meta; a lease SPV, no GPUs. The
+    # rent is not public: it is taken as the notes' level debt service (meta-hyperion-rent)
+    beignet_term = remaining_term(s, "meta-hyperion-maturity")
+    beignet_rent = level_payment(s.num("meta-hyperion"), s.num("meta-hyperion-coupon"), beignet_term)
+    beignet_rent.rows = _merge(beignet_rent.rows, ("meta-hyperion-amortisation", "meta-hyperion-rent"))
+    beignet = Agent(
+        "beignet-hyperion",
+        "neocloud",
+        "Beignet Investor LLC (Blue Owl 80 % / Meta 20 %): lease SPV of Meta's Hyperion campus, no GPUs",
+        contract_months=beignet_term,
+        tenant_grade="ig",  # Meta: the notes are rated A+ on its backing (meta-hyperion)
+        lease_rent_per_month=beignet_rent,
+        equity_capacity=s.num("meta-hyperion-equity"),
+    )
+    # a data-centre ABS: Compass Datacenters Issuer II, five buildings leased to one hyperscaler; its rent is
+    # its net operating income, the debt yield times the notes
+    compass_rent = s.num("abs-compass-ii-debt-yield") * s.num("abs-compass-ii") / Traced(12.0, ())
+    compass = Agent(
+        "compass-abs-ii",
+        "neocloud",
+        "Compass Datacenters Issuer II (ABS, Red Oak TX, one hyperscale tenant): lease SPV, no GPUs",
+        contract_months=remaining_term(s, "abs-compass-ii-lease-end"),
+        tenant_grade="ig",  # a hyperscaler, not named (abs-compass-ii-tenant)
+        lease_rent_per_month=compass_rent,
+    )
+    borrowers = [
+        coreweave,
+        nebius,
+        lambda_,
+        iren,
+        core_scientific,
+        terawulf,
+        fluidstack,
+        galaxy,
+        applied_digital,
+        beignet,
+        compass,
+    ]
 
     lenders = {
         "blackstone-magnetar-ddtl": ("credit_fund", "DDTL 1.0/2.0 lender group (Blackstone, Magnetar)"),
@@ -374,6 +452,12 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         "core-scientific-convert-holders": ("bond_investors", "holders of Core Scientific's convertibles"),
         "terawulf-noteholders": ("bond_investors", "holders of TeraWulf's 7.75 % secured notes"),
         "terawulf-convert-holders": ("bond_investors", "holders of TeraWulf's convertibles"),
+        "deutsche-bank-helios": ("bank", "Deutsche Bank (Galaxy Helios project financing)"),
+        "applied-digital-noteholders": ("bond_investors", "holders of APLD ComputeCo's 9.25 % notes"),
+        "pimco": ("bond_investors", "Pimco funds (Beignet notes)"),
+        "blackrock": ("bond_investors", "BlackRock funds (Beignet notes)"),
+        "beignet-other-noteholders": ("bond_investors", "other holders of the Beignet notes"),
+        "compass-abs-noteholders": ("abs_trust", "holders of Compass Datacenters Issuer II's A-1 notes"),
     }
 
     def term_loan(creditor, debtor, comment, principal, spread, tenor, collateral="gpu", **kw) -> Loan:
@@ -679,6 +763,66 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
             "convertible",
         ),
     ]
+    beignet_notes = s.num("meta-hyperion")
+    beignet_spread = spread_over_base(s, "meta-hyperion-coupon")
+    beignet_others = beignet_notes - s.num("meta-hyperion-pimco") - s.num("meta-hyperion-blackrock")
+    for holder, principal, what in (
+        ("pimco", s.num("meta-hyperion-pimco"), "Pimco's share"),
+        ("blackrock", s.num("meta-hyperion-blackrock"), "BlackRock's share (a lower bound)"),
+        ("beignet-other-noteholders", beignet_others, "the rest (total less Pimco and BlackRock)"),
+    ):
+        loans.append(
+            Loan(
+                holder,
+                "beignet-hyperion",
+                f"6.58 % senior secured amortising notes 2049: {what}",
+                principal,
+                beignet_spread,
+                beignet_term,
+                "annuity",
+                "high_yield",
+                "none",
+                1,
+            )
+        )
+    miners = "generated.miners"
+    compass_coupon = s.num("abs-compass-ii-debt-yield") / s.num("abs-compass-ii-dscr") - s.base(
+        "world.base_rate"
+    )
+    loans += [
+        term_loan(
+            "deutsche-bank-helios",
+            "galaxy-helios",
+            "Helios project financing (modelled drawn; interest only to maturity: amortisation not found)",
+            s.num("glxy-helios-loan"),
+            Traced(s.base(f"{miners}.spread").value, (f"baseline:{miners}.spread", "glxy-helios-rate")),
+            remaining_term(s, "glxy-helios-maturity"),
+            collateral="none",
+            amortisation="bullet",
+        ),
+        bond(
+            "applied-digital-noteholders",
+            "applied-digital",
+            "APLD ComputeCo 9.25 % senior secured notes 2030 (secured by the campus, not GPUs)",
+            "apld-notes2030",
+            "apld-notes2030-coupon",
+            "apld-notes2030-maturity",
+            "high_yield",
+            seniority=1,
+        ),
+        Loan(
+            "compass-abs-noteholders",
+            "compass-abs-ii",
+            "Compass Datacenters Issuer II A-1 notes (fixed rate; coupon = debt yield / DSCR, interest only)",
+            s.num("abs-compass-ii"),
+            Traced(max(compass_coupon.value, 0.0), compass_coupon.rows),
+            remaining_term(s, "abs-compass-ii-final"),
+            "bullet",
+            "asset_backed",
+            "none",
+            1,
+        ),
+    ]
     lender_agents = []
     for lender_id, (kind, comment) in lenders.items():
         book = Traced(0.0, ())
@@ -690,13 +834,50 @@ def build_network(s: Sources) -> tuple[list[Agent], list[Loan], list[tuple[str, 
         ratio = s.base(f"generated.lender_capital_ratio.{kind}")
         liabilities = book * (Traced(1.0, ()) - ratio)
         lender_agents.append(Agent(lender_id, kind, comment, external_liabilities=liabilities))
-    hosting = [("core-scientific", "coreweave"), ("terawulf", "fluidstack-lake-mariner")]
-    return borrowers + lender_agents, loans, hosting
+    hosting = [
+        Hosting("core-scientific", "coreweave", host_share(s, "corz-coreweave")),
+        Hosting("applied-digital", "coreweave", host_share(s, "apld-coreweave-live-mw")),
+        Hosting("galaxy-helios", "coreweave", host_share(s, "glxy-coreweave-phase1-mw")),
+        Hosting("terawulf", "fluidstack-lake-mariner", Traced(1.0, ("wulf-fluidstack-mw",))),
+    ]
+    guarantees = [
+        Guarantee(
+            "google",
+            "fluidstack-lake-mariner",
+            "hosting",
+            s.num("wulf-google-backstop"),
+            "Google's backstop of Fluidstack's lease obligations at Lake Mariner",
+        )
+    ]
+    return Network(borrowers + lender_agents, loans, hosting, guarantees)
+
+
+@dataclass
+class Network:
+    agents: list[Agent]
+    loans: list[Loan]
+    hosting: list[Hosting]
+    guarantees: list[Guarantee]
 
 
 def check_sums(s: Sources) -> None:
     """CoreWeave's facilities of 2025-06 add up to the total principal the 10-Q reports; Nebius's four
-    convertibles (face) agree with the non-current debt its 6-K reports (carrying value, rounded to 0.1B)."""
+    convertibles (face) agree with the non-current debt its 6-K reports (carrying value, rounded to 0.1B);
+    the named holders of the Beignet notes hold no more than the issue; CoreWeave's hosts host no more
+    than its active power; a guarantee is dated before the start."""
+    issued = s.num("meta-hyperion").value
+    named = s.num("meta-hyperion-pimco").value + s.num("meta-hyperion-blackrock").value
+    if named > issued:
+        raise SourceError(f"Beignet's named holders hold {named:,.0f}, more than the {issued:,.0f} issued")
+    hosts = ("corz-coreweave", "apld-coreweave-live-mw", "glxy-coreweave-phase1-mw")
+    hosted = sum(s.num(h).value for h in hosts)
+    active = s.num("crwv-active-mw-2026q1").value
+    if hosted > active:
+        raise SourceError(
+            f"CoreWeave's hosts ({', '.join(hosts)}) host {hosted:,.0f} MW, more than its {active:,.0f} MW"
+        )
+    if month_index(s.rows["wulf-google-backstop"].as_of) > month_index(s.start):
+        raise SourceError(f"row 'wulf-google-backstop': a guarantee dated after the start {s.start}")
     nebius = sum(s.num(p).value for p in ("nbis-conv2029", "nbis-conv2031", "nbis-conv-sep2025"))
     reported_nebius = s.num("nbis-debt-noncurrent-2025q4").value
     if abs(nebius - reported_nebius) > CARRYING_TOLERANCE * reported_nebius:
@@ -738,7 +919,7 @@ def _line(key: str, value: Traced) -> str:
 
 def render(s: Sources) -> str:
     """The scenario file's text: a header, the baseline's world verbatim, the explicit network."""
-    agents, loans, hosting = build_network(s)
+    network = build_network(s)
     lines = [
         "# market_2026: the public GPU-financed borrowers and their known financing, from public filings",
         "# (issue 18). GENERATED by scripts/build_market_2026.py from data/market_2026/sources.csv and the",
@@ -751,7 +932,7 @@ def render(s: Sources) -> str:
         "",
     ]
     lines += _baseline_world_text()
-    for a in agents:
+    for a in network.agents:
         lines += ["", "[[explicit.agents]]", f"# {a.comment}", f'id = "{a.id}"', f'type = "{a.type}"']
         if a.cash is not None:
             lines.append(_line("cash", a.cash))
@@ -767,6 +948,8 @@ def render(s: Sources) -> str:
             "contract_months",
             "hashrate_ph",
             "mining_efficiency_j_per_th",
+            "lease_rent_per_month",
+            "equity_capacity",
         ):
             value = getattr(a, key)
             if value is not None:
@@ -775,7 +958,7 @@ def render(s: Sources) -> str:
             lines.append(f'tenant_grade = "{a.tenant_grade}"')
         if a.external_liabilities is not None:
             lines.append(_line("external_liabilities", a.external_liabilities))
-    for loan in loans:
+    for loan in network.loans:
         lines += [
             "",
             "[[explicit.loans]]",
@@ -796,8 +979,12 @@ def render(s: Sources) -> str:
             value = getattr(loan, key)
             if value is not None:
                 lines.append(_line(key, value))
-    for host, tenant in hosting:
-        lines += ["", "[[explicit.hosting]]", f'host = "{host}"', f'tenant = "{tenant}"']
+    for h in network.hosting:
+        lines += ["", "[[explicit.hosting]]", f'host = "{h.host}"', f'tenant = "{h.tenant}"']
+        lines.append(_line("share", h.share))
+    for g in network.guarantees:
+        lines += ["", "[[explicit.guarantees]]", f"# {g.comment}", f'guarantor = "{g.guarantor}"']
+        lines += [f'obligor = "{g.obligor}"', f'covers = "{g.covers}"', _line("cap", g.cap)]
     return "\n".join(lines) + "\n"
 
 

@@ -84,7 +84,7 @@ def run_arm(seed: int, months: int, arm: str, miners: tuple[str, ...]) -> dict[s
     model.run()
     d = model.metrics.defaults_table()
     miner, neocloud = d[d["type"] == "miner"], d[d["type"] == "neocloud"]
-    hosted = set((model.ledger.host >= 0).nonzero()[0].tolist())
+    hosted = set(model.ledger.hosting_tenant.tolist())
     near = [any(abs(b - a) < WINDOW_MONTHS for a in miner["month"]) for b in neocloud["month"]]
     parent_kind = [model.names[p].split("-")[0] if p >= 0 else "" for p in neocloud["parent"]]
     return {

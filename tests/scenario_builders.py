@@ -50,11 +50,17 @@ def explicit_market(
     hosting: list[dict[str, Any]] | None = None,
     overrides: dict[str, Any] | None = None,
     months: int = 12,
+    guarantees: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The baseline's world, lenders and buyers around a hand-written network, in a calm world."""
     data = baseline_world_data()
     del data["generated"]
-    data["explicit"] = {"agents": agents, "loans": loans or [], "hosting": hosting or []}
+    data["explicit"] = {
+        "agents": agents,
+        "loans": loans or [],
+        "hosting": hosting or [],
+        "guarantees": guarantees or [],
+    }
     data["months"] = months
     return with_overrides(data, {**CALM_WORLD, **NO_WORKOUT, **(overrides or {})})
 

@@ -201,6 +201,10 @@ CLI_CASES = [
 ]
 
 FIRE_SALE = (SCENARIO_DIR / "fire_sale_demo.toml").read_text()
+FIRST_LOAN = '[[explicit.loans]]\ncreditor = "fund"\ndebtor = "big"\n'
+GUARANTEE = "[[explicit.guarantees]]\nguarantor = {}\nobligor = {}\ncovers = {}\ncap = {}\n\n"
+HOSTS = '[[explicit.agents]]\nid = "m1"\ntype = "miner"\n\n[[explicit.agents]]\nid = "m2"\ntype = "miner"\n\n'
+HOSTING = '[[explicit.hosting]]\nhost = {}\ntenant = "big"\nshare = {}\n\n'
 SCENARIO_FILE_CHANGES = [
     ("cash = 1e8", "cash = inf", "explicit.agents.0.cash"),
     ("cash = 1e8", "cash = nan", "explicit.agents.0.cash"),
@@ -253,6 +257,57 @@ SCENARIO_FILE_CHANGES = [
     ("[world]", "[world]\n[world]", "malformed TOML"),
     ("[world]", "[wrold]\nx = 1\n[world]", "wrold: unknown parameter"),
     ("mark_recovery_half_life_months = 6", "", "cascade.mark_recovery_half_life_months: required"),
+    # guarantees, hosting at several miners and lease rent (explicit networks)
+    *(
+        (FIRST_LOAN, block + FIRST_LOAN, expect)
+        for block, expect in (
+            (
+                GUARANTEE.format('"fund"', '"big"', '"loans"', "1e8"),
+                "guarantees[0].guarantor: 'fund' is an agent",
+            ),
+            (
+                GUARANTEE.format('"google"', '"fund"', '"loans"', "1e8"),
+                "guarantees[0].obligor: no miner or neocloud",
+            ),
+            (
+                GUARANTEE.format('"google"', '"big"', '"hosting"', "1e8"),
+                "guarantees[0].covers: 'big' is hosted by no",
+            ),
+            (GUARANTEE.format('"google"', '"big"', '"everything"', "1e8"), "explicit.guarantees.0.covers"),
+            (GUARANTEE.format('"google"', '"big"', '"loans"', "0"), "explicit.guarantees.0.cap"),
+            (GUARANTEE.format('"google"', '"big"', '"loans"', "nan"), "explicit.guarantees.0.cap"),
+            (GUARANTEE.format('"goo gle"', '"big"', '"loans"', "1e8"), "explicit.guarantees.0.guarantor"),
+            (
+                2 * GUARANTEE.format('"google"', '"big"', '"loans"', "1e8"),
+                "'big' already has a guarantee of its",
+            ),
+            (
+                HOSTS + HOSTING.format('"m1"', "0.7") + HOSTING.format('"m2"', "0.4"),
+                "hosting[1].share: the shares",
+            ),
+            (
+                HOSTS + HOSTING.format('"m1"', "0.5") + HOSTING.format('"m1"', "0.4"),
+                "hosting[1]: 'm1' already hosts",
+            ),
+            (HOSTS + HOSTING.format('"m1"', "0"), "explicit.hosting.0.share"),
+            (HOSTS + HOSTING.format('"m1"', "1.5"), "explicit.hosting.0.share"),
+        )
+    ),
+    (
+        "external_liabilities = 1e9",
+        "external_liabilities = 1e9\nlease_rent_per_month = 1e6",
+        "agents[0].lease_rent_per_month",
+    ),
+    (
+        'id = "big"\ntype = "neocloud"',
+        'id = "big"\ntype = "neocloud"\nlease_rent_per_month = 1e6',
+        "agents[1].lease_rent_per_month: only",
+    ),
+    (
+        'id = "big"\ntype = "neocloud"',
+        'id = "big"\ntype = "neocloud"\nlease_rent_per_month = -1',
+        "explicit.agents.1.lease_rent_per_month",
+    ),
 ]
 SCENARIO_FILE_RAW = [
     ("empty", b"", "scenario"),

@@ -249,9 +249,9 @@ def test_bad_channel_settings_are_refused_with_the_field_named(field, value, all
 def test_the_generated_baseline_hosts_neoclouds_on_miners() -> None:
     """What the host channel acts on: the baseline's hosting share 0.3 of 12 miners, 4 hosted neo-clouds."""
     led = GPUCreditModel("baseline", seed=1, months=1).ledger
-    hosted = np.flatnonzero(led.host >= 0)
-    assert hosted.size == 4
-    assert (led.kind[hosted] == Kind.NEOCLOUD).all() and (led.kind[led.host[hosted]] == Kind.MINER).all()
+    assert led.hosting_tenant.size == 4 and np.unique(led.hosting_tenant).size == 4
+    assert (led.kind[led.hosting_tenant] == Kind.NEOCLOUD).all()
+    assert (led.kind[led.hosting_host] == Kind.MINER).all() and (led.hosting_share == 1.0).all()
 
 
 def shared_lender_market(miner_defaults: bool) -> GPUCreditModel:

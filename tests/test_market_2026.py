@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_invariants import Books
 
@@ -110,6 +111,47 @@ def test_a_coreweave_default_writes_down_its_lenders_and_keeps_the_books() -> No
     books.check("a month later")
 
 
+def test_a_fluidstack_default_is_paid_by_googles_backstop() -> None:
+    """Fluidstack (no debt in the scenario) fails after month 1; its hosting fee to TeraWulf, 360 MW x
+    150 USD per kW-month = 54.0 M a month (its GB200 count is the MW over the GB200's kW, rounded), is
+    then paid by Google: 54.0 M after month 2, 108.0 M after month 3, out of the 3.2 B cap; no one else
+    fails, and the cash that enters from Google keeps the books."""
+    model = GPUCreditModel("market_2026", months=3)
+    books = Books(model)
+    spec = next(a for a in model.config.explicit.agents if a.id == "fluidstack-lake-mariner")
+    gb200 = model.state.world.generations.index("GB200")
+    fee = spec.fleet["GB200"] * model.state.world.generations.power_kw[gb200] * 150.0
+    assert fee == pytest.approx(54.0e6, rel=1e-5)
+    assert model.config.world.power.hosting_per_kw_month == 150.0
+    model.step()
+    model.default_agent(model.names.index("fluidstack-lake-mariner"))
+    assert model.ledger.defaulted.sum() == 1
+    guarantees = model.ledger.guarantees
+    for months in (1, 2):
+        model.step()
+        books.check(f"{months} months after Fluidstack's default")
+        assert guarantees.paid[0] == pytest.approx(months * fee, rel=1e-9)
+    assert guarantees.cap_left[0] == pytest.approx(3.2e9 - 2 * fee, rel=1e-9)
+
+
+def test_a_beignet_default_by_hand() -> None:
+    """Beignet (Meta Hyperion's lease SPV) fails at the start with no cash and no collateral in the
+    model: its noteholders lose their notes plus the 2 % workout cost, Pimco 18,000 + 360 = 18,360 M,
+    BlackRock 3,060 M, the others (27,300 - 18,000 - 3,000 = 6,300 M) 6,426 M; each holds only these
+    notes with capital ratio 0.5, so all three fail, and no one else."""
+    from experiments.named.systemic import engine_cascade
+    from model.metrics import lender_losses
+
+    model = engine_cascade("market_2026", "beignet-hyperion", price_channel=True)
+    expected = {"pimco": 18_360e6, "blackrock": 3_060e6, "beignet-other-noteholders": 6_426e6}
+    defaulted = {model.names[i] for i in np.flatnonzero(model.ledger.defaulted)}
+    assert defaulted == {"beignet-hyperion", *expected}
+    losses = lender_losses(model)
+    for lender, loss in expected.items():
+        assert losses[model.names.index(lender)] == pytest.approx(loss, rel=1e-9)
+    assert losses.sum() == pytest.approx(sum(expected.values()), rel=1e-9)
+
+
 # --- the loader's checks of the table ------------------------------------------------------------
 
 
@@ -163,6 +205,30 @@ def test_a_maturity_before_the_start_is_refused(tmp_path: Path, monkeypatch: pyt
         builder, "SOURCES", _table_with(tmp_path, "crwv-notes2031-maturity", "value", "2026-01")
     )
     with pytest.raises(builder.SourceError, match="is not after the start"):
+        builder.build()
+
+
+@pytest.mark.parametrize(
+    ("row_id", "value", "message"),
+    [
+        ("meta-hyperion-pimco", "26e9", "Beignet's named holders hold"),
+        ("apld-coreweave-live-mw", "600", "CoreWeave's hosts"),
+        ("wulf-google-backstop", "-1", "out of range"),
+    ],
+)
+def test_the_new_structures_sum_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row_id: str, value: str, message: str
+) -> None:
+    monkeypatch.setattr(builder, "SOURCES", _table_with(tmp_path, row_id, "value", value))
+    with pytest.raises(builder.SourceError, match=re.escape(message)):
+        builder.build()
+
+
+def test_a_guarantee_dated_after_the_start_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(builder, "SOURCES", _table_with(tmp_path, "wulf-google-backstop", "as_of", "2027-01"))
+    with pytest.raises(builder.SourceError, match="a guarantee dated after the start"):
         builder.build()
 
 

@@ -73,8 +73,8 @@ def test_fill_design_names_every_borrower_and_lender() -> None:
     assert TARGETS_PLACEHOLDER in text
     filled, _ = fill_design(text, None)
     who = targets("market_2026")
-    assert len(who) == 21 and set(who["role"]) == {"borrower", "lender"}
-    assert (who["role"] == "borrower").sum() == 7
+    assert len(who) == 31 and set(who["role"]) == {"borrower", "lender"}
+    assert (who["role"] == "borrower").sum() == 11
     for agent in who["agent"]:
         assert f'"{agent}"' in filled
     assert who.set_index("agent").loc["coreweave", "name"] == "CoreWeave"

@@ -60,12 +60,15 @@ CoreWeave's losses are an upper bound on that count. (4) *Fleets by generation a
 implied by its debt, so the size and mix of the fire sale after a default are estimates; so are the
 recoveries, which rest on the baseline's generic buyers of used GPUs rather than on an observed depth of
 that market. (5) *Cash is stale or missing* (zero for Lambda, IREN, Core Scientific and Fluidstack), which
-makes their estates and thus their lenders' recoveries pessimistic. (6) *Guarantees are not modelled*:
-Google's backstop of Fluidstack's lease at TeraWulf would cover part of what a TeraWulf or Fluidstack
-failure costs. (7) *Borrowers left out* (Cipher, Hut 8, Applied Digital, Galaxy, Crusoe's Abilene
-project, Meta's Hyperion SPV, the data-centre ABS and CMBS) are not ranked, their GPUs are not among
-the collateral whose price a fire sale moves, and the lenders they share with the modelled borrowers are
-not linked. (8) The world is the 2023-2025 calibration's posterior; several of its parameters (the
+makes their estates and thus their lenders' recoveries pessimistic. (6) *Guarantees are partly modelled*:
+Google's $3.2B backstop of Fluidstack's lease pays TeraWulf Fluidstack's hosting fee after a Fluidstack
+default (it does not cover TeraWulf's own debt); Meta's residual value guarantee of Hyperion is not, its
+amount not being public, so a Beignet default costs its noteholders more than the structure would. (7)
+*Lease SPVs are income without assets*: Beignet's rent (not public) is estimated as its notes' debt
+service, and neither it nor the Compass ABS owns anything the model can sell, so their noteholders
+recover nothing; hosts earn the model's colocation fee, not their lease rent. (8) *Borrowers left out*
+(Cipher, Hut 8, Crusoe's Abilene project, data-centre ABS and CMBS whose terms were not found) are not
+ranked, and the lenders they share with the modelled borrowers are not linked. (9) The world is the 2023-2025 calibration's posterior; several of its parameters (the
 new-GPU price decline, the rent shock size) are weakly identified, which the replicates carry into the
 intervals.""",
 }
