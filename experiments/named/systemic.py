@@ -465,10 +465,16 @@ def systemic_ranking(sweeps: list[SweepResult], out: Path) -> Report:
     finding = (
         f"The default that costs lenders most is {top['name']}'s: ${_usd(top['lender_loss'])}B "
         f"[{_usd(top['lender_loss_low'])}, {_usd(top['lender_loss_high'])}] on average over {replicates} paired "
-        f"replicates (${_usd(top['lender_loss_p99'])}B at the 99 % quantile); the engine's network-only clearing at "
-        f"the start, with the repossessed GPUs at their marks, sees ${_usd(top['engine_lender_loss_off'])}B of it, "
-        "and the rest comes over the following year, as the lenders sell the repossessed fleet into the thin "
-        "secondary market and the GPUs they still hold lose value"
+        f"replicates (${_usd(top['lender_loss_p99'])}B at the 99 % quantile); "
+        + (
+            f"the engine's network-only clearing at the start, with the repossessed GPUs at their marks, sees "
+            f"${_usd(top['engine_lender_loss_off'])}B of it, and the rest comes over the following year, as the "
+            "lenders sell the repossessed fleet into the thin secondary market and the GPUs they still hold lose value"
+            if top["engine_lender_loss_off"] <= top["lender_loss"]
+            else f"the engine's network-only clearing at the start, with the repossessed GPUs at their marks, puts it "
+            f"higher, at ${_usd(top['engine_lender_loss_off'])}B: the difference is what the estate and its "
+            "lenders recover during the workout beyond the clearing's marks at the start"
+        )
         + (
             f" ({deepest}'s secondary price falls a further {-100 * top[f'trough_{deepest}']:.0f} pp peak to trough)"
             if deepest and top[f"trough_{deepest}"] < -0.005
