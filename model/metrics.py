@@ -7,6 +7,7 @@ model stays picklable and ``mesa.batch_run`` sees them.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,8 +119,7 @@ class MetricsRecorder:
             "unsold_units": float(inventory.sum()),
             "book_ltv": _ratio(gpu_debt[live_b].sum(), book[live_b].sum()),
             "mtm_ltv": _ratio(gpu_debt[live_b].sum(), collateral[live_b].sum()),
-            "dscr_median": float(np.median(dscr_live)) if dscr_live.size else np.nan,
-            "dscr_p10": float(np.quantile(dscr_live, 0.1)) if dscr_live.size else np.nan,
+            **dict(zip(("dscr_median", "dscr_p10"), _median_and_p10(dscr_live), strict=True)),
             "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),
             "lender_capital_ratio": _ratio(equity[lenders].sum(), assets[lenders].sum()),
             "fleet_value_index": _ratio(float(self._fleet0 @ fundamental), self._fleet0_value),
@@ -223,6 +223,29 @@ class MetricsRecorder:
                 "recovery": borrower_recoveries(self.model, idx),
             }
         )
+
+
+def _median_and_p10(values: np.ndarray) -> tuple[float, float]:
+    """``np.median`` and ``np.quantile(values, 0.1)`` (linear method) from one sort, with numpy's own
+    arithmetic, bit for bit (the two numpy calls cost ~100 us a month; this ~5 us). NaN if empty or
+    if any value is NaN, as numpy."""
+    if values.size == 0:
+        return np.nan, np.nan
+    ordered = np.sort(values)
+    if np.isnan(ordered[-1]):  # NaN sorts last
+        return np.nan, np.nan
+    n = ordered.size
+    half = n // 2
+    median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
+    position = (n - 1) * 0.1  # numpy's virtual index for the linear method
+    # numpy's neighbours: at or past the last index (one value) both are the last, at index -1
+    below, above = (-1, -1) if position >= n - 1 else (math.floor(position), math.floor(position) + 1)
+    weight = position - below
+    low, high = ordered[below], ordered[above]
+    step = high - low
+    # numpy's _lerp: from the nearer end
+    p10 = high - step * (1 - weight) if weight >= 0.5 else low + step * weight
+    return float(median), float(p10)
 
 
 def _ratio(a: float, b: float) -> float:
