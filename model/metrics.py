@@ -274,10 +274,7 @@ def loan_outcomes(model: GPUCreditModel) -> dict[str, np.ndarray]:
     - ``in_workout``: defaulted loans whose creditor still held repossessed GPUs at the end of the run.
     Loans that have not defaulted have zero in every column."""
     loans = model.ledger.loans
-    held = np.zeros(len(loans))
-    if len(model.ledger.lots):
-        loan, value = model.state.repossessed_value()
-        held[loan] = value
+    held = _held(model)
     defaulted = loans.default_month >= 0
     everything = np.arange(len(loans))
     held_pv = held * np.where(defaulted, loans.discount(everything, model.state.world.month), 0.0)
@@ -288,10 +285,24 @@ def loan_outcomes(model: GPUCreditModel) -> dict[str, np.ndarray]:
         "workout_cost": loans.workout_cost,
         "recovered": loans.recovered,
         "held": held,
-        "book_loss": np.where(defaulted, ead + loans.workout_cost - loans.recovered - held, 0.0),
+        "book_loss": _book_loss(loans, defaulted, held),
         "loss": np.where(defaulted, ead + loans.workout_cost - loans.recovery_pv - held_pv, 0.0),
         "in_workout": defaulted & (held > 0),
     }
+
+
+def _held(model: GPUCreditModel) -> np.ndarray:
+    """``loan_outcomes``' held: each loan's repossessed GPUs still held, at the mark up to its claim."""
+    held = np.zeros(len(model.ledger.loans))
+    if len(model.ledger.lots):
+        loan, value = model.state.repossessed_value()
+        held[loan] = value
+    return held
+
+
+def _book_loss(loans: Any, defaulted: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """``loan_outcomes``' book loss: EAD + workout cost - recovered - held, for defaulted loans."""
+    return np.where(defaulted, loans.exposure_at_default + loans.workout_cost - loans.recovered - held, 0.0)
 
 
 def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
@@ -327,10 +338,9 @@ def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
 
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor's equity on its defaulted loans (``loan_outcomes``' book loss)."""
-    loans = model.ledger.loans
-    return np.bincount(
-        loans.creditor, weights=loan_outcomes(model)["book_loss"], minlength=model.ledger.n_agents
-    )
+    loans = model.ledger.loans  # (the book loss alone: metrics need it monthly, not the discounting)
+    book_loss = _book_loss(loans, loans.default_month >= 0, _held(model))
+    return np.bincount(loans.creditor, weights=book_loss, minlength=model.ledger.n_agents)
 
 
 def borrower_recoveries(model: GPUCreditModel, agents: np.ndarray) -> np.ndarray:
