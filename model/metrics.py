@@ -94,11 +94,9 @@ class MetricsRecorder:
         gpu_debt = led.debt("gpu")
         collateral = state.collateral_value()
         service = led.debt_service_due
-        dscr = np.divide(
-            led.operating_cash_flow, service, out=np.full(service.size, np.nan), where=service > 0
-        )
-        dscr_live = dscr[live_b & (service > 0)]
-        book = book_value(state)
+        paying = live_b & (service > 0)
+        dscr_live = led.operating_cash_flow[paying] / service[paying]
+        live_gpu_debt = gpu_debt[live_b].sum()
         self.dscr_breached |= state.borrower_mask() & (led.dscr_breach_months > 0)
         gpu_loans = self._gpu_loans
         repaid = float(led.loans.repaid[gpu_loans].sum())
@@ -117,8 +115,8 @@ class MetricsRecorder:
             "forced_sale_value": cascade.forced_value,
             "cure_sale_units": cascade.cure_units,
             "unsold_units": float(inventory.sum()),
-            "book_ltv": _ratio(gpu_debt[live_b].sum(), book[live_b].sum()),
-            "mtm_ltv": _ratio(gpu_debt[live_b].sum(), collateral[live_b].sum()),
+            "book_ltv": _ratio(live_gpu_debt, book_value(state, np.flatnonzero(live_b)).sum()),
+            "mtm_ltv": _ratio(live_gpu_debt, collateral[live_b].sum()),
             **dict(zip(("dscr_median", "dscr_p10"), _median_and_p10(dscr_live), strict=True)),
             "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),
             "lender_capital_ratio": _ratio(equity[lenders].sum(), assets[lenders].sum()),
