@@ -129,6 +129,7 @@ class Ledger:
         self.lots = Lots.empty()
         self._aggregates: dict | None = None  # see ``caching``
         self._static: dict | None = None  # masks by kind, fixed within a ``caching`` block
+        self._kind_masks: dict = {}  # masks by kind for good, once ``fix_kinds`` made ``kind`` read-only
 
     @property
     def n_agents(self) -> int:
@@ -143,8 +144,21 @@ class Ledger:
         self.hosting_share = np.asarray(share, dtype=np.float64)[order]
 
     def of_kind(self, *kinds: Kind) -> np.ndarray:
-        """Mask of the agents of these kinds (inside a ``caching`` block: shared, do not modify)."""
-        return self.static(kinds, lambda: _kind_table(kinds).take(self.kind))
+        """Mask of the agents of these kinds (inside a ``caching`` block or once the kinds are fixed,
+        ``fix_kinds``: shared, do not modify)."""
+        if self.kind.flags.writeable:
+            return self.static(kinds, lambda: _kind_table(kinds).take(self.kind))
+        mask = self._kind_masks.get(kinds)
+        if mask is None:
+            mask = self._kind_masks[kinds] = _kind_table(kinds).take(self.kind)
+            mask.flags.writeable = False
+        return mask
+
+    def fix_kinds(self) -> None:
+        """The market is built and agents' kinds no longer change: ``kind`` becomes read-only and the
+        masks by kind are kept for good (they were worked out twenty times a month)."""
+        self.kind.flags.writeable = False
+        self._kind_masks = {}
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 

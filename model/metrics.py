@@ -7,6 +7,7 @@ model stays picklable and ``mesa.batch_run`` sees them.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,11 +94,9 @@ class MetricsRecorder:
         gpu_debt = led.debt("gpu")
         collateral = state.collateral_value()
         service = led.debt_service_due
-        dscr = np.divide(
-            led.operating_cash_flow, service, out=np.full(service.size, np.nan), where=service > 0
-        )
-        dscr_live = dscr[live_b & (service > 0)]
-        book = book_value(state)
+        paying = live_b & (service > 0)
+        dscr_live = led.operating_cash_flow[paying] / service[paying]
+        live_gpu_debt = gpu_debt[live_b].sum()
         self.dscr_breached |= state.borrower_mask() & (led.dscr_breach_months > 0)
         gpu_loans = self._gpu_loans
         repaid = float(led.loans.repaid[gpu_loans].sum())
@@ -116,10 +115,9 @@ class MetricsRecorder:
             "forced_sale_value": cascade.forced_value,
             "cure_sale_units": cascade.cure_units,
             "unsold_units": float(inventory.sum()),
-            "book_ltv": _ratio(gpu_debt[live_b].sum(), book[live_b].sum()),
-            "mtm_ltv": _ratio(gpu_debt[live_b].sum(), collateral[live_b].sum()),
-            "dscr_median": float(np.median(dscr_live)) if dscr_live.size else np.nan,
-            "dscr_p10": float(np.quantile(dscr_live, 0.1)) if dscr_live.size else np.nan,
+            "book_ltv": _ratio(live_gpu_debt, book_value(state, np.flatnonzero(live_b)).sum()),
+            "mtm_ltv": _ratio(live_gpu_debt, collateral[live_b].sum()),
+            **dict(zip(("dscr_median", "dscr_p10"), _median_and_p10(dscr_live), strict=True)),
             "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),
             "lender_capital_ratio": _ratio(equity[lenders].sum(), assets[lenders].sum()),
             "fleet_value_index": _ratio(float(self._fleet0 @ fundamental), self._fleet0_value),
@@ -225,6 +223,29 @@ class MetricsRecorder:
         )
 
 
+def _median_and_p10(values: np.ndarray) -> tuple[float, float]:
+    """``np.median`` and ``np.quantile(values, 0.1)`` (linear method) from one sort, with numpy's own
+    arithmetic, bit for bit (the two numpy calls cost ~100 us a month; this ~5 us). NaN if empty or
+    if any value is NaN, as numpy."""
+    if values.size == 0:
+        return np.nan, np.nan
+    ordered = np.sort(values)
+    if np.isnan(ordered[-1]):  # NaN sorts last
+        return np.nan, np.nan
+    n = ordered.size
+    half = n // 2
+    median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
+    position = (n - 1) * 0.1  # numpy's virtual index for the linear method
+    # numpy's neighbours: at or past the last index (one value) both are the last, at index -1
+    below, above = (-1, -1) if position >= n - 1 else (math.floor(position), math.floor(position) + 1)
+    weight = position - below
+    low, high = ordered[below], ordered[above]
+    step = high - low
+    # numpy's _lerp: from the nearer end
+    p10 = high - step * (1 - weight) if weight >= 0.5 else low + step * weight
+    return float(median), float(p10)
+
+
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
@@ -251,10 +272,7 @@ def loan_outcomes(model: GPUCreditModel) -> dict[str, np.ndarray]:
     - ``in_workout``: defaulted loans whose creditor still held repossessed GPUs at the end of the run.
     Loans that have not defaulted have zero in every column."""
     loans = model.ledger.loans
-    held = np.zeros(len(loans))
-    if len(model.ledger.lots):
-        loan, value = model.state.repossessed_value()
-        held[loan] = value
+    held = _held(model)
     defaulted = loans.default_month >= 0
     everything = np.arange(len(loans))
     held_pv = held * np.where(defaulted, loans.discount(everything, model.state.world.month), 0.0)
@@ -265,10 +283,24 @@ def loan_outcomes(model: GPUCreditModel) -> dict[str, np.ndarray]:
         "workout_cost": loans.workout_cost,
         "recovered": loans.recovered,
         "held": held,
-        "book_loss": np.where(defaulted, ead + loans.workout_cost - loans.recovered - held, 0.0),
+        "book_loss": _book_loss(loans, defaulted, held),
         "loss": np.where(defaulted, ead + loans.workout_cost - loans.recovery_pv - held_pv, 0.0),
         "in_workout": defaulted & (held > 0),
     }
+
+
+def _held(model: GPUCreditModel) -> np.ndarray:
+    """``loan_outcomes``' held: each loan's repossessed GPUs still held, at the mark up to its claim."""
+    held = np.zeros(len(model.ledger.loans))
+    if len(model.ledger.lots):
+        loan, value = model.state.repossessed_value()
+        held[loan] = value
+    return held
+
+
+def _book_loss(loans: Any, defaulted: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """``loan_outcomes``' book loss: EAD + workout cost - recovered - held, for defaulted loans."""
+    return np.where(defaulted, loans.exposure_at_default + loans.workout_cost - loans.recovered - held, 0.0)
 
 
 def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
@@ -304,10 +336,9 @@ def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
 
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor's equity on its defaulted loans (``loan_outcomes``' book loss)."""
-    loans = model.ledger.loans
-    return np.bincount(
-        loans.creditor, weights=loan_outcomes(model)["book_loss"], minlength=model.ledger.n_agents
-    )
+    loans = model.ledger.loans  # (the book loss alone: metrics need it monthly, not the discounting)
+    book_loss = _book_loss(loans, loans.default_month >= 0, _held(model))
+    return np.bincount(loans.creditor, weights=book_loss, minlength=model.ledger.n_agents)
 
 
 def borrower_recoveries(model: GPUCreditModel, agents: np.ndarray) -> np.ndarray:

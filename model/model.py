@@ -158,6 +158,7 @@ class GPUCreditModel(mesa.Model):
         world = MarketWorld(self.config.world, self.streams)
         market = build_market(self.config, world, self.streams)
         self.ledger = market.ledger
+        self.ledger.fix_kinds()
         self._topology = market.topology  # the graph is built on first use of ``self.graph``
         self.names = market.names
         self.state = MarketState(
