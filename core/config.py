@@ -66,6 +66,15 @@ MarginCall = Annotated[
     Field(description='loan / BTC value that triggers a margin call; "none" (or no key) = no call'),
 ]
 
+LTVBasis = Annotated[
+    Literal["mark", "olv", "borrowing_base"],
+    Field(
+        description="what the LTV covenant values: mark (the GPUs at the collateral price plus contracts above "
+        "spot), olv (the appraised orderly-liquidation value: secondary.orderly_share x the GPUs at this "
+        "month's appraisal), borrowing_base (the present value of the contracted revenue of contracts in force "
+        "plus the uncontracted GPUs at the collateral price)"
+    ),
+]
 WorkoutMonths = Annotated[
     Annotated[int, Field(ge=1, le=120)] | None,
     BeforeValidator(_no_covenant),
@@ -378,6 +387,7 @@ class BorrowerClass(Strict):
     spread: float = Field(ge=0.0, le=0.5, description="annual spread over the base rate")
     dscr_min: NonNegative = Field(le=5.0, description="minimum debt-service coverage covenant; 0 = none")
     ltv_max: LTVCovenant = None
+    ltv_basis: LTVBasis = "mark"
     cash_months: NonNegative = Field(le=120.0, description="cash buffer in months of debt service")
     equity_capacity: Fraction = Field(description="new equity it can raise while markets are open, of debt")
     contract_share: Fraction = Field(description="share of the fleet under take-or-pay contracts")
@@ -462,6 +472,7 @@ class AgentSpec(Strict):
     )
     contract_months: int = Field(default=0, ge=0, le=600)
     tenant_grade: Literal["ig", "subig"] = "ig"
+    ltv_basis: LTVBasis = "mark"
     external_assets: USD = Field(default=0.0, description="lenders: other assets, USD")
     external_liabilities: USD = Field(default=0.0, description="lenders: deposits/investors, USD")
     lease_rent_per_month: USD = Field(
@@ -621,6 +632,41 @@ class CascadeRules(Strict):
     workout_cost_share: Fraction = Field(
         default=0.0,
         description="cost of working out a default (legal, broker), paid by the creditor, share of EAD",
+    )
+
+
+class Covenants(Strict):
+    """Covenants as credit agreements write them (issue 16 part 3): equity cures limited in number and
+    amount, and waivers when enforcing would cost the lenders more than waiting. The defaults keep the
+    calibrated model: equity prepays any breach without a limit, and no breach is waived."""
+
+    equity_cure: Literal["prepay", "agreement"] = Field(
+        default="prepay",
+        description="prepay: new equity prepays the breach need, any number of times; agreement: an equity "
+        "cure injects only what the test needs (DSCR: the cash-flow shortfall, counted as cash flow of the "
+        "test period; LTV: the prepayment cash cannot cover), at most equity_cures_per_year in any 12 months "
+        "and equity_cures_total over the run, from the remaining equity capacity",
+    )
+    equity_cures_per_year: int = Field(
+        default=2, ge=1, le=4, description="agreement: equity cures allowed in any four consecutive quarters"
+    )
+    equity_cures_total: int = Field(
+        default=5, ge=0, le=20, description="agreement: equity cures allowed over the life of the loans"
+    )
+    waivers: bool = Field(
+        default=False,
+        description="the lenders waive a breach the borrower cannot cure when the value of continuing (its "
+        "trailing cash flow over the loans' remaining months, plus the fee) is at least the recovery from "
+        "enforcing now (collateral at the mark and cash, less the workout cost)",
+    )
+    waiver_fee: Fraction = Field(
+        default=0.0025, description="fee for a waiver, share of the covenant loans' principal, paid in kind"
+    )
+    waiver_spread_step_up: float = Field(
+        default=0.01, ge=0.0, le=0.2, description="annual margin added to the covenant loans by a waiver"
+    )
+    waiver_months: int = Field(
+        default=12, ge=1, le=60, description="months during which a waiver suspends the DSCR and LTV tests"
     )
 
 
@@ -799,6 +845,7 @@ class Scenario(Strict):
     policy: Policy = Policy()
     secondary: SecondaryMarket = SecondaryMarket()
     host_failure: HostFailure = HostFailure()
+    covenants: Covenants = Covenants()
     shocks: list[Shock] = Field(default_factory=list)
     history: History | None = None
 

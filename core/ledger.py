@@ -65,6 +65,8 @@ CAUSE_NAMES = {c: c.name.lower() for c in Cause}
 INSTRUMENTS = ("term_loan", "asset_backed", "high_yield", "convertible", "btc_margin", "interbank")
 AMORTISATIONS = ("linear", "annuity", "bullet")
 COLLATERALS = ("gpu", "btc", "none")
+LTV_BASES = ("mark", "olv", "borrowing_base")  # what a borrower's LTV covenant values (config.LTVBasis)
+MAX_CURES_PER_YEAR = 4  # the schema's bound on covenants.equity_cures_per_year (one a quarter)
 
 
 class Ledger:
@@ -111,6 +113,13 @@ class Ledger:
         self.cash_flow_history = np.zeros((FLOW_WINDOW, n))
         self.service_history = np.zeros((FLOW_WINDOW, n))
         self.dscr_breach_months = np.zeros(n, dtype=np.int64)
+        # covenants as written (issue 16 part 3): what the LTV test values, the month a waiver's covenant
+        # holiday ends (-1: none), waivers granted, equity cures used and the months of the latest ones
+        self.ltv_basis = np.zeros(n, dtype=np.int8)
+        self.waiver_until = np.full(n, -1, dtype=np.int64)
+        self.waivers = np.zeros(n, dtype=np.int64)
+        self.equity_cures = np.zeros(n, dtype=np.int64)
+        self.equity_cure_months = np.full((MAX_CURES_PER_YEAR, n), -(10**6), dtype=np.int64)
         # defaults: month, round, cause and parent make the cause tree
         self.defaulted = np.zeros(n, dtype=bool)
         self.default_month = np.full(n, -1, dtype=np.int64)

@@ -165,7 +165,11 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     alive = borrowers & ~led.defaulted
     if not alive.any():
         return _nobody_to_test(state, test_dscr)
-    collateral = state.collateral_value() + state.contract_value()
+    covenants = state.scenario.covenants
+    # a waiver's covenant holiday suspends the DSCR and LTV tests (covenants.waivers)
+    waived = alive & (led.waiver_until > world.month) if covenants.waivers else None
+    tested = alive if waived is None else alive & ~waived
+    collateral = state.ltv_collateral()
     gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
     gpu_debt = np.bincount(
         loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents
@@ -175,22 +179,24 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     limit_value = np.where(
         np.isfinite(ltv_limit), np.where(np.isfinite(ltv_limit), ltv_limit, 0.0) * collateral, np.inf
     )
-    ltv_breach = alive & (gpu_debt > 0) & (gpu_debt > limit_value * (1 + 1e-9))
+    ltv_breach = tested & (gpu_debt > 0) & (gpu_debt > limit_value * (1 + 1e-9))
     need_ltv = np.where(ltv_breach, gpu_debt - limit_value, 0.0)
 
     dscr_breach = np.zeros(led.n_agents, dtype=bool)
     need_dscr = np.zeros(led.n_agents)
+    shortfall = np.zeros(led.n_agents)  # cash flow the DSCR test lacks (an equity cure's amount)
     if test_dscr:
         total_debt = led.debt()
         dscr_min = _per_borrower(state, loans.active, loans.dscr_min, "max")
         cash_flow, service = trailing_flows(state)
-        short = alive & (dscr_min > 0) & (service > 0) & (cash_flow < dscr_min * service)
+        short = tested & (dscr_min > 0) & (service > 0) & (cash_flow < dscr_min * service)
         rules = state.scenario.cascade
         led.dscr_breach_months = np.where(short, led.dscr_breach_months + rules.dscr_test_every_months, 0)
         dscr_breach = short & (led.dscr_breach_months > rules.cure_grace_months)
         with np.errstate(divide="ignore", invalid="ignore"):
             cut = 1.0 - np.clip(cash_flow / (dscr_min * service), 0.0, 1.0)
         need_dscr = np.where(dscr_breach, cut * total_debt, 0.0)
+        shortfall = np.where(dscr_breach, dscr_min * service - cash_flow, 0.0)
 
     # BTC margin calls (miners): top up with cash; a missed call makes the lender sell just the BTC that
     # restores the ratio, and the miner defaults only when its BTC no longer covers the loan
@@ -216,18 +222,29 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
 
     breached = (ltv_breach | dscr_breach) & ~margin_fail
     state.in_breach |= breached | called
+    if waived is not None:
+        state.in_breach |= waived  # the cash trap holds through a covenant holiday
     need = np.maximum(need_ltv, need_dscr)
     idx = np.flatnonzero(breached)
     if idx.size == 0:  # nobody to cure (most rounds): only margin failures
         return _margin_failures(state, margin_fail), _NO_OFFERS
     equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
+    if covenants.equity_cure == "agreement":
+        idx, equity_room = equity_cures(state, idx, shortfall, need_ltv, gpu_loans, equity_room)
+    # the value a cure sale is priced at, and the LTV limit on that value: with another basis than the
+    # mark the covenant's value moves in proportion with the fleet sold, so the limit is rescaled
+    sale_base, sale_limit = collateral, ltv_limit
+    if led.ltv_basis.any():
+        sale_base = state.collateral_value() + state.contract_value()
+        finite = np.isfinite(ltv_limit) & (sale_base > 0)
+        sale_limit = np.where(finite, limit_value / np.where(finite, sale_base, 1.0), np.inf)
     plan = Borrower.plan_cure(
         need[idx],
         np.maximum(led.cash[idx], 0.0),
         equity_room[idx],
         gpu_debt[idx],
-        collateral[idx],
-        np.where(np.isfinite(ltv_limit[idx]), ltv_limit[idx], 1.0),
+        sale_base[idx],
+        np.where(np.isfinite(sale_limit[idx]), sale_limit[idx], 1.0),
         can_sell=~dscr_breach[idx],
     )
     # act: prepay from cash and new equity; post the GPUs to be sold
@@ -244,7 +261,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     _prepay(state, to_gpu_loans, gpu_loans)
     _prepay(state, prepay - to_gpu_loans, loans.active)
     sellers = idx[plan.cured & (plan.sale_value > 0)]
-    share = plan.sale_value[plan.cured & (plan.sale_value > 0)] / collateral[sellers]
+    share = plan.sale_value[plan.cured & (plan.sale_value > 0)] / sale_base[sellers]
     units = led.gpus[sellers] * share[:, None]
     s_rows, gens = np.nonzero(units > 0)
     fundamental = state.fundamental()
@@ -257,8 +274,11 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
         source=sellers[s_rows],
     )
 
-    ltv_fail = idx[~plan.cured & ltv_breach[idx] & (need_ltv[idx] >= need_dscr[idx])]
-    dscr_fail = np.setdiff1d(idx[~plan.cured], ltv_fail)
+    uncured = idx[~plan.cured]
+    if covenants.waivers and uncured.size:
+        uncured = uncured[~grant_waivers(state, uncured)]
+    ltv_fail = uncured[ltv_breach[uncured] & (need_ltv[uncured] >= need_dscr[uncured])]
+    dscr_fail = np.setdiff1d(uncured, ltv_fail)
     margin = np.flatnonzero(margin_fail)
     seize_btc(state, margin)
     led.invalidate()
@@ -276,6 +296,94 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
         ).astype(np.int64),
     )
     return failures, cure_offers
+
+
+def equity_cures(
+    state: MarketState,
+    breached: np.ndarray,
+    shortfall: np.ndarray,
+    need_ltv: np.ndarray,
+    gpu_loans: np.ndarray,
+    equity_room: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equity cures as credit agreements allow them (``covenants.equity_cure = 'agreement'``): the
+    sponsor injects, from the borrower's remaining equity capacity, only what the tests need (DSCR: the
+    cash-flow shortfall, counted as cash flow of the test period and so of the trailing tests that
+    include it; LTV: the prepayment its cash cannot cover), at most ``equity_cures_per_year`` times in
+    any twelve months and ``equity_cures_total`` times in all; a cure must cure every breach at once.
+    Returns the breached borrowers still to cure and the equity room left to them (none: equity comes
+    only through a cure)."""
+    led, month = state.ledger, state.world.month
+    rules = state.scenario.covenants
+    recent = (month - led.equity_cure_months[:, breached] < 12).sum(axis=0)
+    allowed = (recent < rules.equity_cures_per_year) & (led.equity_cures[breached] < rules.equity_cures_total)
+    from_cash = np.minimum(np.maximum(led.cash[breached], 0.0), need_ltv[breached])
+    amount = shortfall[breached] + need_ltv[breached] - from_cash
+    cure = allowed & (amount > 0) & (amount <= equity_room[breached])
+    cured = breached[cure]
+    if cured.size:
+        injected = amount[cure]
+        led.equity_capacity[cured] -= injected
+        led.cash[cured] += injected
+        led.cash_in += injected.sum()
+        prepay = np.zeros(led.n_agents)
+        prepay[cured] = need_ltv[cured]
+        _prepay(state, prepay, gpu_loans)
+        led.cash_flow_history[month % FLOW_WINDOW, cured] += shortfall[cured]
+        oldest = led.equity_cure_months[:, cured].argmin(axis=0)
+        led.equity_cure_months[oldest, cured] = month
+        led.equity_cures[cured] += 1
+        led.invalidate()
+    return breached[~cure], np.zeros(led.n_agents)
+
+
+def grant_waivers(state: MarketState, candidates: np.ndarray) -> np.ndarray:
+    """Which borrowers that cannot cure a breach their covenant lenders waive (``covenants.waivers``),
+    from what the lenders observe. Enforcing now recovers ``R = min(D, V + cash) - w D``: ``D`` the
+    principal of the loans that carry a DSCR or LTV covenant, ``V`` the GPUs at the lenders' mark, ``w``
+    the workout cost share. Continuing is worth ``C = min(D, (D / total debt) x f x a(n, r))``: the
+    borrower's trailing monthly operating cash flow ``f`` (of the DSCR test's window), shared pro rata
+    by balance with its other creditors, for the covenant loans' longest remaining tenor ``n`` at their
+    balance-weighted rate ``r``. The lenders waive when ``C`` plus the waiver fee is at least ``R``:
+    the fee (``waiver_fee`` x D) is capitalised into the covenant loans, their margin steps up by
+    ``waiver_spread_step_up`` and the tests are suspended for ``waiver_months``. Returns a mask over
+    ``candidates``."""
+    led, world = state.ledger, state.world
+    loans = led.loans
+    rules, terms = state.scenario.covenants, state.scenario.cascade
+    covenant = loans.active & ((loans.dscr_min > 0) | np.isfinite(loans.ltv_max))
+    debtor = loans.debtor[covenant]
+    n = led.n_agents
+    debt = np.bincount(debtor, weights=loans.principal[covenant], minlength=n)[candidates]
+    rate = np.bincount(debtor, weights=loans.principal[covenant] * loans.spread[covenant], minlength=n)
+    rate = world.base_rate + np.divide(rate[candidates], debt, out=np.zeros(candidates.size), where=debt > 0)
+    months_left = np.zeros(n)
+    np.maximum.at(months_left, debtor, (loans.tenor[covenant] - loans.age[covenant]).astype(float))
+    months_left = months_left[candidates]
+    monthly = rate / 12.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        annuity = np.where(monthly > 0, (1.0 - (1.0 + monthly) ** (-months_left)) / monthly, months_left)
+    cash_flow, _ = trailing_flows(state)
+    months_seen = min(terms.dscr_trailing_months, max(world.month, 1))
+    per_month = np.maximum(cash_flow[candidates] / months_seen, 0.0)
+    total = led.debt()[candidates]
+    share = np.divide(debt, total, out=np.zeros(candidates.size), where=total > 0)
+    keep_going = np.minimum(debt, share * per_month * annuity)
+    enforce = (
+        np.minimum(debt, state.collateral_value()[candidates] + np.maximum(led.cash[candidates], 0.0))
+        - terms.workout_cost_share * debt
+    )
+    grant = (debt > 0) & (keep_going + rules.waiver_fee * debt >= enforce)
+    granted = candidates[grant]
+    if granted.size:
+        sel = np.flatnonzero(covenant & np.isin(loans.debtor, granted))
+        fee = rules.waiver_fee * loans.principal[sel]
+        loans.principal[sel] += fee  # paid in kind: new principal lent to pay the fee
+        loans.original_principal[sel] += fee
+        loans.spread[sel] += rules.waiver_spread_step_up
+        led.waiver_until[granted] = world.month + rules.waiver_months
+        led.waivers[granted] += 1
+    return grant
 
 
 def dscr_test_date(state: MarketState) -> bool:

@@ -30,6 +30,7 @@ from core.ledger import (
     KIND_BY_NAME,
     KIND_NAMES,
     LENDER_KINDS,
+    LTV_BASES,
     Guarantees,
     Kind,
     Ledger,
@@ -235,6 +236,7 @@ def _build_explicit(scenario: Scenario, world: MarketWorld) -> Market:
         ledger.contract_rent[i] = a.contract_rent_per_hour
         ledger.contract_end[i] = a.contract_months
         ledger.tenant_subig[i] = a.tenant_grade == "subig"
+        ledger.ltv_basis[i] = LTV_BASES.index(a.ltv_basis)
         ledger.external_assets[i] = a.external_assets
         ledger.external_liabilities[i] = a.external_liabilities
         ledger.lease_rent[i] = a.lease_rent_per_month
@@ -556,6 +558,9 @@ def _build_generated(scenario: Scenario, world: MarketWorld, streams: Streams) -
     ledger.equity_capacity[:n_b] = (
         np.where(np.arange(n_b) < n_m, net.miners.equity_capacity, net.neoclouds.equity_capacity)
         * borrower_debt
+    )
+    ledger.ltv_basis[:n_b] = np.where(
+        np.arange(n_b) < n_m, LTV_BASES.index(net.miners.ltv_basis), LTV_BASES.index(net.neoclouds.ltv_basis)
     )
 
     # interbank layer: each debtor lender owes interbank_share of its loan book, spread over its creditors

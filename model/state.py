@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import Scenario
-from core.ledger import LENDER_KINDS, Kind, Ledger
+from core.ledger import LENDER_KINDS, LTV_BASES, Kind, Ledger
 from core.secondary import Marks
 from core.streams import Streams
 from core.world import MarketWorld
@@ -113,12 +113,15 @@ class MarketState:
             )
         return np.divide(weighted, units, out=gens.reference_end.copy(), where=units > 0)
 
-    def collateral_value(self) -> np.ndarray:
-        """Each agent's GPUs as collateral: at the secondary mark, or with the price channel off at the
-        fundamental value, each unit with its own remaining life; less the policy haircut by the units'
-        age since their purchase."""
+    def collateral_value(self, marks: np.ndarray | None = None) -> np.ndarray:
+        """Each agent's GPUs as collateral: at the secondary mark (or at ``marks``, e.g. this month's
+        appraisal), or with the price channel off at the fundamental value, each unit with its own
+        remaining life; less the policy haircut by the units' age since their purchase."""
         led, world = self.ledger, self.world
-        ratio = self.marks.ratio if self.scenario.cascade.price_channel else np.ones(len(world.generations))
+        if not self.scenario.cascade.price_channel:
+            ratio = np.ones(len(world.generations))
+        else:
+            ratio = self.marks.ratio if marks is None else marks
         per_unit = self._unit_value * ratio[None, :]
         rate = self.scenario.policy.haircut_per_year_of_age
         if rate > 0:
@@ -132,22 +135,61 @@ class MarketState:
         spot rent for the contract's remaining months, discounted at the valuation rate (a contract
         below spot adds nothing; the GPUs themselves are valued at the collateral price). Lenders such
         as CoreWeave's DDTL take the contracts first and the GPUs second (docs/calibration.md)."""
-        from agents.neocloud import NeoCloud
         from model.network import contract_revenue_per_gpu
+
+        led, world = self.ledger, self.world
+        contracted, annuity = self._contracts_in_force()
+        if not contracted.any():
+            return np.zeros(led.n_agents)
+        premium = np.maximum(
+            contract_revenue_per_gpu(world, led.contract_rent) - world.revenue_per_gpu()[None, :], 0.0
+        )
+        return contracted * annuity * (led.gpus * premium).sum(axis=1)
+
+    def _contracts_in_force(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each fleet's share under a contract in force and the contract's annuity factor: the value
+        today of one dollar a month over its remaining months, at the valuation rate."""
+        from agents.neocloud import NeoCloud
 
         led, world = self.ledger, self.world
         contracted = NeoCloud.contract_in_force(
             world.month, led.contract_end, led.tenant_alive, led.contract_share
         )
         if not contracted.any():
-            return np.zeros(led.n_agents)
-        premium = np.maximum(
-            contract_revenue_per_gpu(world, led.contract_rent) - world.revenue_per_gpu()[None, :], 0.0
-        )
+            return contracted, np.zeros(led.n_agents)
         months_left = np.maximum(led.contract_end - world.month, 0)
         monthly = (1.0 + self.scenario.world.valuation_discount_rate) ** (1.0 / 12.0) - 1.0
         annuity = (1.0 - (1.0 + monthly) ** (-months_left)) / monthly
-        return contracted * annuity * (led.gpus * premium).sum(axis=1)
+        return contracted, annuity
+
+    def ltv_collateral(self) -> np.ndarray:
+        """What each borrower's LTV covenant values, by its ``ltv_basis`` (``covenants`` of issue 16 part
+        3): ``mark``, the GPUs at the collateral price plus the contracts above spot (the calibrated
+        model); ``olv``, the appraised orderly-liquidation value, ``secondary.orderly_share`` x the GPUs
+        at this month's appraisal (an appraisal is not redone within the month); ``borrowing_base``, a
+        contracted-cash-flow borrowing base as in CoreWeave's DDTLs: the present value of the contracted
+        revenue of the contracts in force (rent x contracted units over the remaining months, at the
+        valuation rate) plus the GPUs not under contract at the collateral price."""
+        from model.network import contract_revenue_per_gpu
+
+        led = self.ledger
+        at_mark = self.collateral_value()
+        basis = led.ltv_basis
+        if not basis.any():
+            return at_mark + self.contract_value()
+        value = np.where(basis == LTV_BASES.index("mark"), at_mark + self.contract_value(), 0.0)
+        olv = basis == LTV_BASES.index("olv")
+        if olv.any():
+            appraised = self.collateral_value(
+                self.marks.ratio if self.appraised_ratio is None else self.appraised_ratio
+            )
+            value = np.where(olv, self.scenario.secondary.orderly_share * appraised, value)
+        base = basis == LTV_BASES.index("borrowing_base")
+        if base.any():
+            contracted, annuity = self._contracts_in_force()
+            revenue = (led.gpus * contract_revenue_per_gpu(self.world, led.contract_rent)).sum(axis=1)
+            value = np.where(base, contracted * annuity * revenue + (1.0 - contracted) * at_mark, value)
+        return value
 
     def mark_price(self) -> np.ndarray:
         return self._fundamental * self.marks.ratio
