@@ -28,7 +28,7 @@ from agents import Borrower, Lender, Miner
 from agents.lender import ORDERLY, SETTLE
 from core.clearing import eisenberg_noe, zero_recovery
 from core.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
-from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
+from core.secondary import BuyerBook, Offers, clear, clear_impact, largest_by_group, run_starts
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")
@@ -109,7 +109,8 @@ def _cascade_loop(
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
         if failures.agents.size:
-            led.record_default(failures.agents, state.world.month, round_, failures.cause, failures.parent)
+            if failures is not pending:  # new breaches (``pending`` alone is recorded above)
+                led.record_default(failures.agents, state.world.month, round_, failures.cause, failures.parent)
             repossess(state, failures.agents)
             led.invalidate()
             report.new_defaults += failures.agents.size
@@ -505,6 +506,8 @@ def _waterfall(
     rata within a class, never beyond what is owed. Returns it and what is left of each agent's value."""
     paid = np.zeros(owed.size)
     remaining = available.copy()
+    if not remaining.any():  # nothing to share (an estate without cash or BTC): every loan gets 0.0
+        return paid, remaining
     n = available.size
     for level in np.unique(seniority[owed > 0]):
         in_level = (seniority == level) & (owed > 0)
@@ -1004,17 +1007,24 @@ def _age_installations(
 def sell(
     state: MarketState, offers: Offers, book: BuyerBook, buyer_index: np.ndarray, report: CascadeReport
 ) -> bool:
-    """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell."""
+    """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell. With an impact
+    price and ``cascade.execution_price = 'midpoint'``, every unit sold changes hands at the mid-point of
+    the mark before the sale and the post-impact price (Cont & Schaanning 2017); the new mark is the
+    post-impact price either way."""
     led = state.ledger
     rules = state.scenario.cascade
-    if rules.price_impact == "exponential":
-        outstanding = led.total_gpus()
-        result = clear_exponential(
-            offers, book, led.n_generations, state.mark_price(), outstanding, rules.impact_alpha
-        )
-    else:
+    if rules.price_impact == "buyers":
         result = clear(offers, book, led.n_generations)
-    price = np.nan_to_num(result.price)
+        price = np.nan_to_num(result.price)
+    else:
+        coefficient = rules.impact_alpha if rules.price_impact == "exponential" else rules.impact_slope
+        before_sale = state.mark_price()
+        result = clear_impact(
+            offers, book, led.n_generations, before_sale, led.total_gpus(), coefficient, rules.price_impact
+        )
+        price = np.nan_to_num(result.price)
+        if rules.execution_price == "midpoint":
+            price = np.where(np.isnan(result.price), 0.0, 0.5 * (before_sale + price))
     proceeds = result.filled * price[offers.generation]
     from_lot = offers.lot >= 0
     lots = led.lots

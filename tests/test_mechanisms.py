@@ -14,7 +14,7 @@ from scipy.stats import kurtosis, norm
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
 from core.config import TrancheSpec, load_scenario, read_scenario_data
 from core.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
-from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
+from core.secondary import BuyerBook, Offers, clear, clear_impact, largest_by_group
 from core.streams import Streams
 from core.world import MarketWorld
 from experiments.validation.common import interbank_loan
@@ -872,7 +872,7 @@ def test_only_repossessed_lots_drive_the_mark(impact) -> None:
         if impact == "demand":
             result = clear(posted, buyers, 1)
         else:
-            result = clear_exponential(posted, buyers, 1, np.array([10_000.0]), np.array([1e4]), 1.0536)
+            result = clear_impact(posted, buyers, 1, np.array([10_000.0]), np.array([1e4]), 1.0536)
         assert result.filled.tolist() == pytest.approx(posted.units.tolist())
         assert result.driver.tolist() == [driver]
 
