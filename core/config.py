@@ -561,8 +561,9 @@ class CascadeRules(Strict):
     def _midpoint_needs_impact(self) -> CascadeRules:
         if self.execution_price == "midpoint" and self.price_impact == "buyers":
             raise ValueError(
-                "execution_price 'midpoint' needs an impact price (price_impact 'exponential' or 'linear'): "
-                "the buyers' market has no pre-impact price to average with"
+                "execution_price 'midpoint' needs an impact price (price_impact 'exponential' or 'linear'), "
+                f"got price_impact {self.price_impact!r}: the buyers' market clears on their demand curves, "
+                "with no impact path from the mark to average over"
             )
         return self
 

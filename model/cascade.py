@@ -110,7 +110,9 @@ def _cascade_loop(
         pending = Failures.none()
         if failures.agents.size:
             if failures is not pending:  # new breaches (``pending`` alone is recorded above)
-                led.record_default(failures.agents, state.world.month, round_, failures.cause, failures.parent)
+                led.record_default(
+                    failures.agents, state.world.month, round_, failures.cause, failures.parent
+                )
             repossess(state, failures.agents)
             led.invalidate()
             report.new_defaults += failures.agents.size
@@ -431,15 +433,20 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     debtor = loans.debtor[sel]
 
     # BTC: sold to the outside market; the BTC-secured loans are paid first, the rest is estate cash
-    btc_cash = np.zeros(n)
-    btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
-    led.cash_in += btc_cash.sum()
-    led.btc[defaulters] = 0.0
-    btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
-    to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
-    led.cash[defaulters] += (
-        btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
-    )
+    if led.btc[defaulters].any():
+        btc_cash = np.zeros(n)
+        btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
+        led.cash_in += btc_cash.sum()
+        led.btc[defaulters] = 0.0
+        btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
+        to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
+        led.cash[defaulters] += (
+            btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
+        )
+    else:  # no BTC: nothing to sell or pay (the zero proceeds are still added, as a sale's would be)
+        to_btc_lender = np.zeros(sel.size)
+        led.cash[defaulters] += led.btc[defaulters] * state.world.btc_price
+        led.btc[defaulters] = 0.0
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
     overdrawn = np.minimum(led.cash[defaulters], 0.0)
     led.cash_out += overdrawn.sum()
@@ -613,8 +620,10 @@ def clear_lenders(state: MarketState) -> Failures:
     zero = rules.interbank_recovery == "zero"
     if zero and not (insolvent & live_lender).any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
-    interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-    ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & lender[loans.creditor])
+    among_lenders = led.static(  # interbank loans held by lenders: fixed terms and kinds
+        "interbank_held_by_lenders", lambda: (loans.instrument == INTERBANK) & lender[loans.creditor]
+    )
+    ib = np.flatnonzero(loans.active & among_lenders & live_lender[loans.debtor])
     debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
     if zero:  # agents that are not live lenders lose nothing here and never fail (infinite equity)
         wave = zero_recovery(
