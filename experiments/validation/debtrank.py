@@ -329,7 +329,11 @@ def plot(model: GPUCreditModel, ranks: np.ndarray, path: Path) -> Path:
         ax.bar([], [], color=col, label=k)
     ax.legend(fontsize=8)
     ax.set_ylabel("DebtRank R (share of others' equity lost)")
-    ax.set_title("Systemic importance in the baseline market (DebtRank on the ledger)")
+    ax.set_title(
+        "Systemic importance in the baseline market (DebtRank on the ledger; one baseline market at "
+        "its start: deterministic, no sampling error)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
