@@ -618,21 +618,44 @@ class CascadeRules(Strict):
     default_at_zero_equity: bool = Field(
         default=False, description="tie rule: a lender with equity exactly zero fails (True) or survives"
     )
-    price_impact: Literal["buyers", "exponential"] = Field(
+    price_impact: Literal["buyers", "exponential", "linear"] = Field(
         default="buyers",
-        description="secondary-market price: buyers' demand curves, or exp(-impact_alpha x) of the mark for a "
-        "share x of the outstanding units sold (Cifuentes-Ferrucci-Shin 2005)",
+        description="secondary-market price: buyers' demand curves, exp(-impact_alpha x) of the mark for a "
+        "share x of the outstanding units sold (Cifuentes-Ferrucci-Shin 2005), or (1 - impact_slope x) of it, "
+        "floored at zero (linear impact, Cont & Schaanning 2017)",
     )
     impact_alpha: Positive = Field(
         default=1.0536,
         le=100.0,
         description="exponential price impact; 1.0536: selling 10 % lowers the price 10 %",
     )
+    impact_slope: Positive = Field(
+        default=1.0,
+        le=100.0,
+        description="linear price impact: fall of the price, share of the mark, per share of a generation's "
+        "outstanding units sold (1 / market depth); 1.0: selling 10 % lowers the price 10 %",
+    )
+    execution_price: Literal["post_impact", "midpoint"] = Field(
+        default="post_impact",
+        description="what sellers receive per unit with an impact price (exponential or linear): the "
+        "post-impact price, or the mid-point of the pre-impact mark and the post-impact price (Cont & "
+        "Schaanning 2017: orders execute while the price moves)",
+    )
     workout_months: WorkoutMonths = None
     workout_cost_share: Fraction = Field(
         default=0.0,
         description="cost of working out a default (legal, broker), paid by the creditor, share of EAD",
     )
+
+    @model_validator(mode="after")
+    def _midpoint_needs_impact(self) -> CascadeRules:
+        if self.execution_price == "midpoint" and self.price_impact == "buyers":
+            raise ValueError(
+                "execution_price 'midpoint' needs an impact price (price_impact 'exponential' or 'linear'), "
+                f"got price_impact {self.price_impact!r}: the buyers' market clears on their demand curves, "
+                "with no impact path from the mark to average over"
+            )
+        return self
 
 
 class Covenants(Strict):

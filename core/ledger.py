@@ -348,8 +348,9 @@ class LoanBook:
 
     def recover(self, ids: np.ndarray, amounts: np.ndarray, month: int) -> None:
         """Book recoveries on defaulted loans (``ids`` may repeat): cash as it arrives, and its value at
-        the default month, discounted monthly at the loan's rate (``recovery_pv``)."""
-        if ids.size == 0:
+        the default month, discounted monthly at the loan's rate (``recovery_pv``). Nothing recovered
+        (an estate without cash) books nothing: adding 0.0 would change no balance."""
+        if ids.size == 0 or not np.any(amounts):
             return
         np.add.at(self.recovered, ids, amounts)
         np.add.at(self.recovery_pv, ids, amounts * self.discount(ids, month))

@@ -362,24 +362,37 @@ class Marks:
         self.ratio = 1.0 - (1.0 - self.ratio) * self.decay
 
 
-# --- exponential price impact (Cifuentes, Ferrucci & Shin 2005; Caccioli et al. 2014) -------------
+# --- impact price: exponential (Cifuentes, Ferrucci & Shin 2005; Caccioli et al. 2014) or linear ----
 
 
-def clear_exponential(
+def impact_factor(share_sold: np.ndarray, coefficient: float, form: str) -> np.ndarray:
+    """The post-impact price as a share of the pre-impact one after selling ``share_sold`` of the
+    outstanding units: ``exp(-coefficient x)`` (exponential) or ``max(1 - coefficient x, 0)`` (linear,
+    Cont & Schaanning 2017: ``coefficient`` is 1 / market depth as a share of the units outstanding)."""
+    if form == "exponential":
+        return np.exp(-coefficient * share_sold)
+    if form == "linear":
+        return np.maximum(1.0 - coefficient * share_sold, 0.0)
+    raise ValueError(f"price impact form must be 'linear' or 'exponential', got {form!r}")
+
+
+def clear_impact(
     offers: Offers,
     book: BuyerBook,
     n_generations: int,
     mark_price: np.ndarray,
     outstanding: np.ndarray,
-    alpha: float,
+    coefficient: float,
+    form: str = "exponential",
 ) -> Clearing:
-    """Clear at an exponential inverse demand: selling a share x of a generation's outstanding units
-    moves its price from the current mark m to m exp(-alpha x).
+    """Clear at an impact price: selling a share x of a generation's outstanding units moves its price
+    from the current mark m to m ``impact_factor(x)``: m exp(-alpha x), or m (1 - x / depth) (linear).
 
     Cifuentes, Ferrucci & Shin (2005) and Caccioli, Shrestha, Moore & Farmer (2014) price an asset at
     exp(-alpha x) of its value, x being the share of it liquidated so far; because exp is multiplicative,
     applying the impact of each round's sales to the current mark gives the same price as applying the
-    cumulative share to the fundamental value. Offers with a reserve are taken lowest reserve first (a
+    cumulative share to the fundamental value (not so for the linear form, which Cont & Schaanning apply
+    round by round to the current price, as here). Offers with a reserve are taken lowest reserve first (a
     group of equal reserves all or none, so the order of sellers never matters) while the price after
     their sale still meets their reserve. The units go to the buyers who can host the generation, split
     equally (the impact curve stands for their demand, so budgets do not bind); a generation no buyer
@@ -410,14 +423,14 @@ def clear_exponential(
             out=np.zeros(order.size),
             where=outstanding[g_sorted] > 0,
         )
-        price_after = mark_price[g_sorted] * np.exp(-alpha * share)
+        price_after = mark_price[g_sorted] * impact_factor(share, coefficient, form)
         accept = can_trade[g_sorted] & (r_sorted <= price_after * (1 + 1e-12))
         # price falls and reserves rise along a generation, so the accepted offers are a prefix of it
         filled[order] = np.where(accept, offers.units[order], 0.0)
     sold = np.bincount(gen, weights=filled, minlength=g_count)
     has_offer = offered > 0
     x = np.divide(sold, outstanding, out=np.zeros(g_count), where=outstanding > 0)
-    price = np.where(has_offer, mark_price * np.exp(-alpha * x), np.nan)
+    price = np.where(has_offer, mark_price * impact_factor(x, coefficient, form), np.nan)
     per_host = np.divide(sold, hosts, out=np.zeros(g_count), where=hosts > 0)
     bought = book.eligible * per_host[None, :]
     driver = price_driver(offers, filled, g_count)

@@ -28,7 +28,7 @@ from agents import Borrower, Lender, Miner
 from agents.lender import ORDERLY, SETTLE
 from core.clearing import eisenberg_noe, zero_recovery
 from core.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
-from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group, run_starts
+from core.secondary import BuyerBook, Offers, clear, clear_impact, largest_by_group, run_starts
 from model.state import MarketState
 
 GPU = COLLATERALS.index("gpu")
@@ -109,7 +109,10 @@ def _cascade_loop(
         failures = Failures.join([pending, breaches])
         pending = Failures.none()
         if failures.agents.size:
-            led.record_default(failures.agents, state.world.month, round_, failures.cause, failures.parent)
+            if failures is not pending:  # new breaches (``pending`` alone is recorded above)
+                led.record_default(
+                    failures.agents, state.world.month, round_, failures.cause, failures.parent
+                )
             repossess(state, failures.agents)
             led.invalidate()
             report.new_defaults += failures.agents.size
@@ -538,15 +541,20 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     debtor = loans.debtor[sel]
 
     # BTC: sold to the outside market; the BTC-secured loans are paid first, the rest is estate cash
-    btc_cash = np.zeros(n)
-    btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
-    led.cash_in += btc_cash.sum()
-    led.btc[defaulters] = 0.0
-    btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
-    to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
-    led.cash[defaulters] += (
-        btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
-    )
+    if led.btc[defaulters].any():
+        btc_cash = np.zeros(n)
+        btc_cash[defaulters] = led.btc[defaulters] * state.world.btc_price
+        led.cash_in += btc_cash.sum()
+        led.btc[defaulters] = 0.0
+        btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
+        to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
+        led.cash[defaulters] += (
+            btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
+        )
+    else:  # no BTC: nothing to sell or pay (the zero proceeds are still added, as a sale's would be)
+        to_btc_lender = np.zeros(sel.size)
+        led.cash[defaulters] += led.btc[defaulters] * state.world.btc_price
+        led.btc[defaulters] = 0.0
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
     overdrawn = np.minimum(led.cash[defaulters], 0.0)
     led.cash_out += overdrawn.sum()
@@ -638,6 +646,8 @@ def _waterfall(
     rata within a class, never beyond what is owed. Returns it and what is left of each agent's value."""
     paid = np.zeros(owed.size)
     remaining = available.copy()
+    if not remaining.any():  # nothing to share (an estate without cash or BTC): every loan gets 0.0
+        return paid, remaining
     n = available.size
     for level in np.unique(seniority[owed > 0]):
         in_level = (seniority == level) & (owed > 0)
@@ -743,8 +753,10 @@ def clear_lenders(state: MarketState) -> Failures:
     zero = rules.interbank_recovery == "zero"
     if zero and not (insolvent & live_lender).any():
         return Failures.none()  # with zero recovery, losses on other lenders start from a failure
-    interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-    ib = np.flatnonzero(loans.active & interbank & live_lender[loans.debtor] & lender[loans.creditor])
+    among_lenders = led.static(  # interbank loans held by lenders: fixed terms and kinds
+        "interbank_held_by_lenders", lambda: (loans.instrument == INTERBANK) & lender[loans.creditor]
+    )
+    ib = np.flatnonzero(loans.active & among_lenders & live_lender[loans.debtor])
     debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
     if zero:  # agents that are not live lenders lose nothing here and never fail (infinite equity)
         wave = zero_recovery(
@@ -1137,17 +1149,24 @@ def _age_installations(
 def sell(
     state: MarketState, offers: Offers, book: BuyerBook, buyer_index: np.ndarray, report: CascadeReport
 ) -> bool:
-    """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell."""
+    """Clear the market, settle cash and GPUs, re-mark. Returns whether any mark fell. With an impact
+    price and ``cascade.execution_price = 'midpoint'``, every unit sold changes hands at the mid-point of
+    the mark before the sale and the post-impact price (Cont & Schaanning 2017); the new mark is the
+    post-impact price either way."""
     led = state.ledger
     rules = state.scenario.cascade
-    if rules.price_impact == "exponential":
-        outstanding = led.total_gpus()
-        result = clear_exponential(
-            offers, book, led.n_generations, state.mark_price(), outstanding, rules.impact_alpha
-        )
-    else:
+    if rules.price_impact == "buyers":
         result = clear(offers, book, led.n_generations)
-    price = np.nan_to_num(result.price)
+        price = np.nan_to_num(result.price)
+    else:
+        coefficient = rules.impact_alpha if rules.price_impact == "exponential" else rules.impact_slope
+        before_sale = state.mark_price()
+        result = clear_impact(
+            offers, book, led.n_generations, before_sale, led.total_gpus(), coefficient, rules.price_impact
+        )
+        price = np.nan_to_num(result.price)
+        if rules.execution_price == "midpoint":
+            price = np.where(np.isnan(result.price), 0.0, 0.5 * (before_sale + price))
     proceeds = result.filled * price[offers.generation]
     from_lot = offers.lot >= 0
     lots = led.lots

@@ -14,7 +14,7 @@ from scipy.stats import kurtosis, norm
 from agents import ABSTrust, Borrower, HardwareBuyer, Lender
 from core.config import TrancheSpec, load_scenario, read_scenario_data
 from core.ledger import AMORTISATIONS, INSTRUMENTS, Cause, Kind, LoanBook
-from core.secondary import BuyerBook, Offers, clear, clear_exponential, largest_by_group
+from core.secondary import BuyerBook, Offers, clear, clear_impact, largest_by_group
 from core.streams import Streams
 from core.world import MarketWorld
 from experiments.validation.common import interbank_loan
@@ -872,7 +872,7 @@ def test_only_repossessed_lots_drive_the_mark(impact) -> None:
         if impact == "demand":
             result = clear(posted, buyers, 1)
         else:
-            result = clear_exponential(posted, buyers, 1, np.array([10_000.0]), np.array([1e4]), 1.0536)
+            result = clear_impact(posted, buyers, 1, np.array([10_000.0]), np.array([1e4]), 1.0536)
         assert result.filled.tolist() == pytest.approx(posted.units.tolist())
         assert result.driver.tolist() == [driver]
 
@@ -1395,10 +1395,11 @@ def test_an_agent_reports_its_health_from_the_ledger() -> None:
 # --- leverage targeting (lenders.<kind>.sale_rule = "leverage_target") ---------------------------
 
 
-def _targeting_bank(liabilities: float) -> tuple[GPUCreditModel, float]:
+def _targeting_bank(liabilities: float, overrides: dict | None = None) -> tuple[GPUCreditModel, float]:
     """A leverage-targeting bank (cash 3 V, outside assets 6.5 V, outside liabilities ``liabilities`` V)
     has lent 2 V against a neo-cloud's fleet worth V at the mark; the neo-cloud's default has just
-    handed it the fleet (its stock counts up to its claim: all of V)."""
+    handed it the fleet (its stock counts up to its claim: all of V). ``overrides``: more scenario
+    settings (the market's price rule)."""
     v = fleet_value()
     agents = [
         {"id": "nc", "type": "neocloud", "fleet": {"H100": 1000}, "cash": 0.0},
@@ -1411,12 +1412,13 @@ def _targeting_bank(liabilities: float) -> tuple[GPUCreditModel, float]:
         },
     ]
     loans = [{"creditor": "bank", "debtor": "nc", "tenor_months": 60, "spread": 0.05, "principal": 2.0 * v}]
-    overrides = {
+    settings = {
         **PINNED,
         "lenders.bank.sale_rule": "leverage_target",
         "lenders.bank.patient_sale_share": 0.0,
+        **(overrides or {}),
     }
-    model = GPUCreditModel(explicit_market(agents, loans, overrides=overrides), seed=1)
+    model = GPUCreditModel(explicit_market(agents, loans, overrides=settings), seed=1)
     repossess(model.state, np.array([0]))
     model.ledger.invalidate()
     return model, v
@@ -1460,6 +1462,60 @@ def test_a_leverage_targeting_lender_fails_below_its_minimum_leverage() -> None:
     model.ledger.defaulted[:] = False
     model.ledger.defaulted[0] = True
     assert clear_lenders(model.state).agents.size == 0
+
+
+def test_a_deleveraging_sale_moves_the_price_linearly_and_executes_at_the_midpoint() -> None:
+    """Cont & Schaanning's market for the rule above (``cascade.price_impact = 'linear'``, slope 1,
+    ``execution_price = 'midpoint'``), one deleveraging step by hand. The bank of the first test pays
+    3 V from cash and sells a 15 % slice: 150 of its 1,000 H100, the only H100 in the market, so
+    x = 0.15 of the units outstanding. The price falls linearly from p0 to p1 = p0 (1 - 1 x 0.15) =
+    0.85 p0 (the new mark); the units change hands at the mid-point (p0 + p1) / 2 = 0.925 p0, so the
+    proceeds are 150 x 0.925 p0 = 0.13875 V (post-impact execution: 0.1275 V). Then assets are
+    0.13875 + 6.5 + 850 x 0.85 p0 = 7.36125 V, equity 7.36125 - 7.1325 = 0.22875 V: leverage 3.1 %,
+    still below the buffer, so the next round the proceeds repay liabilities (all 0.13875 V of cash,
+    liabilities 7.1325 -> 6.99375 V) and 7.36125 - 0.22875 / 0.05 - 0.13875 = 2.6475 V is left to
+    sell."""
+    from model.cascade import CascadeReport, deleverage_from_cash, lender_offers, sell
+
+    def one_step(execution: str) -> tuple[GPUCreditModel, float, int]:
+        market = {"cascade.price_impact": "linear", "cascade.execution_price": execution}
+        model, v = _targeting_bank(10.5 - 0.3675, market)
+        state = model.state
+        offers = lender_offers(state, deleverage_from_cash(state))
+        assert offers.units.sum() == pytest.approx(150.0)
+        assert model.ledger.total_gpus()[offers.generation[0]] == pytest.approx(1000.0)
+        sell(state, offers, model.monthly_buyer_book(), model.buyer_index, CascadeReport())
+        model.ledger.invalidate()
+        return model, v, int(offers.generation[0])
+
+    model, v, h100 = one_step("midpoint")
+    state, led = model.state, model.ledger
+    assert 1000 * state.fundamental()[h100] == pytest.approx(v)  # p0 = V / 1000
+    assert state.marks.ratio[h100] == pytest.approx(0.85)
+    assert led.lots.units.sum() == pytest.approx(850.0)
+    assert led.cash[1] == pytest.approx(0.13875 * v)
+    assert led.loans.recovered[0] == pytest.approx(0.13875 * v)  # proceeds credited to the loan
+    assert state.lender_assets()[1] == pytest.approx(7.36125 * v)
+    assert state.lender_equity()[1] == pytest.approx(0.22875 * v)
+    to_sell = deleverage_from_cash(state)
+    assert led.cash[1] == pytest.approx(0.0, abs=1e-6 * v)
+    assert led.external_liabilities[1] == pytest.approx(6.99375 * v)
+    assert to_sell[1] == pytest.approx(2.6475 * v)
+
+    post, v, _ = one_step("post_impact")
+    assert post.state.marks.ratio[h100] == pytest.approx(0.85)
+    assert post.ledger.cash[1] == pytest.approx(0.1275 * v)
+
+
+def test_midpoint_execution_needs_an_impact_price() -> None:
+    with pytest.raises(ValueError, match="execution_price 'midpoint' needs an impact price"):
+        load_scenario("baseline", {"cascade.execution_price": "midpoint"})
+    rules = load_scenario(
+        "baseline", {"cascade.execution_price": "midpoint", "cascade.price_impact": "linear"}
+    ).cascade
+    assert rules.impact_slope == 1.0
+    with pytest.raises(ValueError, match="impact_slope"):
+        load_scenario("baseline", {"cascade.price_impact": "linear", "cascade.impact_slope": 0.0})
 
 
 def test_leverage_fields_are_validated() -> None:

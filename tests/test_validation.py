@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agents import Lender
-from core.secondary import BuyerBook, Offers, clear_exponential, impact_price
+from core.secondary import BuyerBook, Offers, clear_impact, impact_price
 from experiments.validation import debtrank as dr
 from experiments.validation import eisenberg_noe as en
 from experiments.validation import fire_sales as fs
@@ -128,7 +128,7 @@ def test_exponential_clearing_price_and_reserves():
         np.array([0, 1]),
         np.array([0, 1]),
     )
-    res = clear_exponential(offers, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
+    res = clear_impact(offers, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
     assert res.price[0] == pytest.approx(100.0 * math.exp(-fs.ALPHA * 0.10))
     assert res.price[0] == pytest.approx(90.0, rel=1e-4)
     assert res.bought.sum() == pytest.approx(10.0)
@@ -140,12 +140,12 @@ def test_exponential_clearing_price_and_reserves():
         np.array([0, 1]),
         np.array([0, 1]),
     )
-    res = clear_exponential(high, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
+    res = clear_impact(high, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
     assert res.filled.tolist() == [5.0, 0.0]  # after 5 % sold the price is 94.87 >= 94; after 10 % it is 90
     flipped = Offers(
         *(getattr(high, f)[::-1] for f in ("generation", "units", "reserve", "seller", "lot", "source"))
     )
-    res2 = clear_exponential(flipped, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
+    res2 = clear_impact(flipped, book, 1, np.array([100.0]), np.array([100.0]), fs.ALPHA)
     assert res2.filled.tolist() == [0.0, 5.0]
 
 

@@ -312,19 +312,21 @@ def run(quick: bool = False, out: Path | None = None, seed: int = 2014, draws: i
         " with an independent implementation of their model on other draws, and with the qualitative"
         " phase structure and the mean-field branching condition."
     )
-    report.figure = plot(phase, r, lam_c, figure_path(out, "fire_sales"))
+    report.figure = plot(phase, r, lam_c, figure_path(out, "fire_sales"), kernel)
     report.data["phase"] = phase
     report.data["kernel_phase"] = kernel
     return report
 
 
-def plot(phase: Phase, r: np.ndarray, lam_c: float, path: Path) -> Path:
+def plot(phase: Phase, r: np.ndarray, lam_c: float, path: Path, kernel: Phase | None = None) -> Path:
+    """The phase diagram (left) and, right, P(contagion) against leverage at a few diversifications
+    with error bars of 2 binomial standard errors and the independent kernel's other draws."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, (ax, cut) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.1, 1]})
     mesh = ax.pcolormesh(
         np.arange(len(phase.leverage) + 1),
         np.arange(len(phase.mu) + 1),
@@ -345,13 +347,35 @@ def plot(phase: Phase, r: np.ndarray, lam_c: float, path: Path) -> Path:
     ax.set_yticks(np.arange(len(phase.mu)) + 0.5, [f"{v:g}" for v in phase.mu])
     ax.set_xlabel("leverage lambda = assets / equity")
     ax.set_ylabel("diversification mu (assets per bank)")
-    se = float(np.sqrt(phase.probability * (1 - phase.probability) / phase.draws).max())
+    se = np.sqrt(phase.probability * (1 - phase.probability) / phase.draws)
     ax.set_title(
-        f"P(contagion >= 5 %) through the engine, {phase.draws} draws per cell (s.e. <= {se:.3f});\n"
+        f"P(contagion >= 5 %) through the engine, {phase.draws} draws per cell (s.e. <= {se.max():.3f});\n"
         f"dashed: mean-field R = 1 (lambda_c = {lam_c:.1f})",
         fontsize=10,
     )
     fig.colorbar(mesh, ax=ax)
+    rows = np.unique(np.linspace(0, len(phase.mu) - 1, 4).round().astype(int))
+    for i in rows:
+        line = cut.errorbar(
+            phase.leverage,
+            phase.probability[i],
+            yerr=2 * se[i],
+            fmt="o-",
+            ms=4,
+            capsize=2,
+            label=f"mu = {phase.mu[i]:g}",
+        )
+        if kernel is not None:
+            cut.plot(kernel.leverage, kernel.probability[i], "x", color=line[0].get_color())
+    cut.set_xscale("log")
+    cut.minorticks_off()
+    cut.set_xticks(phase.leverage, [f"{v:g}" for v in phase.leverage])
+    cut.set_ylim(-0.02, 1.02)
+    cut.set_xlabel("leverage lambda")
+    cut.set_ylabel("P(contagion)")
+    kernel_note = f"; x: kernel, {kernel.draws} other draws" if kernel is not None else ""
+    cut.set_title(f"rows of the diagram, bars 2 s.e. ({phase.draws} draws){kernel_note}", fontsize=10)
+    cut.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
