@@ -350,7 +350,7 @@ def test_systemic_ranking_pairs_every_agent_with_its_reference(tiny_results):
     report, (forced, reference), folder = tiny_results["systemic_ranking"]
     assert set(forced.runs["seed"]) == set(reference.runs["seed"])  # common random numbers
     table = report.numbers["table"]
-    assert len(table) == 21 and table["n"].eq(2).all()
+    assert len(table) == 31 and table["n"].eq(2).all()  # every borrower and lender of market_2026
     assert (
         pd.to_numeric(reference.runs["defaults_total"]).sum() == 0
     )  # so each further default is the forced one's
