@@ -179,6 +179,12 @@ class BTCProcess(Strict):
         ge=-1.0, le=1.0, description="copula correlation of BTC returns and compute-demand shocks, stress"
     )
     stress_volatility_multiplier: float = Field(ge=1.0, le=5.0)
+    crash_comovement: bool = Field(
+        default=True,
+        description="a scheduled BTC crash is a stress event: the world enters the stress regime and compute "
+        "demand moves with the crash as the stress copula says (the conditional mean rho_stress x z of the "
+        "compute-demand shock given the crash's BTC score z); false: the crash moves BTC alone",
+    )
     network_hashrate_eh: Positive = Field(le=1e6, description="network hashrate at the start, EH/s")
     hashrate_growth_per_year: float = Field(
         ge=-0.9, le=3.0, description="log growth of hashrate per year while mining breaks even"

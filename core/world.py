@@ -211,8 +211,25 @@ class MarketWorld:
         return float(np.expm1(btc.jump_mean + 0.5 * btc.jump_std**2))
 
     def shock_btc(self, fall: float) -> None:
-        """Scenario shock: BTC falls by ``fall`` (0.5 = -50 %) at once."""
+        """Scenario shock: BTC falls by ``fall`` (0.5 = -50 %) at once.
+
+        With ``btc.crash_comovement`` the crash is what correlation convergence is about: the world is in
+        stress from now on (the regime then exits as usual), and the compute-demand shock takes its mean
+        given the crash, ``rho_stress x z`` with ``z`` the crash's score under stress BTC returns (both
+        scores are N(0, 1) with correlation rho in the copula of ``advance``), so rent moves by
+        ``exp(s_stress x rho_stress x z)``. No random number is drawn: paired runs stay paired. Rent is
+        left alone in a month whose rent is observed (history mode, months 1 .. len(path))."""
+        if fall <= 0.0:
+            return
         self.btc_price *= 1.0 - fall
+        btc, rent = self.config.btc, self.config.rent
+        if not btc.crash_comovement:
+            return
+        self.stress = True
+        score = float(np.interp(np.log1p(-fall), self._btc_quantiles(), SCORE_GRID))
+        if not 1 <= self.month <= len(rent.path):
+            size = rent.shock_volatility * rent.stress_volatility_multiplier
+            self.rent_per_perf_hour *= float(np.exp(size * btc.correlation_stress * score))
 
     def launch_next_generation(self) -> str | None:
         """Scenario shock: the next unlaunched generation launches this month; the anchor falls to its

@@ -292,6 +292,7 @@ class GPUCreditModel(mesa.Model):
                 continue
             if shock.kind == "btc_crash":
                 self.state.world.shock_btc(shock.size)
+                self.state.refresh_fundamental()  # the rent moves with the crash (world.shock_btc)
             elif shock.kind == "launch_generation":
                 self.state.world.launch_next_generation()
                 self.state.refresh_fundamental()
@@ -343,8 +344,10 @@ class GPUCreditModel(mesa.Model):
         return CascadeReport() if target is None else self.default_agent(target)
 
     def crash_btc(self, fall: float = 0.5) -> CascadeReport:
-        """BTC falls by ``fall`` now; margin calls are tested at once."""
+        """BTC falls by ``fall`` now, compute demand with it (``world.shock_btc``); margin calls and
+        covenants are tested at once."""
         self.state.world.shock_btc(fall)
+        self.state.refresh_fundamental()
         return self.resolve_now()
 
     def launch_next_generation(self) -> str | None:

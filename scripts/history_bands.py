@@ -3,7 +3,10 @@
 Runs the calibration's own set-up (``history_2023_2026`` driven by the observed BTC and fed funds up to
 Dec 2025, simulated after) at ``--draws`` parameter sets drawn by weight from its posterior, and draws
 the monthly 5-95 % band and median of rent, hashprice, BTC and borrower defaults over the observed
-points (fit period shaded; the points after Dec 2025 were not used in the fit).
+points (fit period shaded; the points after Dec 2025 were not used in the fit). It also checks the
+model's used-H100 price, never fitted, against the record: "SXM from $40k+ to $22-25k by Q1 2026" and
+eBay sold listings with H100 prices about flat to June 2026 (calibration-facts section 2, [R*] and
+[R] spotwire.ai); written to ``used_h100_check.json`` beside the figure.
 
     python scripts/history_bands.py results/calibration/history --out docs/img/calibration
 """
@@ -11,6 +14,7 @@ points (fit period shaded; the points after Dec 2025 were not used in the fit).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from experiments.posterior import draw_parameters, read_posterior  # noqa: E402
 from model.model import GPUCreditModel  # noqa: E402
 
 SEED = 20261205
+USED_H100_Q1_2026 = (22_000.0, 25_000.0)  # USD per SXM GPU (calibration-facts section 2, [R*])
 FIT_END = "2025-12"
 SERIES = {  # model column -> (title, observed series drawn as points)
     "rent_per_h100_hour": (
@@ -49,7 +54,7 @@ def main() -> None:
     posterior = read_posterior(args.calibration / "posterior.parquet", "calibration folder")
     draws, seeds_of = np.random.SeedSequence(SEED).spawn(2)
     seeds = np.random.default_rng(seeds_of).integers(0, 2**62, size=args.draws)
-    runs = []
+    runs, used_h100 = [], []
     for i, (params, seed) in enumerate(
         zip(draw_parameters(posterior, args.draws, draws), seeds, strict=True)
     ):
@@ -60,6 +65,9 @@ def main() -> None:
         frame = pd.DataFrame(model.metrics.steps)
         frame["defaults_borrowers"] = frame["defaults_miner"] + frame["defaults_neocloud"]
         runs.append(frame)
+        gens = pd.DataFrame(model.metrics.generations)
+        h100 = gens[gens["generation"] == "H100"].set_index("month")["secondary_price"]
+        used_h100.append(h100.to_numpy(dtype=float))
         print(f"\rdraw {i + 1}/{args.draws}", end="", file=sys.stderr)
     print(file=sys.stderr)
     dates = pd.to_datetime(runs[0]["date"])
@@ -102,6 +110,29 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out / "history_fit_forecast.png", dpi=110, metadata={"Software": None})
     print(f"wrote {args.out / 'history_fit_forecast.png'}")
+    months = list(runs[0]["date"])
+    prices = np.array(used_h100)[:, 1:]  # the generations table starts at month 0, the steps at month 1
+
+    def band(month: str) -> dict[str, float]:
+        lo, mid, hi = np.quantile(prices[:, months.index(month)], [0.05, 0.5, 0.95])
+        return {"p05": float(lo), "median": float(mid), "p95": float(hi)}
+
+    q1 = np.concatenate([prices[:, months.index(m)] for m in ("2026-01", "2026-02", "2026-03")])
+    change = prices[:, months.index("2026-06")] / prices[:, months.index("2025-06")] - 1.0
+    check = {
+        "draws": args.draws,
+        "observed_q1_2026_usd": list(USED_H100_Q1_2026),
+        "model_2026_03_usd": band("2026-03"),
+        "model_share_of_q1_2026_in_observed_range": float(
+            np.mean((q1 >= USED_H100_Q1_2026[0]) & (q1 <= USED_H100_Q1_2026[1]))
+        ),
+        "model_change_2025_06_to_2026_06": dict(
+            zip(("p05", "median", "p95"), np.quantile(change, [0.05, 0.5, 0.95]).tolist(), strict=True)
+        ),
+        "observed_change_to_2026_06": "about 0 %/yr (eBay sold listings, spotwire.ai)",
+    }
+    (args.out / "used_h100_check.json").write_text(json.dumps(check, indent=1) + "\n")
+    print(json.dumps(check, indent=1))
 
 
 if __name__ == "__main__":

@@ -324,6 +324,36 @@ def test_hashrate_grows_when_mining_pays_and_shrinks_when_it_does_not() -> None:
         assert (w.network_hashrate_eh > hashrate) == (hashprice > 36.0)
 
 
+def test_a_btc_crash_moves_compute_demand_by_its_conditional_mean_under_the_stress_copula() -> None:
+    """Correlation convergence in a crash: rent moves by exp(s_stress rho_stress z), z the crash's score
+    under stress BTC returns (hand-computed here without jumps: a normal log return); no random draw."""
+    fall, vol, mult, shock = 0.5, 0.5, 1.5, 0.1
+    base = {
+        "world.btc.jumps_per_year": 0.0,
+        "world.btc.stress_volatility_multiplier": mult,
+        "world.rent.shock_volatility": shock,
+        "world.rent.stress_volatility_multiplier": 2.0,
+    }
+    sigma = vol * mult / math.sqrt(12.0)
+    mu = (math.log(1.15) - 0.5 * (vol * mult) ** 2) / 12.0
+    z = (math.log(1.0 - fall) - mu) / sigma
+    for rho in (0.0, 0.8, -0.5):
+        w = world({**base, "world.btc.correlation_stress": rho})
+        rent, btc, rng = w.rent_per_perf_hour, w.btc_price, w.rng.bit_generator.state
+        w.shock_btc(fall)
+        assert w.stress
+        assert w.btc_price == pytest.approx(btc * (1.0 - fall), rel=1e-12)
+        assert w.rent_per_perf_hour / rent == pytest.approx(math.exp(shock * 2.0 * rho * z), rel=1e-4)
+        assert w.rng.bit_generator.state == rng
+    off = world({**base, "world.btc.crash_comovement": False})
+    rent = off.rent_per_perf_hour
+    off.shock_btc(fall)
+    assert (off.stress, off.rent_per_perf_hour) == (False, rent)
+    none = world(base)
+    none.shock_btc(0.0)
+    assert (none.stress, none.btc_price) == (False, 95_000.0)
+
+
 def test_btc_jumps_fatten_the_tails() -> None:
     no_jumps, _ = btc_returns({"world.btc.jumps_per_year": 0.0}, 12_000)
     jumps, _ = btc_returns(
