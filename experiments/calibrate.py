@@ -500,11 +500,12 @@ class Resolved:
 
     @property
     def key(self) -> str:
-        """What must match for a folder to be resumed: the validated file and the base scenario."""
-        blob = json.dumps(
-            {"calibration": self.calibration.model_dump(mode="json"), "scenario": self.scenario},
-            sort_keys=True,
-        )
+        """What must match for a folder to be resumed: the validated file and the base scenario, less the
+        number of generations. Generation t draws only from (seed, t), so a finished calibration extended
+        to more generations is the calibration that ran them all at once."""
+        calibration = self.calibration.model_dump(mode="json")
+        del calibration["inference"]["max_generations"]
+        blob = json.dumps({"calibration": calibration, "scenario": self.scenario}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -647,6 +648,7 @@ def _claim(resolved: Resolved, out: Path, resume: bool) -> None:
                 f"--out {out}: holds a different calibration ('{stored.get('name')}') or one with other "
                 "settings; choose another --out or remove that folder"
             )
+        atomic_write_bytes(out / "calibration.toml", resolved.text.encode())  # its max_generations may be new
         return
     if resume:
         raise ConfigError(f"--resume: {out} holds no calibration to resume (run without --resume first)")

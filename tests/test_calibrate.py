@@ -79,6 +79,17 @@ def test_same_posterior_bytes_serial_processes_dask(tmp_path):
     assert digests["dask"] == digests["serial"]
 
 
+def test_more_generations_extend_a_finished_calibration_to_the_same_bytes(tmp_path):
+    at_once = tmp_path / "at_once"
+    run_calibration(load_calibration(_small(tmp_path, "three", 60, 3)), at_once, "serial", 1, figures=False)
+    extended = tmp_path / "extended"
+    run_calibration(load_calibration(_small(tmp_path, "two", 60, 2)), extended, "serial", 1, figures=False)
+    outcome = run_calibration(load_calibration(_small(tmp_path, "three", 60, 3)), extended, "serial", 1)
+    assert outcome.generations == 3
+    for name in ("posterior.parquet", "fit.csv", "calibration.toml"):
+        assert (extended / name).read_bytes() == (at_once / name).read_bytes(), name
+
+
 def _stored_generations(db: Path) -> int:
     if not db.exists():
         return 0
