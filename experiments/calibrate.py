@@ -39,6 +39,7 @@ import numpy as np
 import pyabc
 from pyabc.sampler import Sampler
 from pydantic import ConfigDict, Field, ValidationError, model_validator
+from scipy.special import ndtr
 
 from core.config import ConfigError, Month, Strict, read_text
 from experiments.calibration_statistics import STATISTICS, Steps, series_of
@@ -66,6 +67,12 @@ class InferenceSpec(_Finite):
     replicates_per_particle: int = Field(default=1, ge=1, le=1000, description="runs averaged per particle")
     epsilon_quantile: float = Field(default=0.5, gt=0.0, lt=1.0, description="0.5: median epsilon")
     predictive_draws: int = Field(default=100, ge=0, le=100_000, description="posterior-predictive runs")
+    parameter_space: Literal["prior", "normal_scores"] = Field(
+        default="prior",
+        description="prior: ABC-SMC perturbs the parameters themselves; normal_scores: it perturbs each "
+        "parameter's normal score Phi^-1(F(theta)) (F its prior's CDF; prior N(0, 1)), so no proposal falls "
+        "outside a bounded prior and importance weights do not pile up at the prior's edges",
+    )
 
 
 class PriorSpec(_Finite):
@@ -105,6 +112,10 @@ class PriorSpec(_Finite):
             return pyabc.RV("norm", self.mean, self.sd)
         a, b = (self.low - self.mean) / self.sd, (self.high - self.mean) / self.sd
         return pyabc.RV("truncnorm", a, b, loc=self.mean, scale=self.sd)
+
+    def from_score(self, score: float) -> float:
+        """The value whose prior CDF is Phi(score): a N(0, 1) score maps onto this prior exactly."""
+        return float(self.rv().distribution.ppf(ndtr(score)))
 
     def interval(self, lo: float = 0.05, hi: float = 0.95) -> tuple[float, float]:
         dist = self.rv().distribution
@@ -333,6 +344,16 @@ class Problem:
     paths: tuple[str, ...]  # the parameters' paths
     targets: tuple[tuple[str, str, Any], ...]  # (name, statistic, parsed args)
     replicates: int
+    priors: tuple[PriorSpec, ...] | None = None  # set: pyabc's parameters are normal scores of these
+
+    def values(self, parameter: Any) -> dict[str, float]:
+        """A pyabc particle's parameters as the model takes them (path -> value)."""
+        if self.priors is None:
+            return {path: float(parameter[n]) for n, path in zip(self.names, self.paths, strict=True)}
+        return {
+            path: prior.from_score(float(parameter[n]))
+            for n, path, prior in zip(self.names, self.paths, self.priors, strict=True)
+        }
 
     def statistics(self, params: dict[str, float], seeds: list[int]) -> dict[str, float]:
         values = np.zeros(len(self.targets))
@@ -351,8 +372,7 @@ class Problem:
         seeds = _SLOT["seeds"]
         if seeds is None:  # called outside a slot (a stock pyabc sampler): draw from numpy's state
             seeds = [int(np.random.randint(2**62)) for _ in range(self.replicates)]
-        params = {path: float(parameter[name]) for name, path in zip(self.names, self.paths, strict=True)}
-        return self.statistics(params, seeds)
+        return self.statistics(self.values(parameter), seeds)
 
 
 @dataclass(frozen=True)
@@ -569,7 +589,15 @@ def resolve(cal: Calibration, text: str, source: str) -> Resolved:
     else:
         simulator, scenario = _model_simulator(cal, source)
     targets = tuple((t.name, t.statistic, t.parsed_args()) for t in cal.targets)
-    problem = Problem(simulator, names, paths, targets, cal.inference.replicates_per_particle)
+    scores = cal.inference.parameter_space == "normal_scores"
+    problem = Problem(
+        simulator,
+        names,
+        paths,
+        targets,
+        cal.inference.replicates_per_particle,
+        tuple(cal.parameters) if scores else None,
+    )
     return Resolved(cal, text, source, problem, scenario)
 
 
@@ -724,7 +752,10 @@ def run_calibration(
     url = f"sqlite:///{db.resolve()}"
     problem = resolved.problem
     prior = pyabc.Distribution(
-        **{name: spec.rv() for name, spec in zip(problem.names, cal.parameters, strict=True)}
+        **{
+            name: pyabc.RV("norm", 0.0, 1.0) if problem.priors else spec.rv()
+            for name, spec in zip(problem.names, cal.parameters, strict=True)
+        }
     )
     distance = ScaledDistance(tuple((t.name, t.sd) for t in cal.targets if t.role == "fit"))
     observed = {t.name: float(t.observed) for t in cal.targets}
@@ -785,9 +816,7 @@ def _posterior(history: Any, resolved: Resolved) -> Any:
     rows = []
     for i, particle in enumerate(population.particles):
         row = {"generation": int(t), "particle": i}
-        row.update(
-            {path: float(particle.parameter[n]) for n, path in zip(problem.names, problem.paths, strict=True)}
-        )
+        row.update(problem.values(particle.parameter))
         row.update(weight=float(particle.weight), distance=float(particle.distance))
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -31,9 +31,17 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
 
 
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size of importance weights, (sum w)^2 / sum w^2: the number of equally
+    weighted particles worth as much; near 1 the population has collapsed onto one particle."""
+    w = np.asarray(weights, float)
+    return float(w.sum() ** 2 / np.sum(w * w))
+
+
 def generations_table(history: Any) -> pd.DataFrame:
     pops = history.get_all_populations()
     pops = pops[pops.t >= 0].reset_index(drop=True)
+    ess = [effective_sample_size(history.get_distribution(0, int(t))[1]) for t in pops.t]
     return pd.DataFrame(
         {
             "generation": pops.t.astype("int64"),
@@ -41,6 +49,7 @@ def generations_table(history: Any) -> pd.DataFrame:
             "accepted": pops.particles.astype("int64"),
             "simulations": pops.samples.astype("int64"),
             "acceptance_rate": (pops.particles / pops.samples).astype(float),
+            "effective_sample_size": np.array(ess, float),
             "wall_seconds": pops.wall_time.astype(float),
         }
     )

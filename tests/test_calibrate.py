@@ -90,6 +90,30 @@ def test_more_generations_extend_a_finished_calibration_to_the_same_bytes(tmp_pa
         assert (extended / name).read_bytes() == (at_once / name).read_bytes(), name
 
 
+def test_normal_scores_map_onto_each_prior_and_recover_the_known_parameters(tmp_path):
+    from experiments.calibrate import PriorSpec
+
+    uniform = PriorSpec(path="kappa", prior="uniform", low=2.0, high=4.0)
+    loguniform = PriorSpec(path="kappa", prior="loguniform", low=1.0, high=100.0)
+    assert uniform.from_score(0.0) == pytest.approx(3.0) and loguniform.from_score(0.0) == pytest.approx(10.0)
+    assert uniform.from_score(-1.2815515655446004) == pytest.approx(2.2)  # the 10 % quantile
+    assert 2.0 <= uniform.from_score(-40.0) <= uniform.from_score(40.0) <= 4.0
+    path = _small(tmp_path, "scores", population=150, generations=6)
+    path.write_text(path.read_text().replace("[inference]", '[inference]\nparameter_space = "normal_scores"'))
+    out = tmp_path / "scores"
+    run_calibration(load_calibration(path), out, "serial", 1, figures=False)
+    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
+    for name, true in TRUE.items():
+        row = table.loc[name]
+        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert posterior.kappa.between(0.01, 0.6).all()  # the prior's range: values, not scores
+    gens = pd.read_parquet(out / "generations.parquet")
+    assert (gens.effective_sample_size > 1.0).all() and gens.effective_sample_size.iloc[0] == pytest.approx(
+        150
+    )
+
+
 def _stored_generations(db: Path) -> int:
     if not db.exists():
         return 0
