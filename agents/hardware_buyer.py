@@ -76,9 +76,10 @@ class HardwareBuyer(BalanceSheetAgent):
         now; with ``idle_valuation = "market"`` the months in which a buyer's own path says the unit
         would sit idle count the market's expected margin of restarting it (the fundamental's months,
         with the idling option), so an idle unit whose margin the market expects to turn positive is
-        worth more than zero to a buyer too; budgets shrink by ``funding_sensitivity x distress`` (the industry distress share) and move
-        with the month's common factor ``f`` as ``exp(b f - b^2 / 2)`` (``budget_factor_loading``); and
-        installation capacity is the headroom left, refilled by a month's capacity up to the buffer."""
+        worth more than zero to a buyer too; budgets shrink by ``funding_sensitivity x distress`` (the
+        industry distress share) and move with the month's common factor ``f`` as ``exp(b f - b^2 / 2)``
+        (``budget_factor_loading``); and installation capacity is the headroom left, refilled by a
+        month's capacity up to the buffer."""
         secondary = secondary or SecondaryMarket()
         gens = world.generations
         specs = [buyer.spec for buyer in buyers]

@@ -344,8 +344,8 @@ def _cell_masks(model: GPUCreditModel) -> Iterator[tuple[str, np.ndarray]]:
 
 def cash_recovered(model: GPUCreditModel) -> dict[str, float]:
     """By credit cell, the cash its defaulted loans recovered by the end of the run, undiscounted and
-    gross of workout costs: the estate's cash and BTC at default, sale proceeds of repossessed GPUs,
-    settlements with the borrower's owners, income of operated lots and interbank clearing
+    gross of workout costs: the estate's cash and BTC at default, guarantors' payments, sale proceeds of
+    repossessed GPUs, settlements with the borrower's owners and income of operated lots
     (``loan_outcomes``' ``recovered``), without the GPUs still held. Over the cell's exposure at
     default it is the realised recovery, as a lender's recovery is reported once the collateral has
     been sold; ``credit_cells``' ``recovered`` also counts the GPUs still held, at the mark."""
