@@ -73,9 +73,13 @@ class HardwareBuyer(BalanceSheetAgent):
         rate) share one present value, and all of them are worked out together.
 
         With ``secondary`` (and ``memory``): adaptive buyers extrapolate the rent growth they expect
-        now; budgets shrink by ``funding_sensitivity x distress`` (the industry distress share) and move
-        with the month's common factor ``f`` as ``exp(b f - b^2 / 2)`` (``budget_factor_loading``); and
-        installation capacity is the headroom left, refilled by a month's capacity up to the buffer."""
+        now; with ``idle_valuation = "market"`` the months in which a buyer's own path says the unit
+        would sit idle count the market's expected margin of restarting it (the fundamental's months,
+        with the idling option), so an idle unit whose margin the market expects to turn positive is
+        worth more than zero to a buyer too; budgets shrink by ``funding_sensitivity x distress`` (the
+        industry distress share) and move with the month's common factor ``f`` as ``exp(b f - b^2 / 2)``
+        (``budget_factor_loading``); and installation capacity is the headroom left, refilled by a
+        month's capacity up to the buffer."""
         secondary = secondary or SecondaryMarket()
         gens = world.generations
         specs = [buyer.spec for buyer in buyers]
@@ -98,9 +102,11 @@ class HardwareBuyer(BalanceSheetAgent):
         row_of = {key: row for row, key in enumerate(distinct)}
         valuation = np.empty((len(buyers), len(gens)))
         if distinct:
+            # months a buyer expects to idle a unit, valued as the fundamental values them (or not)
+            idle = world.market_margins() if secondary.idle_valuation == "market" else None
             values = np.array(
                 [
-                    world.present_value(world.extrapolated_rent_path(d, cache=not adaptive), hurdle)
+                    world.present_value(world.extrapolated_rent_path(d, cache=not adaptive), hurdle, idle)
                     for d, hurdle in distinct
                 ]
             )

@@ -732,6 +732,13 @@ class SecondaryMarket(Strict):
         description="fixed: each buyer class extrapolates its configured deflation; adaptive: its expected "
         "log rent growth moves each month toward the rent change it observed (gain expectation_gain)",
     )
+    idle_valuation: Literal["own", "market"] = Field(
+        default="own",
+        description="own: a buyer values every month of a GPU's life along its own extrapolated rent path; "
+        "market: months in which that path's margin is not positive (it expects to idle the unit) are "
+        "valued as the fundamental values them (the market's expected margin of restarting it, with the "
+        "idling option), at the buyer's hurdle rate",
+    )
     expectation_gain: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         default=0.1, description="adaptive expectations: weight of the latest observed rent change, per month"
     )

@@ -324,25 +324,34 @@ class MarketWorld:
         g = self.generations
         return np.clip(np.round(g.reference_end - self.month), 0, MAX_LIFE_MONTHS)
 
-    def present_value(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
+    def present_value(
+        self, rent_path: np.ndarray, discount_rate: float, idle_margins: np.ndarray | None = None
+    ) -> np.ndarray:
         """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,
         USD per H100-eq hour) over its remaining life, discounted.
 
         The owner can switch a GPU off, so a month's margin counts only when positive; the economic
         life ends where the expected margin reaches zero, earlier for generations with poor
-        performance per watt.
+        performance per watt. ``idle_margins`` ([months, generations], as ``expected_margins``): months
+        in which the path's median margin is not positive (the owner expects to idle the unit) are
+        valued at these instead, e.g. the market's expected margins of restarting it.
         """
         life = np.minimum(self.remaining_life(), rent_path.size).astype(np.int64)
         # only the months up to the longest remaining life are read: the table of a shorter path is the
         # same prefix (element-wise margins, a running sum), at a third of the cost for 7-year lives
-        table = self.values_by_life(rent_path[: life.max(initial=0)], discount_rate)
+        table = self.values_by_life(rent_path[: life.max(initial=0)], discount_rate, idle_margins)
         return table[life, np.arange(len(self.generations))]
 
-    def values_by_life(self, rent_path: np.ndarray, discount_rate: float) -> np.ndarray:
+    def values_by_life(
+        self, rent_path: np.ndarray, discount_rate: float, idle_margins: np.ndarray | None = None
+    ) -> np.ndarray:
         """Row L: the value of one GPU of each generation with L months of physical life left (L = 0 ..
         the path's length), as in ``present_value``; units of one generation bought in different months
         differ only in their remaining life."""
         margins = self.expected_margins(rent_path)
+        if idle_margins is not None:
+            running = self.revenue_per_gpu(rent_path[:, None]) > self._opex_per_gpu[None, :]
+            margins = np.where(running, margins, idle_margins[: rent_path.size])
         discount = self._discount_factors(discount_rate, rent_path.size)
         table = np.zeros((rent_path.size + 1, len(self.generations)))
         np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
@@ -397,6 +406,11 @@ class MarketWorld:
         if cache:
             self._powers[key] = powers
         return self.rent_per_perf_hour * powers
+
+    def market_margins(self) -> np.ndarray:
+        """The expected margins ([months, generations]) the fundamental value discounts: along the
+        process's median rent path, with the idling option (``expected_margins``)."""
+        return self.expected_margins(self.expected_rent_path())
 
     def fundamental_value(self) -> np.ndarray:
         """The reference value per GPU: margins along the process's median rent path (the anchor with

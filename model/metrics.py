@@ -8,6 +8,7 @@ model stays picklable and ``mesa.batch_run`` sees them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -309,29 +310,48 @@ def credit_cells(model: GPUCreditModel) -> dict[str, dict[str, float]]:
     discounted at the loan rate, net of workout costs, so LGD = 1 - recovered / EAD, exposure-weighted),
     economic loss, the balance at risk in USD-years (the denominator of a fair spread), the loans'
     tenors in months (their mean is the instrument's horizon) and the EAD still in workout at the end."""
-    led = model.ledger
-    loans = led.loans
+    loans = model.ledger.loans
     out = loan_outcomes(model)
     defaulted = out["defaulted"] & (out["exposure_at_default"] > 0)
     cells: dict[str, dict[str, float]] = {}
+    for name, m in _cell_masks(model):
+        d = m & defaulted
+        ead = float(out["exposure_at_default"][d].sum())
+        loss = float(out["loss"][d].sum())
+        cells[name] = {
+            "loans": int(m.sum()),
+            "defaulted": int(d.sum()),
+            "principal": float(loans.original_principal[m].sum()),
+            "exposure_at_default": ead,
+            "recovered": ead - loss,
+            "loss": loss,
+            "exposure_years": float(loans.exposure_years[m].sum()),
+            "tenor_months": float(loans.rollover_tenor[m].sum()),
+            "in_workout": float(out["exposure_at_default"][d & out["in_workout"]].sum()),
+        }
+    return cells
+
+
+def _cell_masks(model: GPUCreditModel) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, loan mask) of each credit cell: borrower type x instrument (``credit_cells``)."""
+    led = model.ledger
+    loans = led.loans
     for kind in BORROWER_KINDS:
         for instrument in BORROWER_INSTRUMENTS:
-            m = (led.kind[loans.debtor] == kind) & (loans.instrument == INSTRUMENTS.index(instrument))
-            d = m & defaulted
-            ead = float(out["exposure_at_default"][d].sum())
-            loss = float(out["loss"][d].sum())
-            cells[f"{KIND_NAMES[kind]}_{instrument}"] = {
-                "loans": int(m.sum()),
-                "defaulted": int(d.sum()),
-                "principal": float(loans.original_principal[m].sum()),
-                "exposure_at_default": ead,
-                "recovered": ead - loss,
-                "loss": loss,
-                "exposure_years": float(loans.exposure_years[m].sum()),
-                "tenor_months": float(loans.rollover_tenor[m].sum()),
-                "in_workout": float(out["exposure_at_default"][d & out["in_workout"]].sum()),
-            }
-    return cells
+            mask = (led.kind[loans.debtor] == kind) & (loans.instrument == INSTRUMENTS.index(instrument))
+            yield f"{KIND_NAMES[kind]}_{instrument}", mask
+
+
+def cash_recovered(model: GPUCreditModel) -> dict[str, float]:
+    """By credit cell, the cash its defaulted loans recovered by the end of the run, undiscounted and
+    gross of workout costs: the estate's cash and BTC at default, guarantors' payments, sale proceeds of
+    repossessed GPUs, settlements with the borrower's owners and income of operated lots
+    (``loan_outcomes``' ``recovered``), without the GPUs still held. Over the cell's exposure at
+    default it is the realised recovery, as a lender's recovery is reported once the collateral has
+    been sold; ``credit_cells``' ``recovered`` also counts the GPUs still held, at the mark."""
+    loans = model.ledger.loans
+    defaulted = (loans.default_month >= 0) & (loans.exposure_at_default > 0)
+    return {name: float(loans.recovered[m & defaulted].sum()) for name, m in _cell_masks(model)}
 
 
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
@@ -406,6 +426,7 @@ def run_summary(model: GPUCreditModel) -> dict[str, Any]:
         else 0.0,
         **_collateral_measures(model),
         "credit": credit_cells(model),
+        "cash_recovered": cash_recovered(model),
     }
     return summary
 

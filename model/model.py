@@ -64,6 +64,7 @@ PARAMETER_ALIASES: dict[str, str] = {
 # scenario (``_idle_option_volatility``).
 BUYERS_AS_THEY_ARE: dict[str, Any] = {
     "secondary.expectations": "adaptive",
+    "secondary.idle_valuation": "market",
     "secondary.expectation_gain": 0.1,
     "secondary.funding_sensitivity": 1.0,
     "secondary.capacity_buffer_months": 3.0,

@@ -2,12 +2,15 @@
 
     python scripts/buyers_as_they_are.py --out docs/img/buyers_as_they_are.json
 
-1. The 2022 miner crisis (``miners_2022``, deterministic: observed BTC and hashprice paths) with each
-   mechanism alone and all together (the ``buyers_as_they_are`` alias), and experiment 8's grid (buyer
-   depth 0.5 / 1 / 2 x miners' power price 4 / 5 / 6 c/kWh) with all of them off and on. Measures: the
-   rig's peak-to-trough price fall and the term lenders' recovery on defaulted rig loans, as experiment 8
-   computes it (cash recovered plus repossessed rigs still held, at the mark, over principal written
-   off), and the cash part alone.
+1. The 2022 miner crisis (``miners_2022``, deterministic: observed BTC and hashprice paths; the scenario
+   has the mechanisms on, with the session-10 posterior), with buyers valuing every month on their own
+   extrapolated path (session 10) or the months they expect to idle a rig as the fundamental does
+   (``secondary.idle_valuation``, the shipped scenario), and other idling-option values; experiment 8's
+   grid (buyer depth 0.5 / 1 / 2 x miners' power price 4 / 5 / 6 c/kWh) for both buyer rules; and a scan
+   of the two parameters that set the fundamental's trough (idling volatility x miners' fixed cost).
+   Measures: the rig's peak-to-trough price fall, the term lenders' recovery on defaulted rig loans as
+   experiment 8 computes it (cash recovered plus repossessed rigs still held, at the mark, over exposure
+   at default) and the realised (cash) recovery alone, miner defaults, rigs sold and still held.
 2. Experiment 4 (buyer depth, the largest miner defaulted in month 3) and experiment 7's buyer of last
    resort over posterior draws at a reduced size, from ``experiments/examples/buyers_*.toml``.
 3. The fire-sale amplification of the calibrated baseline (seeds 1-30, 60 months): defaults with the
@@ -29,21 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+OWN_PATH = {"secondary.idle_valuation": "own"}
 VARIANTS_2022: dict[str, dict[str, Any]] = {
-    "today": {},
-    "idling option": {"world.idle_option_volatility": 0.15},
-    "lenders' choice": {
-        "secondary.lender_disposal": "choice",
-        "secondary.operators": ["credit_fund"],
-        "secondary.settle_share": 0.5,
-    },
-    "buyers (expectations, funding, headroom)": {
-        "secondary.expectations": "adaptive",
-        "secondary.funding_sensitivity": 1.0,
-        "secondary.capacity_buffer_months": 3.0,
-    },
-    "all (buyers_as_they_are)": {"flag": True},
+    "session 10: buyers value every month on their own path": OWN_PATH,
+    "buyers value idle months as the fundamental (shipped)": {},
+    "no idling option, buyers' own path": {**OWN_PATH, "world.idle_option_volatility": 0.0},
+    "no idling option, idle months as the fundamental": {"world.idle_option_volatility": 0.0},
+    "idling option 0.15, buyers' own path": {**OWN_PATH, "world.idle_option_volatility": 0.15},
+    "idling option 0.15, idle months as the fundamental": {"world.idle_option_volatility": 0.15},
 }
+# the two parameters that set the fundamental's trough (and the defaults), around the posterior medians
+SCAN_VOLATILITY = (0.055, 0.1, 0.15, 0.175, 0.2, 0.25)
+SCAN_FIXED_COST = (70.0, 80.0, 90.0, 95.9)
 SWEEPS = {
     "buyers_repo_market": {"shocks": [{"month": 3, "kind": "default_largest_miner"}]},
     "buyers_last_resort_off": {},
@@ -65,16 +65,11 @@ def replay_2022(overrides: dict[str, Any], **params: Any) -> dict[str, float]:
         sold += model.last_cascade.forced_units
     summary = run_summary(model)
     term = summary["credit"]["miner_term_loan"]
-    loans = model.ledger.loans
-    defaulted_term = (loans.instrument == 0) & (loans.exposure_at_default > 0)
+    ead = term["exposure_at_default"]
     return {
         "rig_price_peak_to_trough": summary["price_peak_to_trough"]["ASIC"],
-        "term_recovery": term["recovered"] / term["exposure_at_default"]
-        if term["exposure_at_default"]
-        else math.nan,
-        "term_cash_recovery": float(loans.recovered[defaulted_term].sum() / term["exposure_at_default"])
-        if term["exposure_at_default"]
-        else math.nan,
+        "term_recovery": term["recovered"] / ead if ead else math.nan,
+        "term_cash_recovery": summary["cash_recovered"]["miner_term_loan"] / ead if ead else math.nan,
         "miner_defaults": summary["defaults_by_type"]["miner"],
         "rigs_sold": sold,
         "rigs_held_by_lenders": float(model.ledger.lots.units.sum()),
@@ -133,20 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     from model.metrics import run_summary
     from model.model import GPUCreditModel
 
-    result: dict[str, Any] = {"miners_2022": {}, "miners_2022_grid": [], "baseline": {}}
+    result: dict[str, Any] = {
+        "miners_2022": {},
+        "miners_2022_grid": [],
+        "miners_2022_scan": [],
+        "baseline": {},
+    }
     for name, overrides in VARIANTS_2022.items():
         result["miners_2022"][name] = replay_2022(overrides)
         print(name, {k: round(v, 3) for k, v in result["miners_2022"][name].items()})
-    for flag in (False, True):
+    for idle in ("own", "market"):
         for depth in (0.5, 1.0, 2.0):
             for power in (0.04, 0.05, 0.06):
-                row = replay_2022({"flag": flag, "world.power.price_per_kwh": power}, buyer_depth_scale=depth)
-                result["miners_2022_grid"].append({"flag": flag, "depth": depth, "power": power, **row})
-    for flag in (False, True):
-        rows = [r for r in result["miners_2022_grid"] if r["flag"] == flag]
-        for metric in ("rig_price_peak_to_trough", "term_recovery"):
+                row = replay_2022(
+                    {"secondary.idle_valuation": idle, "world.power.price_per_kwh": power},
+                    buyer_depth_scale=depth,
+                )
+                result["miners_2022_grid"].append(
+                    {"idle_valuation": idle, "depth": depth, "power": power, **row}
+                )
+    for idle in ("own", "market"):
+        rows = [r for r in result["miners_2022_grid"] if r["idle_valuation"] == idle]
+        for metric in ("rig_price_peak_to_trough", "term_recovery", "term_cash_recovery"):
             values = [r[metric] for r in rows]
-            print(f"grid flag={flag} {metric}: {min(values):.3f} .. {max(values):.3f}")
+            print(f"grid idle_valuation={idle} {metric}: {min(values):.3f} .. {max(values):.3f}")
+    for volatility in SCAN_VOLATILITY:
+        for cost in SCAN_FIXED_COST:
+            row = replay_2022(
+                {"world.idle_option_volatility": volatility, "world.power.hosting_per_kw_month": cost}
+            )
+            result["miners_2022_scan"].append({"volatility": volatility, "fixed_cost": cost, **row})
+            print("scan", volatility, cost, {k: round(v, 3) for k, v in row.items()})
 
     metrics = ["defaults_total", "systemic_loss", "price_to_fundamental_trough", "share_failed"]
     for stem, patch in SWEEPS.items():

@@ -281,12 +281,91 @@ def test_a_lending_facility_of_last_resort_lets_a_stressed_lender_sell_orderly()
     assert not any(buyer.spec is None for buyer in model.buyers)  # no buying agent in lend mode
 
 
+# --- buyers value the months they expect to idle a unit as the fundamental does -----------------------
+
+# The 2022 replay's rig (100 TH/s, 3.05 kW) at the start of the replay, where the market's median path
+# of its revenue falls back towards the cost-based anchor; without rent uncertainty, so that each month
+# is worth its median margin and the values can be worked out by hand.
+RIG_2022 = {"world.idle_option_volatility": 0.0, "secondary.expectations": "fixed"}
+IDLE_RIG = {**RIG_2022, "world.rent.h100_rent_per_hour": 0.2633}  # Dec 2022 revenue: $192 a month
+
+
+def _rig_values(overrides: dict) -> tuple[MarketWorld, np.ndarray]:
+    """The replay's world at its start and every buyer's value of one rig (the buyers' rows)."""
+    model = GPUCreditModel("miners_2022", overrides=overrides)
+    assert all(buyer.spec is not None for buyer in model.buyers)
+    return model.state.world, model.monthly_buyer_book().valuation[:, 0]
+
+
+def _by_hand(world: MarketWorld, hurdle: float, deflation: float, idle_at_market: bool) -> float:
+    """The sum over the rig's remaining life of (1 + hurdle)^(-m/12) x the month's margin: the buyer's
+    own, k r_0 (1 - d)^(m/12) - c, where positive; else (``idle_at_market``) the market's,
+    max(k r_m - c, 0) along the process's median rent path r_m, or nothing."""
+    k = world.generations.performance[0] * HOURS_PER_MONTH * world.config.rent.utilisation
+    c = float(world.opex_per_gpu[0])
+    market = world.expected_rent_path()
+    total = 0.0
+    for m in range(1, int(world.remaining_life()[0]) + 1):
+        own = k * world.rent_per_perf_hour * (1.0 - deflation) ** (m / 12) - c
+        margin = own if own > 0 else (max(k * market[m - 1] - c, 0.0) if idle_at_market else 0.0)
+        total += (1.0 + hurdle) ** (-m / 12) * margin
+    return total
+
+
+def _classes(world: MarketWorld) -> list[tuple[slice, float, float]]:
+    """(buyer rows, hurdle rate, deflation extrapolated now) of the scenario's two buyer classes: 10
+    miners buying rigs and 5 brokers, in stress from the start (their stress add-ons apply)."""
+    assert world.stress
+    return [(slice(0, 10), 0.733, 0.474 + 0.15), (slice(10, 15), 0.90, 0.560 + 0.20)]
+
+
+def test_a_buyer_values_an_idle_rig_above_zero_when_the_market_expects_its_margin_to_turn_positive():
+    world, own = _rig_values({**IDLE_RIG, "secondary.idle_valuation": "own"})
+    assert world.margin_per_gpu()[0] < 0  # idle today: $192 of revenue, $409 of power and fixed cost
+    assert world.fundamental_value()[0] > 0  # the market expects revenue to recover above the cost
+    assert np.all(own == 0.0)  # a buyer extrapolating the fall never expects to run it again
+    _, market = _rig_values({**IDLE_RIG, "secondary.idle_valuation": "market"})
+    for rows, hurdle, deflation in _classes(world):
+        value = _by_hand(world, hurdle, deflation, idle_at_market=True)
+        assert value > 0.0
+        assert market[rows] == pytest.approx(value, rel=1e-9)
+
+
+def test_a_buyer_runs_a_rig_on_its_own_expectations_until_it_expects_to_idle_it():
+    """At the start of the replay the rig earns $1,154 a month: the buyers' extrapolated revenue falls
+    below its cost after about a year, and those months count the market's margin of restarting it."""
+    world, own = _rig_values({**RIG_2022, "secondary.idle_valuation": "own"})
+    _, market = _rig_values({**RIG_2022, "secondary.idle_valuation": "market"})
+    assert world.margin_per_gpu()[0] > 0
+    for rows, hurdle, deflation in _classes(world):
+        assert own[rows] == pytest.approx(_by_hand(world, hurdle, deflation, idle_at_market=False), rel=1e-9)
+        assert market[rows] == pytest.approx(
+            _by_hand(world, hurdle, deflation, idle_at_market=True), rel=1e-9
+        )
+        assert np.all(market[rows] > own[rows])
+
+
+def test_the_idling_option_adds_to_what_a_buyer_pays_for_an_idle_rig():
+    _, certain = _rig_values({**IDLE_RIG, "secondary.idle_valuation": "market"})
+    _, uncertain = _rig_values(
+        {**IDLE_RIG, "secondary.idle_valuation": "market", "world.idle_option_volatility": 0.055}
+    )
+    _, own = _rig_values(
+        {**IDLE_RIG, "secondary.idle_valuation": "own", "world.idle_option_volatility": 0.055}
+    )
+    assert np.all(uncertain > certain) and np.all(certain > 0.0)
+    # around its own collapsing path the option is worth almost nothing (session 10's finding)
+    assert np.all(own < 1e-6 * certain)
+
+
 # --- configuration -----------------------------------------------------------------------------------
 
 
 def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="secondary.expectations"):
         load_scenario("fire_sale_demo", {"secondary.expectations": "clairvoyant"})
+    with pytest.raises(ConfigError, match="secondary.idle_valuation"):
+        load_scenario("fire_sale_demo", {"secondary.idle_valuation": "rational"})
     with pytest.raises(ConfigError, match="lender_disposal = 'choice'"):
         load_scenario(
             "fire_sale_demo",
@@ -303,6 +382,7 @@ def test_the_flag_turns_every_mechanism_on_and_off_leaves_the_defaults():
     off = GPUCreditModel("fire_sale_demo", buyers_as_they_are=False).config
     assert off.secondary == SecondaryMarket() and off.world.idle_option_volatility == 0.0
     assert on.secondary.lender_disposal == "choice" and on.secondary.expectations == "adaptive"
+    assert on.secondary.idle_valuation == "market" and off.secondary.idle_valuation == "own"
     assert on.world.idle_option_volatility == 0.15  # the demo's rent has no shocks: BTC's monthly volatility
 
 
@@ -323,6 +403,8 @@ def test_the_books_balance_with_every_mechanism_on(mode: str):
             for shock in (model.default_largest_miner, model.crash_btc, model.launch_next_generation):
                 shock()
                 books.check(f"after {shock.__name__}")
+                if len(model.ledger.lots):  # the lots of the forced default are decided on at once
+                    disposals |= {DISPOSALS[c] for c in lot_disposal(model.state)[0]}
     assert model.ledger.defaulted.any() and disposals  # the run exercised the lenders' choices
 
 

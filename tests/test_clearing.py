@@ -461,3 +461,38 @@ def test_a_trade_of_less_than_one_unit_does_not_re_mark_the_generation() -> None
     )
     marks.after_clearing(clearing, fundamental=np.array([100.0, 100.0, 100.0]))
     assert marks.ratio.tolist() == [0.9, 0.8, 0.3]
+
+
+def test_dust_filled_far_below_the_reserve_leaves_the_mark_and_a_trade_of_whole_units_sets_it() -> None:
+    """100 units offered at a reserve of 100 (fundamental value 500, mark 0.9). A buyer with a median
+    valuation of 1 (dispersion 0.3, budget 1e6) wants, at 100, 1e4 x Phi(ln(1 / 100) / 0.3) ~ 2e-49
+    units: the clearing "sells" that at the reserve, and the mark stays at 0.9. A buyer with a median of
+    200 takes all 100 units at the price p where (1e6 / p) Phi(ln(200 / p) / 0.3) = 100, and the mark
+    becomes p / 500 (``MIN_MARKING_UNITS``: at least one whole unit traded)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    from core.secondary import MIN_MARKING_UNITS, BuyerBook, Marks, Offers, clear
+
+    assert MIN_MARKING_UNITS == 1.0
+    offers = Offers(*(np.array([v]) for v in (0, 100.0, 100.0, 1, 0, 2)))
+    fundamental = np.array([500.0])
+
+    def book(median: float) -> BuyerBook:
+        return BuyerBook(
+            np.array([[median]]), np.array([0.3]), np.array([[True]]), np.array([1e6]), np.array([1e6])
+        )
+
+    marks = Marks(1, half_life_months=6.0)
+    marks.ratio[:] = 0.9
+    dust = clear(offers, book(1.0), 1)
+    assert 0.0 < dust.sold[0] < 1e-40 and dust.price[0] == 100.0
+    assert dust.sold[0] == pytest.approx(1e4 * norm.cdf(np.log(1 / 100) / 0.3), rel=1e-6)
+    marks.after_clearing(dust, fundamental)
+    assert marks.ratio[0] == 0.9
+
+    trade = clear(offers, book(200.0), 1)
+    price = brentq(lambda p: 1e6 / p * norm.cdf(np.log(200 / p) / 0.3) - 100.0, 100.0, 2000.0, xtol=1e-12)
+    assert trade.sold[0] == pytest.approx(100.0) and trade.price[0] == pytest.approx(price, rel=1e-9)
+    marks.after_clearing(trade, fundamental)
+    assert marks.ratio[0] == pytest.approx(price / 500.0, rel=1e-9)

@@ -17,8 +17,8 @@ from scenario_builders import baseline_world_data, explicit_market, with_overrid
 
 from core.ledger import BORROWER_KINDS, INSTRUMENTS, LoanBook
 from experiments.named.credit_spreads import fair_spread
-from model.cascade import repossess
-from model.metrics import credit_cells, lender_losses, loan_outcomes
+from model.cascade import _credit_recoveries, repossess
+from model.metrics import cash_recovered, credit_cells, lender_losses, loan_outcomes
 from model.model import GPUCreditModel
 from model.operations import pay_out_surplus
 
@@ -263,6 +263,40 @@ def test_btc_proceeds_go_to_the_btc_lender_first_and_cash_to_the_senior_loan() -
     assert recovered.tolist() == pytest.approx([0.5 * btc_value, 1000.0 + 0.5 * btc_value, 0.0], rel=1e-12)
 
 
+def test_cash_recovered_counts_what_came_in_and_not_the_gpus_still_held() -> None:
+    """A miner with $1,000 of cash and 10 H100 worth V each at the mark owes a bank 10 V + 5,000 on a
+    rig loan. At default the bank takes the GPUs (10 V of the claim, at the mark) and the estate's cash:
+    $1,000 in cash, 10 V + 1,000 with the GPUs held. A sale of 4 of them at V / 2 brings 2 V more in
+    cash; the 6 still held count at the mark only in the recovery with held GPUs (month 0, no workout
+    cost: nothing is discounted)."""
+    agents = [
+        {"id": "m", "type": "miner", "cash": 1000.0, "fleet": {"H100": 10}},
+        {"id": "bank", "type": "bank"},
+    ]
+
+    def market(principal: float) -> GPUCreditModel:
+        loan = {"creditor": "bank", "debtor": "m", "principal": principal, "spread": 0.05, "tenor_months": 36}
+        return GPUCreditModel(explicit_market(agents, [loan]), seed=1)
+
+    h100 = market(1.0).state.world.generations.index("H100")
+    value = float(market(1.0).state.unit_values()[0, h100])  # the mark is 1 at the start
+    model = market(10 * value + 5000.0)
+    repossess(model.state, np.array([0]))
+    ead = 10 * value + 5000.0
+    assert model.ledger.loans.exposure_at_default[0] == pytest.approx(ead)
+    assert cash_recovered(model)["miner_term_loan"] == pytest.approx(1000.0, rel=1e-12)
+    assert credit_cells(model)["miner_term_loan"]["recovered"] == pytest.approx(1000.0 + 10 * value, rel=1e-9)
+
+    lots = model.ledger.lots
+    _credit_recoveries(model.ledger.loans, np.array([0]), np.array([4 * 0.5 * value]), 0)
+    lots.units[0] -= 4.0
+    assert cash_recovered(model)["miner_term_loan"] == pytest.approx(1000.0 + 2 * value, rel=1e-12)
+    assert credit_cells(model)["miner_term_loan"]["recovered"] == pytest.approx(
+        1000.0 + 2 * value + 6 * value, rel=1e-9
+    )
+    assert cash_recovered(model)["neocloud_term_loan"] == 0.0  # no neo-cloud defaulted
+
+
 # --- cash trap -------------------------------------------------------------------------------------
 
 
@@ -301,6 +335,10 @@ def test_lenders_paying_out_earnings_hold_their_capital_ratio_until_a_loss_lower
             overrides={
                 "lenders.bank.pays_out_earnings": pays,
                 "shocks": [{"month": 4, "kind": "default_agent", "agent": "nc"}],
+                # the sale plan, so the GPUs are sold and the loss booked (the baseline's disposal
+                # choice would hold them at the mark, a smaller loss the test does not need)
+                "secondary.lender_disposal": "sale_plan",
+                "secondary.operators": [],
             },
             months=6,
         )
