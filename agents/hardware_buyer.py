@@ -98,12 +98,8 @@ class HardwareBuyer(BalanceSheetAgent):
         row_of = {key: row for row, key in enumerate(distinct)}
         valuation = np.empty((len(buyers), len(gens)))
         if distinct:
-            values = np.array(
-                [
-                    world.present_value(world.extrapolated_rent_path(d, cache=not adaptive), hurdle)
-                    for d, hurdle in distinct
-                ]
-            )
+            paths = np.array([world.extrapolated_rent_path(d, cache=not adaptive) for d, _ in distinct])
+            values = world.present_value(paths, [hurdle for _, hurdle in distinct])
             valuation[~last_resort] = values[[row_of[key] for key in keys]]
         # the buyer of last resort: a fixed bid for any generation, any volume
         valuation[last_resort] = policy.buyer_of_last_resort_price * fundamental
