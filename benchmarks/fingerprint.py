@@ -62,10 +62,19 @@ def _hash_into(h: Any, value: Any) -> None:
             _hash_into(h, item)
 
 
+# Arrays that are functions of hashed arrays, kept to save work (added by speed changes): left out, so
+# fingerprints stay comparable with those of the code before them.
+DERIVED = {"_log_anchor_path"}  # MarketWorld: np.log(_anchor_path)
+
+
 def _numbers_of(obj: Any) -> dict[str, Any]:
     """The object's arrays and numbers, by attribute name (its state, without helpers or caches of
     other types)."""
-    return {k: v for k, v in sorted(vars(obj).items()) if isinstance(v, np.ndarray | float | int | bool)}
+    return {
+        k: v
+        for k, v in sorted(vars(obj).items())
+        if isinstance(v, np.ndarray | float | int | bool) and k not in DERIVED
+    }
 
 
 def _digest(value: Any) -> str:

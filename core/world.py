@@ -117,6 +117,7 @@ class MarketWorld:
         self.rates_rng = streams["world.rates"]
         self.generations = GenerationTable(config)
         self.start_index = month_index(config.start)
+        self._halving_months = [month_index(h) - self.start_index for h in config.btc.halvings]
         self.month = 0
         self.stress = config.regime.start_in_stress
         self.base_rate = config.base_rate
@@ -129,7 +130,7 @@ class MarketWorld:
         self._opex_per_gpu = self._operating_cost()
         rent = config.rent
         self._persistence = 0.5 ** (1.0 / rent.deviation_half_life_months)
-        self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
+        self._schedule_anchor(720 + MAX_LIFE_MONTHS + 1)
         self.rent_per_perf_hour = rent.h100_rent_per_hour
         self._powers: dict[tuple, np.ndarray] = {}  # deflation and discount factors, by rate
         self._option_sd = self._idle_option_sd(MAX_LIFE_MONTHS) if config.idle_option_volatility > 0 else None
@@ -141,7 +142,7 @@ class MarketWorld:
         cfg, rng = self.config, self.rng
         self.month += 1
         if self.month + MAX_LIFE_MONTHS >= self._anchor_path.size:  # runs longer than any scenario
-            self._anchor_path = self._anchor_schedule(2 * self._anchor_path.size)
+            self._schedule_anchor(2 * self._anchor_path.size)
         r = cfg.regime
         switch_draw, factor, btc_idio, rent_idio = rng.standard_normal(4)
         rate_draw = self.rates_rng.standard_normal()
@@ -225,10 +226,16 @@ class MarketWorld:
         self.generations.reference_end[g] += self.month - self.generations.launch[g]
         self.generations.launch[g] = self.month
         self._launched[g] = True
-        self._anchor_path = self._anchor_schedule(self._anchor_path.size)
+        self._schedule_anchor(self._anchor_path.size)
         return self.generations.names[g]
 
     # --- the anchor ---
+
+    def _schedule_anchor(self, months: int) -> None:
+        """Set the anchor for months 0 .. ``months`` - 1 from the launch schedule, and its logs (the
+        median rent path's recursion reads them every month)."""
+        self._anchor_path = self._anchor_schedule(months)
+        self._log_anchor_path = np.log(self._anchor_path)
 
     def _anchor_schedule(self, months: int) -> np.ndarray:
         """The cost-based anchor for months 0 .. ``months`` - 1, from the launch schedule.
@@ -267,11 +274,8 @@ class MarketWorld:
         phi = self._persistence
         pull = 1.0 - phi
         level = float(np.log(self.rent_per_perf_hour))
-        log_rent = []
-        for log_anchor in np.log(self._anchor_path[self.month + 1 : self.month + months + 1]).tolist():
-            level = pull * log_anchor + phi * level
-            log_rent.append(level)
-        return np.exp(np.array(log_rent))
+        log_anchor = self._log_anchor_path[self.month + 1 : self.month + months + 1].tolist()
+        return np.exp([level := pull * anchor + phi * level for anchor in log_anchor])
 
     # --- derived quantities ---
 
@@ -306,7 +310,8 @@ class MarketWorld:
         """Months of physical life left, by generation, of the units the market values (the mean of
         the units in the market: each unit's life counts from its purchase)."""
         g = self.generations
-        return np.clip(np.round(g.reference_end - self.month), 0, MAX_LIFE_MONTHS)
+        # (np.minimum / np.maximum: np.clip's Python wrapper costs as much again on six numbers)
+        return np.minimum(np.maximum(np.round(g.reference_end - self.month), 0.0), MAX_LIFE_MONTHS)
 
     def present_value(self, rent_path: np.ndarray, discount_rate: float | Sequence[float]) -> np.ndarray:
         """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,
@@ -404,6 +409,6 @@ class MarketWorld:
     def hashprice(self) -> float:
         """Mining revenue per PH/s per day (USD), with halvings of the block subsidy."""
         btc = self.config.btc
-        halvings = sum(1 for h in btc.halvings if month_index(h) - self.start_index <= self.month)
+        halvings = sum(1 for month in self._halving_months if month <= self.month)
         btc_per_block = btc.block_subsidy_btc / 2**halvings + btc.fees_btc_per_block
         return self.btc_price * btc_per_block * BLOCKS_PER_DAY / (self.network_hashrate_eh * 1000.0)

@@ -77,7 +77,9 @@ class MarketState:
         table = world.values_by_life(world.expected_rent_path(), self.scenario.world.valuation_discount_rate)
         columns = np.arange(len(world.generations))
         self._fundamental = table[world.remaining_life().astype(np.int64), columns]
-        life = np.clip(np.round(self.ledger.end_of_life - world.month), 0, table.shape[0] - 1)
+        life = np.minimum(
+            np.maximum(np.round(self.ledger.end_of_life - world.month), 0.0), table.shape[0] - 1
+        )
         self._unit_value = table[life.astype(np.int64), columns[None, :]]
 
     def unit_values(self) -> np.ndarray:
