@@ -228,7 +228,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     if waived is not None:
         state.in_breach |= waived  # the cash trap holds through a covenant holiday
     need = np.maximum(need_ltv, need_dscr)
-    idx = np.flatnonzero(breached)
+    idx = breached.nonzero()[0]
     if idx.size == 0:  # nobody to cure (most rounds): only margin failures
         return _margin_failures(state, margin_fail), _NO_OFFERS
     equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
@@ -413,7 +413,7 @@ def _margin_failures(state: MarketState, margin_fail: np.ndarray) -> Failures:
     led = state.ledger
     led.cash += 0.0
     led.cash_in += 0.0
-    margin = np.flatnonzero(margin_fail)
+    margin = margin_fail.nonzero()[0]
     seize_btc(state, margin)
     led.invalidate()
     return Failures(
@@ -713,7 +713,10 @@ def book_value(state: MarketState, agents: np.ndarray | None = None) -> np.ndarr
     rows = slice(None) if agents is None else agents
     purchase = led.end_of_life[rows] - world.generations.life_months[None, :]
     age = np.maximum(world.month - purchase, 0.0)
-    per_gpu = world.generations.new_price[None, :] * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
+    # (np.minimum / np.maximum, not np.clip's Python wrapper: 1 - age / life is never NaN or -0.0)
+    per_gpu = world.generations.new_price[None, :] * np.minimum(
+        np.maximum(1.0 - age / BOOK_LIFE_MONTHS, 0.0), 1.0
+    )
     return (led.gpus[rows] * per_gpu).sum(axis=1)
 
 
