@@ -22,7 +22,7 @@ TRAILING_MONTHS = 12  # adaptive buyers look at the rent change over the past ye
 @dataclass(frozen=True)
 class BuyerTerms:
     """The buyers' fixed terms as arrays (rows = buyers, as in the book), read-only, worked out once per
-    run (``BuyerMemory``) instead of from every buyer's spec every month; the buyer of last resort's rows
+    run (``BuyerMemory.terms``) instead of from every buyer's spec every month; the buyer of last resort's rows
     hold its fixed dispersion and capacity (its budget is the policy's)."""
 
     last_resort: np.ndarray
@@ -70,7 +70,8 @@ class BuyerMemory:
 
     def __init__(self, buyers: list[HardwareBuyer], rent: float, secondary: SecondaryMarket) -> None:
         specs = [buyer.spec for buyer in buyers]
-        self.terms = BuyerTerms.of(buyers)
+        self._terms = BuyerTerms.of(buyers)
+        self._terms_of = list(buyers)
         self.expected_growth = np.array(
             [0.0 if spec is None else math.log(1.0 - spec.expected_deflation) for spec in specs]
         )
@@ -92,6 +93,12 @@ class BuyerMemory:
             self.expected_growth += secondary.expectation_gain * (observed - self.expected_growth)
         if last_book is not None:
             self.headroom = np.maximum(last_book.capacity, 0.0)
+
+    def terms(self, buyers: list[HardwareBuyer]) -> BuyerTerms:
+        """The fixed terms of ``buyers`` in their order, kept while they are held in that order."""
+        if self._terms_of != buyers:  # (another order: a test of order independence)
+            self._terms, self._terms_of = BuyerTerms.of(buyers), list(buyers)
+        return self._terms
 
 
 class HardwareBuyer(BalanceSheetAgent):
@@ -124,7 +131,7 @@ class HardwareBuyer(BalanceSheetAgent):
         installation capacity is the headroom left, refilled by a month's capacity up to the buffer."""
         secondary = secondary or SecondaryMarket()
         gens = world.generations
-        terms = memory.terms if memory is not None else BuyerTerms.of(buyers)
+        terms = memory.terms(buyers) if memory is not None else BuyerTerms.of(buyers)
         last_resort = terms.last_resort
         adaptive = secondary.expectations == "adaptive" and memory is not None
         calm_deflation = (

@@ -320,6 +320,7 @@ class LoanBook:
         for name, start in self.OUTCOMES.items():
             setattr(self, name, np.full(self.principal.size, start))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
+        self._by_activity: dict[str, tuple[bytes, object]] = {}  # see ``per_activity``
 
     @classmethod
     def empty(cls) -> LoanBook:
@@ -328,6 +329,16 @@ class LoanBook:
 
     def __len__(self) -> int:
         return self.principal.size
+
+    def per_activity(self, key: str, compute):
+        """``compute()``, kept under ``key`` until a loan's activity (``active``) changes: for what depends
+        only on which loans are active and on their fixed terms (e.g. each borrower's tightest covenant),
+        which changes in a few months of a run. Shared: do not modify."""
+        activity = self.active.tobytes()
+        kept = self._by_activity.get(key)
+        if kept is None or kept[0] != activity:
+            kept = self._by_activity[key] = (activity, compute())
+        return kept[1]
 
     def rate(self, base_rate: float) -> np.ndarray:
         return base_rate + self.spread
