@@ -302,8 +302,8 @@ def pay_out_lender_earnings(state: MarketState) -> None:
     if not pays.any():
         return
     target = led.target_capital_ratio
-    with led.caching():  # the assets once, for the equity and the target
-        excess = (state.lender_equity() - target * state.lender_assets()) / np.maximum(1.0 - target, 1e-9)
+    assets = state.lender_assets()  # once, for the equity and the target
+    excess = (state.lender_equity(assets) - target * assets) / np.maximum(1.0 - target, 1e-9)
     paid = np.where(pays, np.clip(excess, 0.0, np.maximum(led.cash, 0.0)), 0.0)
     led.cash -= paid
     led.cash_out += paid.sum()
