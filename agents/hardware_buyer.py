@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +19,50 @@ MAX_EXPECTED_DEFLATION = 0.99
 TRAILING_MONTHS = 12  # adaptive buyers look at the rent change over the past year
 
 
+@dataclass(frozen=True)
+class BuyerTerms:
+    """The buyers' fixed terms as arrays (rows = buyers, as in the book), read-only, worked out once per
+    run (``BuyerMemory.terms``) instead of from every buyer's spec every month; the buyer of last resort's rows
+    hold its fixed dispersion and capacity (its budget is the policy's)."""
+
+    last_resort: np.ndarray
+    budget: np.ndarray  # calm monthly budget (0 for the buyer of last resort)
+    stress_budget_cut: np.ndarray
+    capacity: np.ndarray
+    dispersion: np.ndarray
+    # regular buyers only (rows of ``~last_resort``)
+    expected_deflation: np.ndarray
+    stress_deflation_add: np.ndarray
+    hurdle_rate: list[float]
+    max_rack_kw: np.ndarray
+
+    @classmethod
+    def of(cls, buyers: list[HardwareBuyer]) -> BuyerTerms:
+        specs = [buyer.spec for buyer in buyers]
+        regular = [spec for spec in specs if spec is not None]
+
+        def each(field: str, last_resort_value: float) -> np.ndarray:
+            return np.array(
+                [last_resort_value if spec is None else getattr(spec, field) for spec in specs], dtype=float
+            )
+
+        terms = cls(
+            last_resort=np.array([spec is None for spec in specs], dtype=bool),
+            budget=each("budget_per_month", 0.0),
+            stress_budget_cut=each("stress_budget_cut", 0.0),
+            capacity=each("capacity_gpus_per_month", UNLIMITED_GPUS),  # finite: inf x 0 is NaN
+            dispersion=each("valuation_dispersion", 0.01),
+            expected_deflation=np.array([spec.expected_deflation for spec in regular], dtype=float),
+            stress_deflation_add=np.array([spec.stress_deflation_add for spec in regular], dtype=float),
+            hurdle_rate=[spec.hurdle_rate for spec in regular],
+            max_rack_kw=np.array([spec.max_rack_kw for spec in regular], dtype=float),
+        )
+        for value in vars(terms).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every month's book
+        return terms
+
+
 class BuyerMemory:
     """What buyers carry from one month to the next (rows = buyers, as in the book): the expected
     annual log growth of rent (adaptive expectations), the installation headroom left after last
@@ -25,6 +70,8 @@ class BuyerMemory:
 
     def __init__(self, buyers: list[HardwareBuyer], rent: float, secondary: SecondaryMarket) -> None:
         specs = [buyer.spec for buyer in buyers]
+        self._terms = BuyerTerms.of(buyers)
+        self._terms_of = list(buyers)
         self.expected_growth = np.array(
             [0.0 if spec is None else math.log(1.0 - spec.expected_deflation) for spec in specs]
         )
@@ -46,6 +93,12 @@ class BuyerMemory:
             self.expected_growth += secondary.expectation_gain * (observed - self.expected_growth)
         if last_book is not None:
             self.headroom = np.maximum(last_book.capacity, 0.0)
+
+    def terms(self, buyers: list[HardwareBuyer]) -> BuyerTerms:
+        """The fixed terms of ``buyers`` in their order, kept while they are held in that order."""
+        if self._terms_of != buyers:  # (another order: a test of order independence)
+            self._terms, self._terms_of = BuyerTerms.of(buyers), list(buyers)
+        return self._terms
 
 
 class HardwareBuyer(BalanceSheetAgent):
@@ -82,56 +135,44 @@ class HardwareBuyer(BalanceSheetAgent):
         month's capacity up to the buffer."""
         secondary = secondary or SecondaryMarket()
         gens = world.generations
-        specs = [buyer.spec for buyer in buyers]
-        last_resort = np.array([spec is None for spec in specs], dtype=bool)
-        regular = [spec for spec in specs if spec is not None]
+        terms = memory.terms(buyers) if memory is not None else BuyerTerms.of(buyers)
+        last_resort = terms.last_resort
         adaptive = secondary.expectations == "adaptive" and memory is not None
         calm_deflation = (
-            np.clip(-np.expm1(memory.expected_growth[~last_resort]), 0.0, MAX_EXPECTED_DEFLATION).tolist()
+            np.clip(-np.expm1(memory.expected_growth[~last_resort]), 0.0, MAX_EXPECTED_DEFLATION)
             if adaptive
-            else [spec.expected_deflation for spec in regular]
+            else terms.expected_deflation
         )
-        keys = [
-            (
-                min(deflation + (spec.stress_deflation_add if stress else 0.0), MAX_EXPECTED_DEFLATION),
-                spec.hurdle_rate,
-            )
-            for deflation, spec in zip(calm_deflation, regular, strict=True)
-        ]
+        deflation = np.minimum(
+            calm_deflation + (terms.stress_deflation_add if stress else 0.0), MAX_EXPECTED_DEFLATION
+        )
+        keys = list(zip(deflation.tolist(), terms.hurdle_rate, strict=True))
         distinct = list(dict.fromkeys(keys))
         row_of = {key: row for row, key in enumerate(distinct)}
         valuation = np.empty((len(buyers), len(gens)))
         if distinct:
             # months a buyer expects to idle a unit, valued as the fundamental values them (or not)
             idle = world.market_margins() if secondary.idle_valuation == "market" else None
-            values = np.array(
-                [
-                    world.present_value(world.extrapolated_rent_path(d, cache=not adaptive), hurdle, idle)
-                    for d, hurdle in distinct
-                ]
-            )
+            paths = np.array([world.extrapolated_rent_path(d, cache=not adaptive) for d, _ in distinct])
+            values = world.present_value(paths, [hurdle for _, hurdle in distinct], idle)
             valuation[~last_resort] = values[[row_of[key] for key in keys]]
         # the buyer of last resort: a fixed bid for any generation, any volume
         valuation[last_resort] = policy.buyer_of_last_resort_price * fundamental
-        max_rack_kw = np.array([spec.max_rack_kw for spec in regular], dtype=float)
         eligible = np.ones((len(buyers), len(gens)), dtype=bool)
-        eligible[~last_resort] = (gens.rack_kw[None, :] <= max_rack_kw[:, None]) & world.launched[None, :]
-
-        def each(regular_value, last_resort_value) -> np.ndarray:
-            return np.array(
-                [last_resort_value if spec is None else regular_value(spec) for spec in specs], dtype=float
-            )
-
-        budget = each(
-            lambda spec: spec.budget_per_month * (1.0 - spec.stress_budget_cut if stress else 1.0),
+        eligible[~last_resort] = (gens.rack_kw[None, :] <= terms.max_rack_kw[:, None]) & world.launched[
+            None, :
+        ]
+        budget = np.where(
+            last_resort,
             policy.buyer_of_last_resort_budget,
+            terms.budget * (1.0 - terms.stress_budget_cut) if stress else terms.budget,
         )
         if secondary.funding_sensitivity > 0:  # natural buyers are financed like the sellers
             budget[~last_resort] *= 1.0 - secondary.funding_sensitivity * distress
         if secondary.budget_factor_loading > 0:  # budgets shrink in bad months of the common factor
             b = secondary.budget_factor_loading
             budget[~last_resort] *= math.exp(b * world.common_factor - 0.5 * b * b)
-        capacity = each(lambda spec: spec.capacity_gpus_per_month, UNLIMITED_GPUS)  # finite: inf x 0 is NaN
+        capacity = terms.capacity.copy()  # the book's own: sales draw it down
         if memory is not None:
             refill = np.minimum(
                 memory.headroom + capacity, secondary.capacity_buffer_months * capacity
@@ -142,7 +183,7 @@ class HardwareBuyer(BalanceSheetAgent):
         eligible &= budget[:, None] >= valuation
         return BuyerBook(
             valuation=valuation,
-            dispersion=each(lambda spec: spec.valuation_dispersion, 0.01),
+            dispersion=terms.dispersion,
             eligible=eligible,
             budget=budget,
             capacity=capacity,

@@ -12,8 +12,6 @@ default that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import IntEnum
 from functools import cache
 
@@ -171,22 +169,14 @@ class Ledger:
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 
-    @contextmanager
-    def caching(self) -> Iterator[None]:
+    def caching(self) -> _CachingBlock:
         """Within this block, ``debt`` and ``loan_assets`` (and the state's lender
         equity and assets) are worked out once and reused until ``invalidate`` is called. Whoever
         changes a balance inside the block (loans, lots, cash, outside assets, marks) must call
         ``invalidate``; the cascade does so after each phase that can change one. Agents' kinds must
         not change inside the block (``of_kind`` masks are kept). Nested blocks share the outer block's
         cache. Outside any block nothing is cached. Returned arrays are shared: do not modify them."""
-        if self._aggregates is not None:
-            yield
-            return
-        self._aggregates, self._static = {}, {}
-        try:
-            yield
-        finally:
-            self._aggregates = self._static = None
+        return _CachingBlock(self)
 
     def invalidate(self) -> None:
         """Forget cached aggregates (a balance changed)."""
@@ -241,6 +231,26 @@ class Ledger:
         self.default_round[agents] = round_
         self.default_cause[agents] = cause
         self.default_parent[agents] = parent
+
+
+class _CachingBlock:
+    """``Ledger.caching``'s block (a class, not a generator: four blocks open a month, most nested)."""
+
+    __slots__ = ("ledger", "outermost")
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.outermost = False
+
+    def __enter__(self) -> None:
+        ledger = self.ledger
+        if ledger._aggregates is None:  # a nested block shares the outer block's cache
+            self.outermost = True
+            ledger._aggregates, ledger._static = {}, {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.outermost:
+            self.ledger._aggregates = self.ledger._static = None
 
 
 @cache
@@ -320,6 +330,7 @@ class LoanBook:
         for name, start in self.OUTCOMES.items():
             setattr(self, name, np.full(self.principal.size, start))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
+        self._by_activity: dict[str, tuple[bytes, object]] = {}  # see ``per_activity``
 
     @classmethod
     def empty(cls) -> LoanBook:
@@ -328,6 +339,16 @@ class LoanBook:
 
     def __len__(self) -> int:
         return self.principal.size
+
+    def per_activity(self, key: str, compute):
+        """``compute()``, kept under ``key`` until a loan's activity (``active``) changes: for what depends
+        only on which loans are active and on their fixed terms (e.g. each borrower's tightest covenant),
+        which changes in a few months of a run. Shared: do not modify."""
+        activity = self.active.tobytes()
+        kept = self._by_activity.get(key)
+        if kept is None or kept[0] != activity:
+            kept = self._by_activity[key] = (activity, compute())
+        return kept[1]
 
     def rate(self, base_rate: float) -> np.ndarray:
         return base_rate + self.spread

@@ -27,6 +27,7 @@ Each process is written out with its equation in ``docs/ODD.md`` section 7.1 (Su
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -116,6 +117,7 @@ class MarketWorld:
         self.rates_rng = streams["world.rates"]
         self.generations = GenerationTable(config)
         self.start_index = month_index(config.start)
+        self._halving_months = [month_index(h) - self.start_index for h in config.btc.halvings]
         self.month = 0
         self.stress = config.regime.start_in_stress
         self.base_rate = config.base_rate
@@ -128,7 +130,7 @@ class MarketWorld:
         self._opex_per_gpu = self._operating_cost()
         rent = config.rent
         self._persistence = 0.5 ** (1.0 / rent.deviation_half_life_months)
-        self._anchor_path = self._anchor_schedule(720 + MAX_LIFE_MONTHS + 1)
+        self._schedule_anchor(720 + MAX_LIFE_MONTHS + 1)
         self.rent_per_perf_hour = rent.h100_rent_per_hour
         self._powers: dict[tuple, np.ndarray] = {}  # deflation and discount factors, by rate
         self._option_sd = self._idle_option_sd(MAX_LIFE_MONTHS) if config.idle_option_volatility > 0 else None
@@ -140,7 +142,7 @@ class MarketWorld:
         cfg, rng = self.config, self.rng
         self.month += 1
         if self.month + MAX_LIFE_MONTHS >= self._anchor_path.size:  # runs longer than any scenario
-            self._anchor_path = self._anchor_schedule(2 * self._anchor_path.size)
+            self._schedule_anchor(2 * self._anchor_path.size)
         r = cfg.regime
         switch_draw, factor, btc_idio, rent_idio = rng.standard_normal(4)
         rate_draw = self.rates_rng.standard_normal()
@@ -241,10 +243,16 @@ class MarketWorld:
         self.generations.reference_end[g] += self.month - self.generations.launch[g]
         self.generations.launch[g] = self.month
         self._launched[g] = True
-        self._anchor_path = self._anchor_schedule(self._anchor_path.size)
+        self._schedule_anchor(self._anchor_path.size)
         return self.generations.names[g]
 
     # --- the anchor ---
+
+    def _schedule_anchor(self, months: int) -> None:
+        """Set the anchor for months 0 .. ``months`` - 1 from the launch schedule, and its logs (the
+        median rent path's recursion reads them every month)."""
+        self._anchor_path = self._anchor_schedule(months)
+        self._log_anchor_path = np.log(self._anchor_path)
 
     def _anchor_schedule(self, months: int) -> np.ndarray:
         """The cost-based anchor for months 0 .. ``months`` - 1, from the launch schedule.
@@ -283,11 +291,8 @@ class MarketWorld:
         phi = self._persistence
         pull = 1.0 - phi
         level = float(np.log(self.rent_per_perf_hour))
-        log_rent = []
-        for log_anchor in np.log(self._anchor_path[self.month + 1 : self.month + months + 1]).tolist():
-            level = pull * log_anchor + phi * level
-            log_rent.append(level)
-        return np.exp(np.array(log_rent))
+        log_anchor = self._log_anchor_path[self.month + 1 : self.month + months + 1].tolist()
+        return np.exp([level := pull * anchor + phi * level for anchor in log_anchor])
 
     # --- derived quantities ---
 
@@ -322,13 +327,19 @@ class MarketWorld:
         """Months of physical life left, by generation, of the units the market values (the mean of
         the units in the market: each unit's life counts from its purchase)."""
         g = self.generations
-        return np.clip(np.round(g.reference_end - self.month), 0, MAX_LIFE_MONTHS)
+        # (np.minimum / np.maximum: np.clip's Python wrapper costs as much again on six numbers)
+        return np.minimum(np.maximum(np.round(g.reference_end - self.month), 0.0), MAX_LIFE_MONTHS)
 
     def present_value(
-        self, rent_path: np.ndarray, discount_rate: float, idle_margins: np.ndarray | None = None
+        self,
+        rent_path: np.ndarray,
+        discount_rate: float | Sequence[float],
+        idle_margins: np.ndarray | None = None,
     ) -> np.ndarray:
         """Value of one GPU of each generation: margins at the given monthly rent path (months 1, 2, ...,
-        USD per H100-eq hour) over its remaining life, discounted.
+        USD per H100-eq hour) over its remaining life, discounted. Several views at once: rent paths
+        ``[views, months]`` and a discount rate per view give ``[views, generations]`` (the same values as
+        one view at a time, in a few numpy calls instead of a few per view).
 
         The owner can switch a GPU off, so a month's margin counts only when positive; the economic
         life ends where the expected margin reaches zero, earlier for generations with poor
@@ -336,25 +347,33 @@ class MarketWorld:
         in which the path's median margin is not positive (the owner expects to idle the unit) are
         valued at these instead, e.g. the market's expected margins of restarting it.
         """
-        life = np.minimum(self.remaining_life(), rent_path.size).astype(np.int64)
+        life = np.minimum(self.remaining_life(), rent_path.shape[-1]).astype(np.int64)
         # only the months up to the longest remaining life are read: the table of a shorter path is the
         # same prefix (element-wise margins, a running sum), at a third of the cost for 7-year lives
-        table = self.values_by_life(rent_path[: life.max(initial=0)], discount_rate, idle_margins)
-        return table[life, np.arange(len(self.generations))]
+        table = self.values_by_life(rent_path[..., : life.max(initial=0)], discount_rate, idle_margins)
+        return table[..., life, np.arange(len(self.generations))]
 
     def values_by_life(
-        self, rent_path: np.ndarray, discount_rate: float, idle_margins: np.ndarray | None = None
+        self,
+        rent_path: np.ndarray,
+        discount_rate: float | Sequence[float],
+        idle_margins: np.ndarray | None = None,
     ) -> np.ndarray:
         """Row L: the value of one GPU of each generation with L months of physical life left (L = 0 ..
         the path's length), as in ``present_value``; units of one generation bought in different months
-        differ only in their remaining life."""
+        differ only in their remaining life. Rent paths ``[views, months]`` with a rate per view give a
+        table per view (each running sum is over months alone, so the same sums as one view at a time)."""
+        months = rent_path.shape[-1]
         margins = self.expected_margins(rent_path)
         if idle_margins is not None:
-            running = self.revenue_per_gpu(rent_path[:, None]) > self._opex_per_gpu[None, :]
-            margins = np.where(running, margins, idle_margins[: rent_path.size])
-        discount = self._discount_factors(discount_rate, rent_path.size)
-        table = np.zeros((rent_path.size + 1, len(self.generations)))
-        np.cumsum(margins * discount[:, None], axis=0, out=table[1:])
+            running = self.revenue_per_gpu(rent_path[..., None]) > self._opex_per_gpu
+            margins = np.where(running, margins, idle_margins[:months])
+        if np.ndim(discount_rate):
+            discount = np.array([self._discount_factors(rate, months) for rate in discount_rate])
+        else:
+            discount = self._discount_factors(discount_rate, months)
+        table = np.zeros((*rent_path.shape[:-1], months + 1, len(self.generations)))
+        np.cumsum(margins * discount[..., None], axis=-2, out=table[..., 1:, :])
         return table
 
     def _discount_factors(self, discount_rate: float, months: int) -> np.ndarray:
@@ -369,7 +388,7 @@ class MarketWorld:
         return factors[:months]
 
     def expected_margins(self, rent_path: np.ndarray) -> np.ndarray:
-        """Expected margin per GPU ([months, generations]) of an owner who idles a unit whenever its
+        """Expected margin per GPU ([months, generations], or [views, months, generations]) of an owner who idles a unit whenever its
         margin is negative and restarts it when it is positive again, along a median rent path.
 
         Without rent uncertainty (``idle_option_volatility`` 0) a month counts where its median margin
@@ -379,10 +398,10 @@ class MarketWorld:
         the operating cost (Black 1976): ``k r_m e^(v/2) N(d2 + sqrt v) - c N(d2)``,
         ``d2 = ln(k r_m / c) / sqrt v``. A unit whose power costs more than it earns today is then worth
         something while its future margin may turn positive: the real option of idling."""
-        revenue = self.revenue_per_gpu(rent_path[:, None])
+        revenue = self.revenue_per_gpu(rent_path[..., None])
         if self._option_sd is None:
             return np.maximum(revenue - self._opex_per_gpu, 0.0)
-        sd = self._option_sd[: rent_path.size, None]
+        sd = self._option_sd[: rent_path.shape[-1], None]
         opex = self._opex_per_gpu[None, :]
         d2 = np.log(revenue / opex) / sd
         return revenue * np.exp(0.5 * sd * sd) * ndtr(d2 + sd) - opex * ndtr(d2)
@@ -427,6 +446,6 @@ class MarketWorld:
     def hashprice(self) -> float:
         """Mining revenue per PH/s per day (USD), with halvings of the block subsidy."""
         btc = self.config.btc
-        halvings = sum(1 for h in btc.halvings if month_index(h) - self.start_index <= self.month)
+        halvings = sum(1 for month in self._halving_months if month <= self.month)
         btc_per_block = btc.block_subsidy_btc / 2**halvings + btc.fees_btc_per_block
         return self.btc_price * btc_per_block * BLOCKS_PER_DAY / (self.network_hashrate_eh * 1000.0)

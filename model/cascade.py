@@ -21,6 +21,7 @@ phases with nothing to do are skipped (no live borrower: no covenant test; no lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -156,6 +157,41 @@ def _per_borrower(state: MarketState, loan_mask: np.ndarray, values: np.ndarray,
     return out
 
 
+class _CovenantLimits(NamedTuple):
+    """Each borrower's tightest LTV covenant over its active GPU-secured loans and margin-call level
+    over its active BTC-secured loans (inf: none), with what the tests derive from them."""
+
+    ltv_limit: np.ndarray
+    ltv_finite: np.ndarray
+    ltv_or_zero: np.ndarray  # the limit where finite, else 0
+    call_finite: np.ndarray
+    call_or_zero: np.ndarray
+    restore: np.ndarray  # the LTV a met margin call restores (MARGIN_RESTORE x the call level, or 0)
+
+
+def _covenant_limits(state: MarketState, gpu_loans: np.ndarray, btc_loans: np.ndarray) -> _CovenantLimits:
+    """The covenant limits of ``test_and_cure``: fixed terms reduced over the active loans, so they are
+    worked out again only when a loan's activity changes (``LoanBook.per_activity``). Read-only."""
+    loans = state.ledger.loans
+    ltv_limit = _per_borrower(state, gpu_loans, loans.ltv_max, "min")
+    ltv_limit = np.where(np.isfinite(ltv_limit), ltv_limit, np.inf)
+    ltv_finite = np.isfinite(ltv_limit)
+    call_level = _per_borrower(state, btc_loans, loans.margin_call_ltv, "min")
+    call_finite = np.isfinite(call_level)
+    call_or_zero = np.where(call_finite, call_level, 0.0)
+    limits = _CovenantLimits(
+        ltv_limit=ltv_limit,
+        ltv_finite=ltv_finite,
+        ltv_or_zero=np.where(ltv_finite, ltv_limit, 0.0),
+        call_finite=call_finite,
+        call_or_zero=call_or_zero,
+        restore=MARGIN_RESTORE * call_or_zero,
+    )
+    for array in limits:
+        array.flags.writeable = False
+    return limits
+
+
 def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers]:
     """Test covenants on every live borrower, let breached ones cure, and return who defaults (with
     cause and parent) and the GPUs curing borrowers put up for sale. Forgets the ledger's cached
@@ -174,14 +210,13 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     tested = alive if waived is None else alive & ~waived
     collateral = state.ltv_collateral()
     gpu_loans = loans.active & led.static("gpu_secured", lambda: loans.collateral == GPU)
+    btc_loans = loans.active & led.static("btc_secured", lambda: loans.collateral == BTC)
+    limits = loans.per_activity("covenant_limits", lambda: _covenant_limits(state, gpu_loans, btc_loans))
     gpu_debt = np.bincount(
         loans.debtor[gpu_loans], weights=loans.principal[gpu_loans], minlength=led.n_agents
     )
-    ltv_limit = _per_borrower(state, gpu_loans, loans.ltv_max, "min")
-    ltv_limit = np.where(np.isfinite(ltv_limit), ltv_limit, np.inf)
-    limit_value = np.where(
-        np.isfinite(ltv_limit), np.where(np.isfinite(ltv_limit), ltv_limit, 0.0) * collateral, np.inf
-    )
+    ltv_limit = limits.ltv_limit
+    limit_value = np.where(limits.ltv_finite, limits.ltv_or_zero * collateral, np.inf)
     ltv_breach = tested & (gpu_debt > 0) & (gpu_debt > limit_value * (1 + 1e-9))
     need_ltv = np.where(ltv_breach, gpu_debt - limit_value, 0.0)
 
@@ -203,20 +238,16 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
 
     # BTC margin calls (miners): top up with cash; a missed call makes the lender sell just the BTC that
     # restores the ratio, and the miner defaults only when its BTC no longer covers the loan
-    btc_loans = loans.active & led.static("btc_secured", lambda: loans.collateral == BTC)
     btc_debt = np.bincount(
         loans.debtor[btc_loans], weights=loans.principal[btc_loans], minlength=led.n_agents
     )
-    call_level = _per_borrower(state, btc_loans, loans.margin_call_ltv, "min")
     btc_value = led.btc * world.btc_price
-    call_value = np.where(
-        np.isfinite(call_level), np.where(np.isfinite(call_level), call_level, 0.0) * btc_value, np.inf
-    )
+    call_value = np.where(limits.call_finite, limits.call_or_zero * btc_value, np.inf)
     called = alive & (btc_debt > 0) & (btc_debt > call_value)
     call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
     met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))
     _prepay(state, np.where(met, call_need, 0.0), btc_loans)
-    restore = MARGIN_RESTORE * np.where(np.isfinite(call_level), call_level, 0.0)
+    restore = limits.restore
     covered = called & ~met & (btc_debt <= btc_value) & (restore < 1.0)
     # selling x of BTC against the loan: (debt - x) = restore x (value - x)
     to_sell = np.where(covered, (btc_debt - restore * btc_value) / np.where(covered, 1.0 - restore, 1.0), 0.0)
@@ -228,7 +259,7 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     if waived is not None:
         state.in_breach |= waived  # the cash trap holds through a covenant holiday
     need = np.maximum(need_ltv, need_dscr)
-    idx = np.flatnonzero(breached)
+    idx = breached.nonzero()[0]
     if idx.size == 0:  # nobody to cure (most rounds): only margin failures
         return _margin_failures(state, margin_fail), _NO_OFFERS
     equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
@@ -413,7 +444,7 @@ def _margin_failures(state: MarketState, margin_fail: np.ndarray) -> Failures:
     led = state.ledger
     led.cash += 0.0
     led.cash_in += 0.0
-    margin = np.flatnonzero(margin_fail)
+    margin = margin_fail.nonzero()[0]
     seize_btc(state, margin)
     led.invalidate()
     return Failures(
@@ -713,7 +744,10 @@ def book_value(state: MarketState, agents: np.ndarray | None = None) -> np.ndarr
     rows = slice(None) if agents is None else agents
     purchase = led.end_of_life[rows] - world.generations.life_months[None, :]
     age = np.maximum(world.month - purchase, 0.0)
-    per_gpu = world.generations.new_price[None, :] * np.clip(1.0 - age / BOOK_LIFE_MONTHS, 0.0, 1.0)
+    # (np.minimum / np.maximum, not np.clip's Python wrapper: 1 - age / life is never NaN or -0.0)
+    per_gpu = world.generations.new_price[None, :] * np.minimum(
+        np.maximum(1.0 - age / BOOK_LIFE_MONTHS, 0.0), 1.0
+    )
     return (led.gpus[rows] * per_gpu).sum(axis=1)
 
 

@@ -116,7 +116,7 @@ class MetricsRecorder:
             "forced_sale_value": cascade.forced_value,
             "cure_sale_units": cascade.cure_units,
             "unsold_units": float(inventory.sum()),
-            "book_ltv": _ratio(live_gpu_debt, book_value(state, np.flatnonzero(live_b)).sum()),
+            "book_ltv": _ratio(live_gpu_debt, book_value(state, live_b.nonzero()[0]).sum()),
             "mtm_ltv": _ratio(live_gpu_debt, collateral[live_b].sum()),
             **dict(zip(("dscr_median", "dscr_p10"), _median_and_p10(dscr_live), strict=True)),
             "share_in_breach": _ratio(state.in_breach[live_b].sum(), live_b.sum()),

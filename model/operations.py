@@ -54,7 +54,7 @@ def tenant_draws(state: MarketState) -> np.ndarray:
     led = state.ledger
     draws = np.ones(led.n_agents)
     for kind, stream in ((Kind.MINER, "tenants.miner"), (Kind.NEOCLOUD, "tenants.neocloud")):
-        rows = np.flatnonzero(led.of_kind(kind))
+        rows = led.of_kind(kind).nonzero()[0]
         draws[rows] = state.streams[stream].random(rows.size)
     return draws
 
@@ -169,7 +169,7 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     lender agrees, else fall due. Debtors who cannot pay (cash, then new equity) default."""
     led, world = state.ledger, state.world
     loans = led.loans
-    act = np.flatnonzero(loans.active & ~led.defaulted[loans.debtor])
+    act = (loans.active & ~led.defaulted[loans.debtor]).nonzero()[0]
     principal = loans.principal[act]
     loans.exposure_years[act] += principal / 12.0  # the balance at risk this month (fair spreads)
     rate = (world.base_rate + loans.spread[act]) / 12.0
@@ -249,7 +249,7 @@ def pay_debt_service(state: MarketState, ocf: np.ndarray) -> PaymentDefaults:
     led.debt_service_due = service
     led.cash_flow_history[world.month % FLOW_WINDOW] = ocf
     led.service_history[world.month % FLOW_WINDOW] = service
-    fails = np.flatnonzero(failed)
+    fails = failed.nonzero()[0]
     parent = np.full(fails.size, -1, dtype=np.int64)
     refused = cause[fails] == Cause.ROLLOVER_REFUSED
     if refused.any():
@@ -302,8 +302,8 @@ def pay_out_lender_earnings(state: MarketState) -> None:
     if not pays.any():
         return
     target = led.target_capital_ratio
-    with led.caching():  # the assets once, for the equity and the target
-        excess = (state.lender_equity() - target * state.lender_assets()) / np.maximum(1.0 - target, 1e-9)
+    assets = state.lender_assets()  # once, for the equity and the target
+    excess = (state.lender_equity(assets) - target * assets) / np.maximum(1.0 - target, 1e-9)
     paid = np.where(pays, np.clip(excess, 0.0, np.maximum(led.cash, 0.0)), 0.0)
     led.cash -= paid
     led.cash_out += paid.sum()

@@ -77,7 +77,9 @@ class MarketState:
         table = world.values_by_life(world.expected_rent_path(), self.scenario.world.valuation_discount_rate)
         columns = np.arange(len(world.generations))
         self._fundamental = table[world.remaining_life().astype(np.int64), columns]
-        life = np.clip(np.round(self.ledger.end_of_life - world.month), 0, table.shape[0] - 1)
+        life = np.minimum(
+            np.maximum(np.round(self.ledger.end_of_life - world.month), 0.0), table.shape[0] - 1
+        )
         self._unit_value = table[life.astype(np.int64), columns[None, :]]
 
     def unit_values(self) -> np.ndarray:
@@ -194,10 +196,11 @@ class MarketState:
     def mark_price(self) -> np.ndarray:
         return self._fundamental * self.marks.ratio
 
-    def lender_equity(self) -> np.ndarray:
+    def lender_equity(self, assets: np.ndarray | None = None) -> np.ndarray:
         """Equity of every agent seen as a lender: cash, performing loans, repossessed stock at the mark
-        and outside assets, less what it owes (outside liabilities and loans from other lenders)."""
-        return self._lender_equity(self.lender_assets())
+        and outside assets, less what it owes (outside liabilities and loans from other lenders).
+        ``assets``: the ``lender_assets()`` just worked out, if the caller has them."""
+        return self._lender_equity(self.lender_assets() if assets is None else assets)
 
     def _lender_equity(self, assets: np.ndarray) -> np.ndarray:
         led = self.ledger
@@ -233,7 +236,7 @@ class MarketState:
 
     def capital_ratio(self) -> np.ndarray:
         assets = self.lender_assets()
-        return np.divide(self._lender_equity(assets), assets, out=np.zeros_like(assets), where=assets > 0)
+        return np.divide(self.lender_equity(assets), assets, out=np.zeros_like(assets), where=assets > 0)
 
     def lender_mask(self) -> np.ndarray:
         return self.ledger.of_kind(*LENDER_KINDS)
