@@ -317,8 +317,9 @@ class LoanBook:
         self.active = np.array(arrays["active"], dtype=bool)
         self.original_principal = self.principal.copy()
         self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
-        for name, start in self.OUTCOMES.items():
-            setattr(self, name, np.full(self.principal.size, start))
+        size = self.principal.size
+        for name, start in self.OUTCOMES.items():  # (``zeros`` is the quicker call for a start at 0)
+            setattr(self, name, np.full(size, start) if start else np.zeros(size, dtype=type(start)))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
 
     @classmethod
@@ -341,7 +342,8 @@ class LoanBook:
         self.default_month[ids] = month
         self.default_rate[ids] = base_rate + self.spread[ids]
         cost = workout_cost_share * claim
-        self.workout_cost[ids] += cost
+        if workout_cost_share:  # (with none, adding 0.0 would change no cost booked so far)
+            self.workout_cost[ids] += cost
         self.principal[ids] = 0.0
         self.active[ids] = False
         return cost

@@ -107,7 +107,6 @@ def _cascade_loop(
             led.record_default(pending.agents, state.world.month, round_, pending.cause, pending.parent)
         breaches, cure_offers = test_and_cure(state, test_dscr=test_dscr and round_ == 0)
         failures = Failures.join([pending, breaches])
-        pending = Failures.none()
         if failures.agents.size:
             if failures is not pending:  # new breaches (``pending`` alone is recorded above)
                 led.record_default(
@@ -116,6 +115,7 @@ def _cascade_loop(
             repossess(state, failures.agents)
             led.invalidate()
             report.new_defaults += failures.agents.size
+        pending = Failures.none()
         lender_failures = clear_lenders(state)
         if lender_failures.agents.size:
             led.invalidate()
@@ -560,28 +560,22 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.cash_out += overdrawn.sum()
     led.cash[defaulters] -= overdrawn
 
-    all_claim = np.bincount(debtor, weights=claim, minlength=n)
-    claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
-    has_creditor = np.zeros(n, dtype=bool)
-    has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
-    handed_over = is_def & has_creditor
+    handed_over = np.zeros(n, dtype=bool)  # defaulters that owe something: with nothing owed, the
+    handed_over[debtor[claim > 0]] = True  # fleet and cash stay with the estate
     if has_fleet:
+        all_claim = np.bincount(debtor, weights=claim, minlength=n)
+        claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
         allocated = _repossess_fleets(state, sel, claim, claim_share)
         led.gpus[handed_over] = 0.0
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
-
-    # cash: by priority, first to what neither the GPUs nor the BTC cover, then to what is still owed
-    estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
-    seniority = loans.seniority[sel]
-    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
-    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
-    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
-    paid += to_btc_lender
-    led.cash[handed_over] -= estate_cash[handed_over]
-    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
-    paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
-    led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
+    paid = _pay_from_estate_cash(led, sel, claim, allocated, to_btc_lender, handed_over)
+    if len(led.guarantees):
+        paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
+    if paid.any():
+        led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
+    else:  # nothing recovered: adding the zeros would only turn a cash balance of -0.0 into 0.0
+        led.cash += 0.0
     cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
     pay_workout_costs(led, loans.creditor[sel], cost)
     loans.recover(sel, paid, month)
@@ -595,14 +589,38 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     led.stress_loss[worse] = hurt[worse]
 
 
+def _pay_from_estate_cash(
+    led: Ledger,
+    sel: np.ndarray,
+    claim: np.ndarray,
+    allocated: np.ndarray,
+    to_btc_lender: np.ndarray,
+    handed_over: np.ndarray,
+) -> np.ndarray:
+    """What each defaulting loan ``sel`` (owed ``claim``, ``allocated`` GPUs by the secured waterfall)
+    recovers in cash: its BTC proceeds and the ``handed_over`` estates' cash by priority, first to what
+    neither the GPUs nor the BTC cover, then to what is still owed. The estates' cash leaves them;
+    what the creditors do not take is the owners'."""
+    estate_cash = np.where(handed_over, np.maximum(led.cash, 0.0), 0.0)
+    if not estate_cash.any():  # no cash to share (0.0 to every loan) and none leaves an estate
+        return 0.0 + to_btc_lender
+    loans = led.loans
+    debtor, seniority = loans.debtor[sel], loans.seniority[sel]
+    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
+    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
+    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
+    paid += to_btc_lender
+    led.cash[handed_over] -= estate_cash[handed_over]
+    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
+    return paid
+
+
 def _guaranteed_shortfall(led: Ledger, sel: np.ndarray, shortfall: np.ndarray) -> np.ndarray:
     """What guarantors pay on the defaulting loans ``sel`` (outside money): each guarantee of its
     obligor's loans pays their ``shortfall`` at default (claim less the GPUs the secured waterfall gives
     it at the mark and the estate's cash), pro rata, up to what is left of its cap. A share of surplus
     collateral that later sales bring is not netted: they are credited only up to the unrecovered claim."""
     guarantees = led.guarantees
-    if not len(guarantees):
-        return np.zeros(sel.size)
     backing = np.full(led.n_agents, -1)
     on_loans = np.flatnonzero(~guarantees.covers_hosting)
     backing[guarantees.obligor[on_loans]] = on_loans
@@ -775,7 +793,7 @@ def clear_lenders(state: MarketState) -> Failures:
     failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
-    hit_rows = failing[debtor]  # every claim on a newly failed lender
+    hit_rows = np.flatnonzero(failing[debtor])  # every claim on a newly failed lender
     hit = ib[hit_rows]
     hit_debtor, hit_creditor, hit_amount = debtor[hit_rows], creditor[hit_rows], amount[hit_rows]
 
