@@ -548,28 +548,28 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
         led.btc[defaulters] = 0.0
         btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
         to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
-        led.cash[defaulters] += (
+        cash = led.cash[defaulters] + (
             btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
         )
     else:  # no BTC: nothing to sell or pay (the zero proceeds are still added, as a sale's would be)
         to_btc_lender = np.zeros(sel.size)
-        led.cash[defaulters] += led.btc[defaulters] * state.world.btc_price
+        cash = led.cash[defaulters] + led.btc[defaulters] * state.world.btc_price
         led.btc[defaulters] = 0.0
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
-    overdrawn = np.minimum(led.cash[defaulters], 0.0)
+    overdrawn = np.minimum(cash, 0.0)
     led.cash_out += overdrawn.sum()
-    led.cash[defaulters] -= overdrawn
+    cash -= overdrawn
+    led.cash[defaulters] = cash
 
-    handed_over = np.zeros(n, dtype=bool)  # defaulters that owe something: with nothing owed, the
-    handed_over[debtor[claim > 0]] = True  # fleet and cash stay with the estate
+    owing = debtor[claim > 0]  # defaulters that owe something: with nothing owed, the fleet and cash stay
     if has_fleet:
         all_claim = np.bincount(debtor, weights=claim, minlength=n)
         claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
         allocated = _repossess_fleets(state, sel, claim, claim_share)
-        led.gpus[handed_over] = 0.0
+        led.gpus[owing] = 0.0
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
-    paid = _pay_from_estate_cash(led, sel, claim, allocated, to_btc_lender, handed_over)
+    paid = _pay_from_estate_cash(led, sel, claim, allocated, to_btc_lender, owing)
     if len(led.guarantees):
         paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
     if paid.any():
@@ -585,8 +585,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
         n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0) + cost, debtor
     )
     worse = hurt > led.stress_loss
-    led.stress_source[worse] = hurt_most[worse]
-    led.stress_loss[worse] = hurt[worse]
+    np.copyto(led.stress_source, hurt_most, where=worse)
+    np.copyto(led.stress_loss, hurt, where=worse)
 
 
 def _pay_from_estate_cash(
@@ -595,22 +595,24 @@ def _pay_from_estate_cash(
     claim: np.ndarray,
     allocated: np.ndarray,
     to_btc_lender: np.ndarray,
-    handed_over: np.ndarray,
+    owing: np.ndarray,
 ) -> np.ndarray:
     """What each defaulting loan ``sel`` (owed ``claim``, ``allocated`` GPUs by the secured waterfall)
-    recovers in cash: its BTC proceeds and the ``handed_over`` estates' cash by priority, first to what
-    neither the GPUs nor the BTC cover, then to what is still owed. The estates' cash leaves them;
-    what the creditors do not take is the owners'."""
-    estate_cash = np.where(handed_over, np.maximum(led.cash, 0.0), 0.0)
-    if not estate_cash.any():  # no cash to share (0.0 to every loan) and none leaves an estate
+    recovers in cash: its BTC proceeds and the cash of the estates that owe something (``owing``, ids
+    that may repeat) by priority, first to what neither the GPUs nor the BTC cover, then to what is
+    still owed. The estates' cash leaves them; what the creditors do not take is the owners'."""
+    cash = np.maximum(led.cash[owing], 0.0)
+    if not cash.any():  # no cash to share (0.0 to every loan) and none leaves an estate
         return 0.0 + to_btc_lender
+    estate_cash = np.zeros(led.n_agents)
+    estate_cash[owing] = cash
     loans = led.loans
     debtor, seniority = loans.debtor[sel], loans.seniority[sel]
     uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
     paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
     paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
     paid += to_btc_lender
-    led.cash[handed_over] -= estate_cash[handed_over]
+    led.cash[owing] -= estate_cash[owing]
     led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
     return paid
 
