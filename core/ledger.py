@@ -339,7 +339,7 @@ class LoanBook:
         "exposure_years": 0.0,  # interest-bearing balance x years, summed month by month (USD-years)
     }
     """Columns every book starts with at these values: what happened to each loan, for the credit
-    measures (``model.metrics.loan_outcomes``)."""
+    measures (``model.metrics.loan_outcomes``). Each is allocated on first use (``__getattr__``)."""
 
     def __init__(self, **arrays: np.ndarray) -> None:
         for name in self.FIELDS_INT:
@@ -349,10 +349,18 @@ class LoanBook:
         self.active = np.array(arrays["active"], dtype=bool)
         self.original_principal = self.principal.copy()
         self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
-        size = self.principal.size
-        for name, start in self.OUTCOMES.items():  # (``zeros`` is the quicker call for a start at 0)
-            setattr(self, name, np.full(size, start) if start else np.zeros(size, dtype=type(start)))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        """An outcome column (``OUTCOMES``) on its first use, at its starting value: a book whose loans
+        do not default, recover or earn interest does not hold the columns (a cascade of a validation
+        reduction, one book a draw, uses two of the five)."""
+        if name not in LoanBook.OUTCOMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        start, size = LoanBook.OUTCOMES[name], self.principal.size
+        column = np.full(size, start) if start else np.zeros(size, dtype=type(start))
+        setattr(self, name, column)
+        return column
 
     @classmethod
     def empty(cls) -> LoanBook:
