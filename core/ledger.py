@@ -73,60 +73,66 @@ class Ledger:
     def __init__(self, n_agents: int, n_generations: int, loans: LoanBook | None = None) -> None:
         n, g = n_agents, n_generations
         self.n_generations = g
-        self.kind = np.zeros(n, dtype=np.int8)
-        self.cash = np.zeros(n)
+        # the per-agent columns are rows of one block per type and starting value: a few allocations,
+        # not fifty (a ledger is built for every draw of a validation reduction)
+        zero = iter(np.zeros((16, n)))
+        zero_int = iter(np.zeros((4, n), dtype=np.int64))
+        unset = iter(np.full((5, n), -1, dtype=np.int64))  # no month, round or agent
+        zero_small = iter(np.zeros((3, n), dtype=np.int8))
+        no = iter(np.zeros((2, n), dtype=bool))
+        self.kind = next(zero_small)
+        self.cash = next(zero)
         self.gpus = np.zeros((n, g))  # operated fleets (borrowers) and installed units (buyers)
         # month (from the start) the holder's units of each generation reach the end of their physical
         # life, counted from their purchase; repossessed lots keep their source borrower's
         self.end_of_life = np.full((n, g), np.inf)
-        self.btc = np.zeros(n)
-        self.hashrate_ph = np.zeros(n)
-        self.mining_efficiency = np.zeros(n)  # J/TH
+        self.btc = next(zero)
+        self.hashrate_ph = next(zero)
+        self.mining_efficiency = next(zero)  # J/TH
         self.cash_buffer_months = np.full(n, np.inf)  # borrowers pay out cash above this buffer
-        self.equity_capacity = np.zeros(n)  # USD of new equity a borrower can still raise
-        self.external_assets = np.zeros(n)  # lenders: assets outside this market (USD)
-        self.external_liabilities = np.zeros(n)  # lenders: deposits, fund investors, trust notes
-        self.peak_equity = np.zeros(n)  # credit funds: for the redemption trigger
-        self.target_capital_ratio = np.zeros(n)  # lenders: their capital ratio at the start (payouts)
+        self.equity_capacity = next(zero)  # USD of new equity a borrower can still raise
+        self.external_assets = next(zero)  # lenders: assets outside this market (USD)
+        self.external_liabilities = next(zero)  # lenders: deposits, fund investors, trust notes
+        self.peak_equity = next(zero)  # credit funds: for the redemption trigger
+        self.target_capital_ratio = next(zero)  # lenders: their capital ratio at the start (payouts)
         # contracts (neo-clouds): share of fleet on take-or-pay, contracted rent, end month, tenant
-        self.contract_share = np.zeros(n)
-        self.contract_rent = np.zeros(n)  # USD per H100-equivalent hour
-        self.contract_end = np.zeros(n, dtype=np.int64)
-        self.tenant_subig = np.zeros(n, dtype=bool)
+        self.contract_share = next(zero)
+        self.contract_rent = next(zero)  # USD per H100-equivalent hour
+        self.contract_end = next(zero_int)
+        self.tenant_subig = next(no)
         self.tenant_alive = np.ones(n, dtype=bool)
         # fixed rent from an outside lessee (lease SPVs: buildings, not GPUs), USD a month, paid while
         # the contract runs (contract_end) and its tenant survives (tenant_alive)
-        self.lease_rent = np.zeros(n)
+        self.lease_rent = next(zero)
         # hosting ties (``set_hosting``): tie k's host miner earns share k of its tenant's hosting fee; a
         # neo-cloud with no tie is hosted by a third party. The fee each tenant paid in its last month
         # alive is what a guarantee of its hosting pays after it defaults.
         self.hosting_host = np.zeros(0, dtype=np.int64)
         self.hosting_tenant = np.zeros(0, dtype=np.int64)
         self.hosting_share = np.zeros(0)
-        self.hosting_fee = np.zeros(n)
+        self.hosting_fee = next(zero)
         self.guarantees = Guarantees.empty()
-        # last month's flows, and the last FLOW_WINDOW months' (row = month mod FLOW_WINDOW), for DSCR
-        self.operating_cash_flow = np.zeros(n)
-        self.debt_service_due = np.zeros(n)
-        self.cash_flow_history = np.zeros((FLOW_WINDOW, n))
-        self.service_history = np.zeros((FLOW_WINDOW, n))
-        self.dscr_breach_months = np.zeros(n, dtype=np.int64)
+        # last month's flows, and the last FLOW_WINDOW months' (``cash_flow_history``, ``service_history``)
+        self.operating_cash_flow = next(zero)
+        self.debt_service_due = next(zero)
+        self._flow_history: tuple[np.ndarray, np.ndarray] | None = None
+        self.dscr_breach_months = next(zero_int)
         # covenants as written (issue 16 part 3): what the LTV test values, the month a waiver's covenant
         # holiday ends (-1: none), waivers granted, equity cures used and the months of the latest ones
-        self.ltv_basis = np.zeros(n, dtype=np.int8)
-        self.waiver_until = np.full(n, -1, dtype=np.int64)
-        self.waivers = np.zeros(n, dtype=np.int64)
-        self.equity_cures = np.zeros(n, dtype=np.int64)
-        self.equity_cure_months = np.full((MAX_CURES_PER_YEAR, n), -(10**6), dtype=np.int64)
+        self.ltv_basis = next(zero_small)
+        self.waiver_until = next(unset)
+        self.waivers = next(zero_int)
+        self.equity_cures = next(zero_int)
+        self._equity_cure_months: np.ndarray | None = None  # see ``equity_cure_months``
         # defaults: month, round, cause and parent make the cause tree
-        self.defaulted = np.zeros(n, dtype=bool)
-        self.default_month = np.full(n, -1, dtype=np.int64)
-        self.default_round = np.full(n, -1, dtype=np.int64)
-        self.default_cause = np.zeros(n, dtype=np.int8)
-        self.default_parent = np.full(n, -1, dtype=np.int64)
+        self.defaulted = next(no)
+        self.default_month = next(unset)
+        self.default_round = next(unset)
+        self.default_cause = next(zero_small)
+        self.default_parent = next(unset)
         self.book_ltv_at_default = np.full(n, np.nan)  # what the books showed when it failed
-        self.stress_source = np.full(n, -1, dtype=np.int64)  # lenders: the default that cost them most
-        self.stress_loss = np.zeros(n)  # ... and what it cost (USD, unrecovered at repossession)
+        self.stress_source = next(unset)  # lenders: the default that cost them most
+        self.stress_loss = next(zero)  # ... and what it cost (USD, unrecovered at repossession)
         # running totals that make the accounting identities checkable
         self.cash_in = 0.0  # cash that entered the market from outside
         self.cash_out = 0.0  # cash that left it
@@ -141,6 +147,32 @@ class Ledger:
     @property
     def n_agents(self) -> int:
         return self.kind.size
+
+    # the wide per-month tables are allocated on first use: a ledger that only runs a cascade (the
+    # validation reductions, one ledger a draw) never writes them
+
+    @property
+    def cash_flow_history(self) -> np.ndarray:
+        """Operating cash flow of the last FLOW_WINDOW months (row = month mod FLOW_WINDOW), for DSCR."""
+        return self._flows()[0]
+
+    @property
+    def service_history(self) -> np.ndarray:
+        """Debt service due in the last FLOW_WINDOW months (row = month mod FLOW_WINDOW), for DSCR."""
+        return self._flows()[1]
+
+    def _flows(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._flow_history is None:
+            cash_flow, service = np.zeros((2, FLOW_WINDOW, self.n_agents))
+            self._flow_history = (cash_flow, service)
+        return self._flow_history
+
+    @property
+    def equity_cure_months(self) -> np.ndarray:
+        """The months of each borrower's latest MAX_CURES_PER_YEAR equity cures (rows; long ago: none)."""
+        if self._equity_cure_months is None:
+            self._equity_cure_months = np.full((MAX_CURES_PER_YEAR, self.n_agents), -(10**6), dtype=np.int64)
+        return self._equity_cure_months
 
     def set_hosting(self, host, tenant, share) -> None:
         """The hosting ties, kept in tenant order (stable), so each host's income adds its tenants' fees
@@ -317,7 +349,7 @@ class LoanBook:
         "exposure_years": 0.0,  # interest-bearing balance x years, summed month by month (USD-years)
     }
     """Columns every book starts with at these values: what happened to each loan, for the credit
-    measures (``model.metrics.loan_outcomes``)."""
+    measures (``model.metrics.loan_outcomes``). Each is allocated on first use (``__getattr__``)."""
 
     def __init__(self, **arrays: np.ndarray) -> None:
         for name in self.FIELDS_INT:
@@ -327,10 +359,19 @@ class LoanBook:
         self.active = np.array(arrays["active"], dtype=bool)
         self.original_principal = self.principal.copy()
         self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
-        for name, start in self.OUTCOMES.items():
-            setattr(self, name, np.full(self.principal.size, start))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
         self._by_activity: dict[str, tuple[bytes, object]] = {}  # see ``per_activity``
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        """An outcome column (``OUTCOMES``) on its first use, at its starting value: a book whose loans
+        do not default, recover or earn interest does not hold the columns (a cascade of a validation
+        reduction, one book a draw, uses two of the five)."""
+        if name not in LoanBook.OUTCOMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        start, size = LoanBook.OUTCOMES[name], self.principal.size
+        column = np.full(size, start) if start else np.zeros(size, dtype=type(start))
+        setattr(self, name, column)
+        return column
 
     @classmethod
     def empty(cls) -> LoanBook:
@@ -362,7 +403,8 @@ class LoanBook:
         self.default_month[ids] = month
         self.default_rate[ids] = base_rate + self.spread[ids]
         cost = workout_cost_share * claim
-        self.workout_cost[ids] += cost
+        if workout_cost_share:  # (with none, adding 0.0 would change no cost booked so far)
+            self.workout_cost[ids] += cost
         self.principal[ids] = 0.0
         self.active[ids] = False
         return cost

@@ -38,16 +38,15 @@ def largest_by_group(
     """For each of ``n_groups`` groups, the member with the largest total ``amount`` in it (the amounts
     of a member listed more than once in a group are summed; ties: the lowest member id; -1 for an
     empty group) and that total (-inf for an empty group). Members are ids >= 0."""
-    out = np.full(n_groups, -1, dtype=np.int64)
-    largest = np.full(n_groups, -np.inf)
     if group.size == 0:
-        return out, largest
+        return np.full(n_groups, -1, dtype=np.int64), np.full(n_groups, -np.inf)
     lowest, highest = int(member.min()), int(member.max())
     if lowest == highest:  # one member (as one defaulter's creditors): it leads every group it is in
         present = np.bincount(group, minlength=n_groups) > 0
-        out[present] = lowest
-        largest[present] = np.bincount(group, weights=amount, minlength=n_groups)[present]
-        return out, largest
+        total = np.bincount(group, weights=amount, minlength=n_groups)
+        return np.where(present, lowest, -1).astype(np.int64, copy=False), np.where(present, total, -np.inf)
+    out = np.full(n_groups, -1, dtype=np.int64)
+    largest = np.full(n_groups, -np.inf)
     stride = highest + 1
     pairs, total = group.astype(np.int64) * stride + member, amount
     if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts

@@ -108,7 +108,6 @@ def _cascade_loop(
             led.record_default(pending.agents, state.world.month, round_, pending.cause, pending.parent)
         breaches, cure_offers = test_and_cure(state, test_dscr=test_dscr and round_ == 0)
         failures = Failures.join([pending, breaches])
-        pending = Failures.none()
         if failures.agents.size:
             if failures is not pending:  # new breaches (``pending`` alone is recorded above)
                 led.record_default(
@@ -117,6 +116,7 @@ def _cascade_loop(
             repossess(state, failures.agents)
             led.invalidate()
             report.new_defaults += failures.agents.size
+        pending = Failures.none()
         lender_failures = clear_lenders(state)
         if lender_failures.agents.size:
             led.invalidate()
@@ -579,40 +579,34 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
         led.btc[defaulters] = 0.0
         btc_secured = np.where(loans.collateral[sel] == BTC, claim, 0.0)
         to_btc_lender, _ = _waterfall(debtor, np.ones(sel.size, dtype=np.int64), btc_secured, btc_cash)
-        led.cash[defaulters] += (
+        cash = led.cash[defaulters] + (
             btc_cash[defaulters] - np.bincount(debtor, weights=to_btc_lender, minlength=n)[defaulters]
         )
     else:  # no BTC: nothing to sell or pay (the zero proceeds are still added, as a sale's would be)
         to_btc_lender = np.zeros(sel.size)
-        led.cash[defaulters] += led.btc[defaulters] * state.world.btc_price
+        cash = led.cash[defaulters] + led.btc[defaulters] * state.world.btc_price
         led.btc[defaulters] = 0.0
     # unpaid operating bills of a borrower that ran out of cash are lost to outside suppliers
-    overdrawn = np.minimum(led.cash[defaulters], 0.0)
+    overdrawn = np.minimum(cash, 0.0)
     led.cash_out += overdrawn.sum()
-    led.cash[defaulters] -= overdrawn
+    cash -= overdrawn
+    led.cash[defaulters] = cash
 
-    all_claim = np.bincount(debtor, weights=claim, minlength=n)
-    claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
-    has_creditor = np.zeros(n, dtype=bool)
-    has_creditor[debtor[claim > 0]] = True  # with nothing owed, the fleet and cash stay with the estate
-    handed_over = is_def & has_creditor
+    owing = debtor[claim > 0]  # defaulters that owe something: with nothing owed, the fleet and cash stay
     if has_fleet:
+        all_claim = np.bincount(debtor, weights=claim, minlength=n)
+        claim_share = np.divide(claim, all_claim[debtor], out=np.zeros(sel.size), where=all_claim[debtor] > 0)
         allocated = _repossess_fleets(state, sel, claim, claim_share)
-        led.gpus[handed_over] = 0.0
+        led.gpus[owing] = 0.0
     else:  # no fleet: nothing to allocate
         allocated = np.zeros(sel.size)
-
-    # cash: by priority, first to what neither the GPUs nor the BTC cover, then to what is still owed
-    estate_cash = np.where(has_creditor, np.maximum(led.cash, 0.0), 0.0)
-    seniority = loans.seniority[sel]
-    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
-    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
-    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
-    paid += to_btc_lender
-    led.cash[handed_over] -= estate_cash[handed_over]
-    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
-    paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
-    led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
+    paid = _pay_from_estate_cash(led, sel, claim, allocated, to_btc_lender, owing)
+    if len(led.guarantees):
+        paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
+    if paid.any():
+        led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
+    else:  # nothing recovered: adding the zeros would only turn a cash balance of -0.0 into 0.0
+        led.cash += 0.0
     cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
     pay_workout_costs(led, loans.creditor[sel], cost)
     loans.recover(sel, paid, month)
@@ -622,8 +616,36 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
         n, loans.creditor[sel], np.maximum(claim - allocated - paid, 0.0) + cost, debtor
     )
     worse = hurt > led.stress_loss
-    led.stress_source[worse] = hurt_most[worse]
-    led.stress_loss[worse] = hurt[worse]
+    np.copyto(led.stress_source, hurt_most, where=worse)
+    np.copyto(led.stress_loss, hurt, where=worse)
+
+
+def _pay_from_estate_cash(
+    led: Ledger,
+    sel: np.ndarray,
+    claim: np.ndarray,
+    allocated: np.ndarray,
+    to_btc_lender: np.ndarray,
+    owing: np.ndarray,
+) -> np.ndarray:
+    """What each defaulting loan ``sel`` (owed ``claim``, ``allocated`` GPUs by the secured waterfall)
+    recovers in cash: its BTC proceeds and the cash of the estates that owe something (``owing``, ids
+    that may repeat) by priority, first to what neither the GPUs nor the BTC cover, then to what is
+    still owed. The estates' cash leaves them; what the creditors do not take is the owners'."""
+    cash = np.maximum(led.cash[owing], 0.0)
+    if not cash.any():  # no cash to share (0.0 to every loan) and none leaves an estate
+        return 0.0 + to_btc_lender
+    estate_cash = np.zeros(led.n_agents)
+    estate_cash[owing] = cash
+    loans = led.loans
+    debtor, seniority = loans.debtor[sel], loans.seniority[sel]
+    uncovered = np.maximum(claim - allocated - to_btc_lender, 0.0)
+    paid, left = _waterfall(debtor, seniority, uncovered, estate_cash)
+    paid += _waterfall(debtor, seniority, np.maximum(claim - to_btc_lender - paid, 0.0), left)[0]
+    paid += to_btc_lender
+    led.cash[owing] -= estate_cash[owing]
+    led.cash_out += estate_cash.sum() - (paid - to_btc_lender).sum()  # the rest is the owners'
+    return paid
 
 
 def _guaranteed_shortfall(led: Ledger, sel: np.ndarray, shortfall: np.ndarray) -> np.ndarray:
@@ -632,8 +654,6 @@ def _guaranteed_shortfall(led: Ledger, sel: np.ndarray, shortfall: np.ndarray) -
     it at the mark and the estate's cash), pro rata, up to what is left of its cap. A share of surplus
     collateral that later sales bring is not netted: they are credited only up to the unrecovered claim."""
     guarantees = led.guarantees
-    if not len(guarantees):
-        return np.zeros(sel.size)
     backing = np.full(led.n_agents, -1)
     on_loans = np.flatnonzero(~guarantees.covers_hosting)
     backing[guarantees.obligor[on_loans]] = on_loans
@@ -809,7 +829,7 @@ def clear_lenders(state: MarketState) -> Failures:
     failed = np.flatnonzero(failing)
     if failed.size == 0:
         return Failures.none()
-    hit_rows = failing[debtor]  # every claim on a newly failed lender
+    hit_rows = np.flatnonzero(failing[debtor])  # every claim on a newly failed lender
     hit = ib[hit_rows]
     hit_debtor, hit_creditor, hit_amount = debtor[hit_rows], creditor[hit_rows], amount[hit_rows]
 

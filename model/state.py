@@ -211,14 +211,15 @@ class MarketState:
 
     def _lender_assets(self) -> np.ndarray:
         led = self.ledger
-        return led.cash + led.loan_assets() + self._inventory_value() + led.external_assets
+        assets = led.cash + led.loan_assets()
+        if len(led.lots):  # no stock adds 0.0, which changes no sum of loans (they start at 0.0, not -0.0)
+            assets = assets + self._inventory_value()
+        return assets + led.external_assets
 
     def _inventory_value(self) -> np.ndarray:
         """What each lender's repossessed stock is worth to it (``repossessed_value``, summed by the
         lender holding each loan's lots)."""
         led = self.ledger
-        if len(led.lots) == 0:
-            return np.zeros(led.n_agents)
         loan, value = self.repossessed_value()
         return np.bincount(led.loans.creditor[loan], weights=value, minlength=led.n_agents)
 

@@ -114,6 +114,7 @@ class EngineSession:
         self.book = book if book is not None else empty_book(self.n_generations)
         self._params: dict[bytes, dict[str, np.ndarray]] = {}
         self._columns: dict[str, np.ndarray] = {}  # see ``interbank_book``
+        self._unit_value: dict[int, np.ndarray] = {}  # see ``_unit_values``
 
     def ledger(self, n_agents: int, kind: Kind = Kind.BANK, loans: LoanBook | None = None) -> Ledger:
         ledger = Ledger(n_agents, self.n_generations, loans)
@@ -124,6 +125,7 @@ class EngineSession:
         """Finish the ledger as the network builder does and wrap it as the model does."""
         with ledger.caching():  # loan assets and debt from one pass over the loans
             _finish_lenders(ledger, None)
+        ledger.fix_kinds()
         state = MarketState(
             scenario=self.config,
             ledger=ledger,
@@ -136,9 +138,21 @@ class EngineSession:
             last_driver=np.full(self.n_generations, -1, dtype=np.int64),
         )
         state._fundamental = self.fundamental.copy()
-        # no vintages here: every holder's units are worth the generation's fundamental value
-        state._unit_value = np.tile(self.fundamental, (ledger.n_agents, 1))
+        state._unit_value = self._unit_values(ledger.n_agents)
         return state
+
+    def _unit_values(self, n_agents: int) -> np.ndarray:
+        """``MarketState.unit_values`` for ``n_agents`` agents: no vintages here, so every holder's units
+        are worth the generation's fundamental value. Worked out once per number of agents and shared,
+        read-only, by every state (the model replaces the array, ``refresh_fundamental``, never writes
+        into it; a write would raise, not change the next draw)."""
+        values = self._unit_value.get(n_agents)
+        if values is None:
+            if len(self._unit_value) >= 8:
+                self._unit_value.clear()
+            values = self._unit_value[n_agents] = np.tile(self.fundamental, (n_agents, 1))
+            values.flags.writeable = False
+        return values
 
     def _lender_params(self, kind: np.ndarray) -> dict[str, np.ndarray]:
         """``Lender.behaviour_arrays`` for these kinds: worked out once per distinct kind vector (the
