@@ -67,6 +67,12 @@ class InferenceSpec(_Finite):
     replicates_per_particle: int = Field(default=1, ge=1, le=1000, description="runs averaged per particle")
     epsilon_quantile: float = Field(default=0.5, gt=0.0, lt=1.0, description="0.5: median epsilon")
     predictive_draws: int = Field(default=100, ge=0, le=100_000, description="posterior-predictive runs")
+    transition: Literal["multivariate_normal", "local"] = Field(
+        default="multivariate_normal",
+        description="pyabc's perturbation kernel: one Gaussian whose covariance is the whole weighted "
+        "population's (multivariate_normal), or one per particle from its k nearest neighbours (local: "
+        "pyabc's LocalTransition, k = a quarter of the population)",
+    )
     parameter_space: Literal["prior", "normal_scores"] = Field(
         default="prior",
         description="prior: ABC-SMC perturbs the parameters themselves; normal_scores: it perturbs each "
@@ -770,6 +776,7 @@ def run_calibration(
             distance,
             population_size=inf.population_size,
             sampler=sampler,
+            transitions=pyabc.transition.LocalTransition() if inf.transition == "local" else None,
             eps=ResumableQuantileEpsilon(initial_epsilon=np.inf, alpha=inf.epsilon_quantile, weighted=True),
         )
         done = 0

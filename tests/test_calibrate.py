@@ -90,6 +90,17 @@ def test_more_generations_extend_a_finished_calibration_to_the_same_bytes(tmp_pa
         assert (extended / name).read_bytes() == (at_once / name).read_bytes(), name
 
 
+def test_the_local_transition_recovers_the_known_parameters(tmp_path):
+    path = _small(tmp_path, "local", population=150, generations=5)
+    path.write_text(path.read_text().replace("[inference]", '[inference]\ntransition = "local"'))
+    out = tmp_path / "local"
+    run_calibration(load_calibration(path), out, "serial", 1, figures=False)
+    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
+    for name, true in TRUE.items():
+        row = table.loc[name]
+        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+
+
 def test_normal_scores_map_onto_each_prior_and_recover_the_known_parameters(tmp_path):
     from experiments.calibrate import PriorSpec
 
