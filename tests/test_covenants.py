@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scenario_builders import explicit_market
+from scenario_builders import explicit_market, without_issue16_mechanisms
 
-from core.config import ConfigError, load_scenario
+from core.config import ConfigError, load_scenario, read_scenario_data
 from core.ledger import FLOW_WINDOW, Cause, Kind
 from core.world import HOURS_PER_MONTH
 from model.cascade import test_and_cure as covenant_tests
@@ -207,11 +207,15 @@ def test_the_appraised_orderly_liquidation_value_holds_for_the_month() -> None:
 
 def test_the_basis_is_chosen_per_borrower_class() -> None:
     model = GPUCreditModel(
-        "baseline", months=1, overrides={"generated.neoclouds.ltv_basis": "borrowing_base"}
+        "baseline",
+        months=1,
+        overrides={"generated.miners.ltv_basis": "mark", "generated.neoclouds.ltv_basis": "olv"},
     )
     led = model.ledger
     miners, neoclouds = led.of_kind(Kind.MINER), led.of_kind(Kind.NEOCLOUD)
-    assert (led.ltv_basis[miners] == 0).all() and (led.ltv_basis[neoclouds] == 2).all()
+    assert (led.ltv_basis[miners] == 0).all() and (led.ltv_basis[neoclouds] == 1).all()
+    baseline = GPUCreditModel("baseline", months=1).ledger  # since session 11: OLV and borrowing base
+    assert (baseline.ltv_basis[miners] == 1).all() and (baseline.ltv_basis[neoclouds] == 2).all()
 
 
 @pytest.mark.parametrize(
@@ -229,7 +233,9 @@ def test_bad_covenant_settings_are_refused_by_name(path: str, value: object, mes
 
 
 def test_defaults_test_nothing_new() -> None:
-    scenario = load_scenario("baseline")
+    """Left out, the fields are the plain rules (the baseline sets the terms as written explicitly)."""
+    data = without_issue16_mechanisms(read_scenario_data("baseline"))
+    scenario = load_scenario(data)
     assert scenario.covenants.equity_cure == "prepay" and not scenario.covenants.waivers
     assert scenario.generated.miners.ltv_basis == scenario.generated.neoclouds.ltv_basis == "mark"
-    assert np.all(GPUCreditModel("baseline", months=1).ledger.ltv_basis == 0)
+    assert np.all(GPUCreditModel(data, months=1).ledger.ltv_basis == 0)

@@ -335,10 +335,6 @@ def test_lenders_paying_out_earnings_hold_their_capital_ratio_until_a_loss_lower
             overrides={
                 "lenders.bank.pays_out_earnings": pays,
                 "shocks": [{"month": 4, "kind": "default_agent", "agent": "nc"}],
-                # the sale plan, so the GPUs are sold and the loss booked (the baseline's disposal
-                # choice would hold them at the mark, a smaller loss the test does not need)
-                "secondary.lender_disposal": "sale_plan",
-                "secondary.operators": [],
             },
             months=6,
         )
