@@ -307,13 +307,13 @@ def test_default_this_borrower_refuses_what_it_cannot_do() -> None:
 
 def test_a_count_is_the_attribution_of_the_run_summary() -> None:
     """With no shock from the page, the cascade panel's count of a default is ``model.attribution``'s
-    (summary.json's): baseline seed 16, where neocloud-15's default in month 32 fells two lenders."""
-    live = viz_model.LiveModel(seed="16")
+    (summary.json's): baseline seed 5, where neocloud-1's default fells bank-0 in month 55 (since the session-11 baseline)."""
+    live = viz_model.LiveModel(seed="5")
     while live.running:
         live.step()
-    plain = GPUCreditModel("baseline", seed=16)
+    plain = GPUCreditModel("baseline", seed=5)
     plain.run()
-    name = "neocloud-15"
+    name = "neocloud-1"
     expected = compare(name, default_months(plain), default_months(counterfactual(plain, name)))
     assert expected["extra_defaults"]  # a default with a counted effect
     shares: list[float] = []

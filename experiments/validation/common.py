@@ -59,6 +59,12 @@ def reduced_scenario(
     """
     data = read_scenario_data("baseline")
     data.pop("generated", None)
+    # the classic models' rules: the baseline's issue-16 mechanisms (covenants as written, buyers and
+    # lenders as they are, the idling option, the common factor's channels) at their defaults
+    for section in ("secondary", "covenants", "host_failure"):
+        data.pop(section, None)
+    data["world"].pop("idle_option_volatility", None)
+    data["tenants"].pop("factor_loading", None)
     data["name"] = "validation"
     data["seed"] = seed
     data["months"] = 1
