@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.config import apply_override, read_scenario_data
+from experiments.validation.common import without_issue16_mechanisms
 
 # World settings that make rent, rates and the regime deterministic, so expectations can be hand-computed.
 CALM_WORLD: dict[str, Any] = {
@@ -36,22 +37,6 @@ def baseline_world_data() -> dict[str, Any]:
     for kind in ("miners", "neoclouds"):  # their first purchase months, all before this start
         data["generated"][kind]["purchase_spread_months"] = 0
     return without_issue16_mechanisms(data)
-
-
-def without_issue16_mechanisms(data: dict[str, Any]) -> dict[str, Any]:
-    """The plain rules the hand calculations are written for: the baseline's issue-16 mechanisms (covenants
-    as written, OLV / borrowing-base LTV, buyers and lenders as they are, the idling option, the common
-    factor's channels; on since session 11) back at their defaults. Those mechanisms have their own tests
-    (test_buyers_as_they_are, test_covenants, test_channels)."""
-    for section in ("secondary", "covenants", "host_failure"):
-        data.pop(section, None)
-    data["world"].pop("idle_option_volatility", None)
-    data.get("tenants", {}).pop("factor_loading", None)
-    for lender in data.get("lenders", {}).values():
-        lender.pop("funding_factor_loading", None)
-    for kind in ("miners", "neoclouds"):
-        data["generated"][kind].pop("ltv_basis", None)
-    return data
 
 
 def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scenario_builders import explicit_market, without_issue16_mechanisms
+from scenario_builders import explicit_market
 
 from core.config import ConfigError, load_scenario, read_scenario_data
 from core.ledger import FLOW_WINDOW, Cause, Kind
 from core.world import HOURS_PER_MONTH
+from experiments.validation.common import without_issue16_mechanisms
 from model.cascade import test_and_cure as covenant_tests
 from model.model import GPUCreditModel
 

@@ -44,6 +44,22 @@ PASSIVE_LENDER = {
 }
 
 
+def without_issue16_mechanisms(data: dict[str, Any]) -> dict[str, Any]:
+    """Raw scenario data with the issue-16 mechanisms the baseline turns on since session 11 (covenants
+    as written, OLV / borrowing-base LTV, buyers and lenders as they are, the idling option, the common
+    factor's channels) back at their defaults: the plain rules that the classic reductions and the tests'
+    hand calculations are written for."""
+    for section in ("secondary", "covenants", "host_failure"):
+        data.pop(section, None)
+    data["world"].pop("idle_option_volatility", None)
+    data.get("tenants", {}).pop("factor_loading", None)
+    for lender in data.get("lenders", {}).values():
+        lender.pop("funding_factor_loading", None)
+    for kind in ("miners", "neoclouds"):
+        data.get("generated", {}).get(kind, {}).pop("ltv_basis", None)
+    return data
+
+
 def reduced_scenario(
     agents: list[dict[str, Any]],
     loans: list[dict[str, Any]] | None = None,
@@ -57,14 +73,8 @@ def reduced_scenario(
     The world (rent, BTC, rates) is the baseline's and plays no part: nothing earns or pays within the
     single month in which ``default_agent`` resolves a cascade. Buyers default to none.
     """
-    data = read_scenario_data("baseline")
+    data = without_issue16_mechanisms(read_scenario_data("baseline"))  # the classic models' rules
     data.pop("generated", None)
-    # the classic models' rules: the baseline's issue-16 mechanisms (covenants as written, buyers and
-    # lenders as they are, the idling option, the common factor's channels) at their defaults
-    for section in ("secondary", "covenants", "host_failure"):
-        data.pop(section, None)
-    data["world"].pop("idle_option_volatility", None)
-    data["tenants"].pop("factor_loading", None)
     data["name"] = "validation"
     data["seed"] = seed
     data["months"] = 1
