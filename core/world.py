@@ -134,6 +134,7 @@ class MarketWorld:
         self.rent_per_perf_hour = rent.h100_rent_per_hour
         self._powers: dict[tuple, np.ndarray] = {}  # deflation and discount factors, by rate
         self._option_sd = self._idle_option_sd(MAX_LIFE_MONTHS) if config.idle_option_volatility > 0 else None
+        self._median: dict | None = None  # see ``_median_view``
 
     # --- processes ---
 
@@ -368,11 +369,16 @@ class MarketWorld:
         if idle_margins is not None:
             running = self.revenue_per_gpu(rent_path[..., None]) > self._opex_per_gpu
             margins = np.where(running, margins, idle_margins[:months])
+        return self._value_table(margins, discount_rate)
+
+    def _value_table(self, margins: np.ndarray, discount_rate: float | Sequence[float]) -> np.ndarray:
+        """``values_by_life``'s table from the margins ([months, generations], or a view per rate)."""
+        months = margins.shape[-2]
         if np.ndim(discount_rate):
             discount = np.array([self._discount_factors(rate, months) for rate in discount_rate])
         else:
             discount = self._discount_factors(discount_rate, months)
-        table = np.zeros((*rent_path.shape[:-1], months + 1, len(self.generations)))
+        table = np.zeros((*margins.shape[:-2], months + 1, len(self.generations)))
         np.cumsum(margins * discount[..., None], axis=-2, out=table[..., 1:, :])
         return table
 
@@ -428,8 +434,41 @@ class MarketWorld:
 
     def market_margins(self) -> np.ndarray:
         """The expected margins ([months, generations]) the fundamental value discounts: along the
-        process's median rent path, with the idling option (``expected_margins``)."""
-        return self.expected_margins(self.expected_rent_path())
+        process's median rent path, with the idling option (``expected_margins``). Read-only."""
+        return self._median_view()["margins"]
+
+    def market_values_by_life(self, discount_rate: float) -> np.ndarray:
+        """``values_by_life`` along the median rent path (the market's margins) at ``discount_rate``:
+        the fundamental value's table at the valuation rate, the lenders' value of operating a lot at
+        theirs. Read-only."""
+        tables = self._median_view()["tables"]
+        table = tables.get(discount_rate)
+        if table is None:
+            table = tables[discount_rate] = self._value_table(self.market_margins(), discount_rate)
+            table.flags.writeable = False
+        return table
+
+    def _median_view(self) -> dict:
+        """The median rent path's margins and value tables by rate, kept while the month, today's rent
+        and the anchor schedule stay the same: the fundamental value, the lenders' disposal choice in
+        each cascade round and the buyers' idle months read them several times a month."""
+        view = self._median
+        if (
+            view is None
+            or view["month"] != self.month
+            or view["rent"] != self.rent_per_perf_hour
+            or view["log_anchor"] is not self._log_anchor_path
+        ):
+            margins = self.expected_margins(self.expected_rent_path())
+            margins.flags.writeable = False
+            view = self._median = {
+                "month": self.month,
+                "rent": self.rent_per_perf_hour,
+                "log_anchor": self._log_anchor_path,
+                "margins": margins,
+                "tables": {},
+            }
+        return view
 
     def fundamental_value(self) -> np.ndarray:
         """The reference value per GPU: margins along the process's median rent path (the anchor with

@@ -141,7 +141,9 @@ class MetricsRecorder:
         notes = led.external_liabilities[trusts] + led.debt()[trusts]
         for tranche in model.config.abs_tranches:
             row[f"abs_loss_{tranche.name}"] = 0.0
-        for loss, size in zip(noteholder_loss, notes, strict=True):
+        # a trust without a loss on valid notes (>= 0) adds 0.0 to every tranche: only the others run
+        hit = (noteholder_loss != 0) | ~(notes >= 0)
+        for loss, size in zip(noteholder_loss[hit], notes[hit], strict=True):
             for name, hit in ABSTrust.tranche_losses(loss, model.config.abs_tranches, size).items():
                 row[f"abs_loss_{name}"] += hit
         row["new_defaults"] = int(new.sum())
@@ -357,7 +359,10 @@ def cash_recovered(model: GPUCreditModel) -> dict[str, float]:
 def lender_losses(model: GPUCreditModel) -> np.ndarray:
     """Loss to each creditor's equity on its defaulted loans (``loan_outcomes``' book loss)."""
     loans = model.ledger.loans  # (the book loss alone: metrics need it monthly, not the discounting)
-    book_loss = _book_loss(loans, loans.default_month >= 0, _held(model))
+    defaulted = loans.default_month >= 0
+    if not defaulted.any():  # the bincount of zero losses, without the pass over the book
+        return np.zeros(model.ledger.n_agents)
+    book_loss = _book_loss(loans, defaulted, _held(model))
     return np.bincount(loans.creditor, weights=book_loss, minlength=model.ledger.n_agents)
 
 

@@ -74,7 +74,7 @@ class MarketState:
         reference, at which it trades and is marked), and of each holder's units with their own life."""
         world = self.world
         world.generations.reference_end = self.mean_end_of_life()
-        table = world.values_by_life(world.expected_rent_path(), self.scenario.world.valuation_discount_rate)
+        table = world.market_values_by_life(self.scenario.world.valuation_discount_rate)
         columns = np.arange(len(world.generations))
         self._fundamental = table[world.remaining_life().astype(np.int64), columns]
         life = np.minimum(
@@ -132,15 +132,16 @@ class MarketState:
             per_unit = per_unit * (1.0 - np.clip(rate * age_years, 0.0, 1.0))
         return (led.gpus * per_unit).sum(axis=1)
 
-    def contract_value(self) -> np.ndarray:
+    def contract_value(self, in_force: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """What each fleet's contracts in force add to its collateral: the contracted rent above today's
         spot rent for the contract's remaining months, discounted at the valuation rate (a contract
         below spot adds nothing; the GPUs themselves are valued at the collateral price). Lenders such
-        as CoreWeave's DDTL take the contracts first and the GPUs second (docs/calibration.md)."""
+        as CoreWeave's DDTL take the contracts first and the GPUs second (docs/calibration.md).
+        ``in_force``: ``_contracts_in_force()`` just worked out, if the caller has it."""
         from model.network import contract_revenue_per_gpu
 
         led, world = self.ledger, self.world
-        contracted, annuity = self._contracts_in_force()
+        contracted, annuity = self._contracts_in_force() if in_force is None else in_force
         if not contracted.any():
             return np.zeros(led.n_agents)
         premium = np.maximum(
@@ -176,10 +177,11 @@ class MarketState:
 
         led = self.ledger
         at_mark = self.collateral_value()
+        in_force = self._contracts_in_force()  # once for both bases that read the contracts
         basis = led.ltv_basis
         if not basis.any():
-            return at_mark + self.contract_value()
-        value = np.where(basis == LTV_BASES.index("mark"), at_mark + self.contract_value(), 0.0)
+            return at_mark + self.contract_value(in_force)
+        value = np.where(basis == LTV_BASES.index("mark"), at_mark + self.contract_value(in_force), 0.0)
         olv = basis == LTV_BASES.index("olv")
         if olv.any():
             appraised = self.collateral_value(
@@ -188,7 +190,7 @@ class MarketState:
             value = np.where(olv, self.scenario.secondary.orderly_share * appraised, value)
         base = basis == LTV_BASES.index("borrowing_base")
         if base.any():
-            contracted, annuity = self._contracts_in_force()
+            contracted, annuity = in_force
             revenue = (led.gpus * contract_revenue_per_gpu(self.world, led.contract_rent)).sum(axis=1)
             value = np.where(base, contracted * annuity * revenue + (1.0 - contracted) * at_mark, value)
         return value
