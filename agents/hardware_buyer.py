@@ -138,8 +138,10 @@ class HardwareBuyer(BalanceSheetAgent):
         terms = memory.terms(buyers) if memory is not None else BuyerTerms.of(buyers)
         last_resort = terms.last_resort
         adaptive = secondary.expectations == "adaptive" and memory is not None
-        calm_deflation = (
-            np.clip(-np.expm1(memory.expected_growth[~last_resort]), 0.0, MAX_EXPECTED_DEFLATION)
+        calm_deflation = (  # (np.minimum / np.maximum: np.clip's Python wrapper costs as much again)
+            np.minimum(
+                np.maximum(-np.expm1(memory.expected_growth[~last_resort]), 0.0), MAX_EXPECTED_DEFLATION
+            )
             if adaptive
             else terms.expected_deflation
         )
@@ -153,7 +155,11 @@ class HardwareBuyer(BalanceSheetAgent):
         if distinct:
             # months a buyer expects to idle a unit, valued as the fundamental values them (or not)
             idle = world.market_margins() if secondary.idle_valuation == "market" else None
-            paths = np.array([world.extrapolated_rent_path(d, cache=not adaptive) for d, _ in distinct])
+            # months up to the longest remaining life: all ``present_value`` reads of a path
+            months = int(world.remaining_life().max(initial=0))
+            paths = np.array(
+                [world.extrapolated_rent_path(d, cache=not adaptive, months=months) for d, _ in distinct]
+            )
             values = world.present_value(paths, [hurdle for _, hurdle in distinct], idle)
             valuation[~last_resort] = values[[row_of[key] for key in keys]]
         # the buyer of last resort: a fixed bid for any generation, any volume

@@ -64,7 +64,7 @@ def _hash_into(h: Any, value: Any) -> None:
 
 # Arrays that are functions of hashed arrays, kept to save work (added by speed changes): left out, so
 # fingerprints stay comparable with those of the code before them.
-DERIVED = {"_log_anchor_path"}  # MarketWorld: np.log(_anchor_path)
+DERIVED = {"_log_anchor_path", "_option_drift"}  # MarketWorld: np.log(_anchor_path), np.exp(_option_sd^2 / 2)
 
 
 def _numbers_of(obj: Any) -> dict[str, Any]:

@@ -41,6 +41,8 @@ DAYS_PER_MONTH = 30.4
 BLOCKS_PER_DAY = 144.0
 MAX_LIFE_MONTHS = 240
 SCORE_GRID = np.linspace(-8.0, 8.0, 1601)  # Gaussian scores at which the BTC quantile is tabulated
+_YEARS_AHEAD = np.arange(1, MAX_LIFE_MONTHS + 1) / 12.0  # months 1 .. 240 in years
+_YEARS_AHEAD.flags.writeable = False
 
 
 @lru_cache(maxsize=64)
@@ -134,6 +136,10 @@ class MarketWorld:
         self.rent_per_perf_hour = rent.h100_rent_per_hour
         self._powers: dict[tuple, np.ndarray] = {}  # deflation and discount factors, by rate
         self._option_sd = self._idle_option_sd(MAX_LIFE_MONTHS) if config.idle_option_volatility > 0 else None
+        # e^(v / 2) of ``expected_margins``, by month
+        self._option_drift = (
+            None if self._option_sd is None else np.exp(0.5 * self._option_sd * self._option_sd)
+        )
         self._median: dict | None = None  # see ``_median_view``
 
     # --- processes ---
@@ -407,10 +413,11 @@ class MarketWorld:
         revenue = self.revenue_per_gpu(rent_path[..., None])
         if self._option_sd is None:
             return np.maximum(revenue - self._opex_per_gpu, 0.0)
-        sd = self._option_sd[: rent_path.shape[-1], None]
+        months = rent_path.shape[-1]
+        sd = self._option_sd[:months, None]
         opex = self._opex_per_gpu[None, :]
         d2 = np.log(revenue / opex) / sd
-        return revenue * np.exp(0.5 * sd * sd) * ndtr(d2 + sd) - opex * ndtr(d2)
+        return revenue * self._option_drift[:months, None] * ndtr(d2 + sd) - opex * ndtr(d2)
 
     def _idle_option_sd(self, months: int) -> np.ndarray:
         """S.d. of log rent around its median path after 1 .. ``months`` monthly shocks of size
@@ -420,17 +427,20 @@ class MarketWorld:
         terms = m.astype(float) if q >= 1.0 else -np.expm1(m * np.log(q)) / -np.expm1(np.log(q))
         return self.config.idle_option_volatility * np.sqrt(terms)
 
-    def extrapolated_rent_path(self, deflation_per_year: float, cache: bool = True) -> np.ndarray:
-        """Today's rent falling at a constant rate: the rule-of-thumb expectation of buyers who
-        extrapolate a deflation rate instead of knowing the process. ``cache=False`` for rates that
-        change every month (adaptive expectations), which would only fill the cache."""
+    def extrapolated_rent_path(
+        self, deflation_per_year: float, cache: bool = True, months: int = MAX_LIFE_MONTHS
+    ) -> np.ndarray:
+        """Today's rent falling at a constant rate for the next ``months`` months: the rule-of-thumb
+        expectation of buyers who extrapolate a deflation rate instead of knowing the process.
+        ``cache=False`` for rates that change every month (adaptive expectations), which would only
+        fill the cache; they work out only the months asked for (element-wise: the same prefix)."""
         key = ("deflation", deflation_per_year)
         if key in self._powers:
-            return self.rent_per_perf_hour * self._powers[key]
-        powers = (1.0 - deflation_per_year) ** (np.arange(1, MAX_LIFE_MONTHS + 1) / 12.0)
-        if cache:
-            self._powers[key] = powers
-        return self.rent_per_perf_hour * powers
+            return self.rent_per_perf_hour * self._powers[key][:months]
+        if not cache:
+            return self.rent_per_perf_hour * (1.0 - deflation_per_year) ** _YEARS_AHEAD[:months]
+        powers = self._powers[key] = (1.0 - deflation_per_year) ** _YEARS_AHEAD
+        return self.rent_per_perf_hour * powers[:months]
 
     def market_margins(self) -> np.ndarray:
         """The expected margins ([months, generations]) the fundamental value discounts: along the

@@ -244,24 +244,28 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     btc_value = led.btc * world.btc_price
     call_value = np.where(limits.call_finite, limits.call_or_zero * btc_value, np.inf)
     called = alive & (btc_debt > 0) & (btc_debt > call_value)
-    call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
-    met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))
-    _prepay(state, np.where(met, call_need, 0.0), btc_loans)
-    restore = limits.restore
-    covered = called & ~met & (btc_debt <= btc_value) & (restore < 1.0)
-    # selling x of BTC against the loan: (debt - x) = restore x (value - x)
-    to_sell = np.where(covered, (btc_debt - restore * btc_value) / np.where(covered, 1.0 - restore, 1.0), 0.0)
-    sell_pledged_btc(state, np.minimum(to_sell, btc_value))
-    margin_fail = called & ~met & ~covered
+    margin_fail = called  # no call (most rounds): nothing is topped up, sold or seized
+    if called.any():
+        call_need = np.where(called, btc_debt - MARGIN_RESTORE * call_value, 0.0)
+        met = called & Miner.meet_margin_call(call_need, np.maximum(led.cash, 0.0))
+        _prepay(state, np.where(met, call_need, 0.0), btc_loans)
+        restore = limits.restore
+        covered = called & ~met & (btc_debt <= btc_value) & (restore < 1.0)
+        # selling x of BTC against the loan: (debt - x) = restore x (value - x)
+        to_sell = np.where(
+            covered, (btc_debt - restore * btc_value) / np.where(covered, 1.0 - restore, 1.0), 0.0
+        )
+        sell_pledged_btc(state, np.minimum(to_sell, btc_value))
+        margin_fail = called & ~met & ~covered
 
     breached = (ltv_breach | dscr_breach) & ~margin_fail
     state.in_breach |= breached | called
     if waived is not None:
         state.in_breach |= waived  # the cash trap holds through a covenant holiday
-    need = np.maximum(need_ltv, need_dscr)
     idx = breached.nonzero()[0]
     if idx.size == 0:  # nobody to cure (most rounds): only margin failures
         return _margin_failures(state, margin_fail), _NO_OFFERS
+    need = np.maximum(need_ltv, need_dscr)
     equity_room = led.equity_capacity if state.markets_open else np.zeros(led.n_agents)
     if covenants.equity_cure == "agreement":
         idx, equity_room = equity_cures(state, idx, shortfall, need_ltv, gpu_loans, equity_room)
@@ -447,6 +451,8 @@ def _margin_failures(state: MarketState, margin_fail: np.ndarray) -> Failures:
     margin = margin_fail.nonzero()[0]
     seize_btc(state, margin)
     led.invalidate()
+    if margin.size == 0:
+        return Failures.none()
     return Failures(
         margin,
         np.full(margin.size, Cause.MARGIN_CALL, dtype=np.int8),
