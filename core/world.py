@@ -380,8 +380,13 @@ class MarketWorld:
     def _value_table(self, margins: np.ndarray, discount_rate: float | Sequence[float]) -> np.ndarray:
         """``values_by_life``'s table from the margins ([months, generations], or a view per rate)."""
         months = margins.shape[-2]
-        if np.ndim(discount_rate):
-            discount = np.array([self._discount_factors(rate, months) for rate in discount_rate])
+        if np.ndim(discount_rate):  # the buyers' hurdle rates: the same few views month after month
+            key = ("discounts", tuple(discount_rate))
+            stacked = self._powers.get(key)
+            if stacked is None or stacked.shape[-1] < months:
+                horizon = max(months, MAX_LIFE_MONTHS)
+                stacked = self._powers[key] = np.array([self._discount_factors(r, horizon) for r in key[1]])
+            discount = stacked[:, :months]
         else:
             discount = self._discount_factors(discount_rate, months)
         table = np.zeros((*margins.shape[:-2], months + 1, len(self.generations)))

@@ -893,14 +893,21 @@ def _clear_pari_passu(
     # (two comparisons, not np.isin: its set-up costs as much again as the rest of a quiet clearing)
     cleared_by_lenders = (led.default_cause == Cause.INSOLVENCY) | (led.default_cause == Cause.COUNTERPARTY)
     estate = lender & led.defaulted & cleared_by_lenders
-    interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
-    cleared = np.flatnonzero(interbank & ~loans.active & estate[loans.debtor] & lender[loans.creditor])
-    debtor = np.concatenate([loans.debtor[live_claims], loans.debtor[cleared]])
-    creditor = np.concatenate([loans.creditor[live_claims], loans.creditor[cleared]])
-    face = np.concatenate([loans.principal[live_claims], loans.exposure_at_default[cleared]])
-    booked = np.concatenate([loans.principal[live_claims], loans.recovered[cleared]])
+    cleared = _EMPTY_INT
+    if estate.any():
+        interbank = led.static("interbank_loans", lambda: loans.instrument == INTERBANK)
+        cleared = np.flatnonzero(interbank & ~loans.active & estate[loans.debtor] & lender[loans.creditor])
+    if cleared.size:
+        debtor = np.concatenate([loans.debtor[live_claims], loans.debtor[cleared]])
+        creditor = np.concatenate([loans.creditor[live_claims], loans.creditor[cleared]])
+        face = np.concatenate([loans.principal[live_claims], loans.exposure_at_default[cleared]])
+        booked = np.concatenate([loans.principal[live_claims], loans.recovered[cleared]])
+        paid_out = np.bincount(loans.debtor[cleared], weights=loans.recovered[cleared], minlength=n)
+    else:  # the live claims alone, booked at face; nobody paid out (+0.0, as the bincount of nothing)
+        debtor, creditor = loans.debtor[live_claims], loans.creditor[live_claims]
+        face = booked = loans.principal[live_claims]
+        paid_out = 0.0
     claims = np.bincount(creditor, weights=booked, minlength=n)
-    paid_out = np.bincount(loans.debtor[cleared], weights=loans.recovered[cleared], minlength=n)
     outside_assets = state.lender_assets() - claims + paid_out
     if cleared.size == 0:  # no failed estate owes anything here: only the live lenders' payments matter
         live = np.flatnonzero(lender & ~led.defaulted)
