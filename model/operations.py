@@ -108,7 +108,7 @@ def earn(state: MarketState) -> np.ndarray:
         revenue *= (1.0 - host_disruption(state, alive))[:, None]
     hosting_income, internal, guaranteed = _hosting(state, alive)
     mining = np.where(
-        led.kind == Kind.MINER,
+        led.of_kind(Kind.MINER),
         Miner.mining_margin(
             led.hashrate_ph,
             led.mining_efficiency,
@@ -117,10 +117,11 @@ def earn(state: MarketState) -> np.ndarray:
         ),
         0.0,
     )
-    ocf = np.where(alive, revenue.sum(axis=1) + lease - opex + mining + hosting_income, 0.0)
+    earned = revenue.sum(axis=1)
+    ocf = np.where(alive, earned + lease - opex + mining + hosting_income, 0.0)
     # outside money: all revenue and opex, except hosting fees paid from one borrower to another; a
     # guarantor's payments come from outside
-    inflow = np.where(alive, revenue.sum(axis=1) + lease + mining, 0.0).sum() + guaranteed
+    inflow = np.where(alive, earned + lease + mining, 0.0).sum() + guaranteed
     outflow = np.where(alive, opex, 0.0).sum() - internal
     led.cash_in += inflow
     led.cash_out += outflow
