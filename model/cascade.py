@@ -565,7 +565,8 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     month = state.world.month
     is_def = np.zeros(n, dtype=bool)
     is_def[defaulters] = True
-    sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    sel = np.flatnonzero(is_def[loans.debtor])
+    sel = sel[loans.active[sel]]
     has_fleet = bool(led.gpus[defaulters].any())
     led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel) if has_fleet else np.nan
     claim = loans.principal[sel]
@@ -607,8 +608,10 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
         led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
     else:  # nothing recovered: adding the zeros would only turn a cash balance of -0.0 into 0.0
         led.cash += 0.0
-    cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
-    pay_workout_costs(led, loans.creditor[sel], cost)
+    share = state.scenario.cascade.workout_cost_share
+    cost = loans.default(sel, month, state.world.base_rate, share)
+    if share:  # (with no workout cost there is nothing to pay)
+        pay_workout_costs(led, loans.creditor[sel], cost)
     loans.recover(sel, paid, month)
 
     # lenders remember the default that has cost them most so far (for attributing their later decisions)
@@ -850,7 +853,8 @@ def clear_lenders(state: MarketState) -> Failures:
     # booked as in repossession: the whole claim is the exposure at default, what clearing pays is recovered
     month = state.world.month
     cost = loans.default(hit, month, state.world.base_rate, rules.workout_cost_share)
-    pay_workout_costs(led, hit_creditor, cost)
+    if rules.workout_cost_share:  # (with no workout cost there is nothing to pay)
+        pay_workout_costs(led, hit_creditor, cost)
     if not zero:  # what clearing pays moves from the estate's outside assets to the creditor's
         _settle(led, hit, recovery[hit_debtor] * hit_amount)
     return Failures(failed, cause, parent)
