@@ -355,6 +355,17 @@ class LoanBook:
     """The columns that change during a run: the book owns them, so one array passed for two of them
     does not become one balance and the caller's array does not change with the book."""
 
+    _STARTING = (("original_principal", "principal", np.float64), ("rollover_tenor", "tenor", np.int64))
+    """Copies of the terms each loan starts with, the book's own (a refinanced loan runs
+    ``rollover_tenor`` again): (column, the argument it copies, dtype)."""
+    _COLUMNS = (
+        *((name, name, np.int64) for name in FIELDS_INT),
+        *((name, name, np.float64) for name in FIELDS_FLOAT),
+        ("active", "active", np.bool_),
+        *_STARTING,
+    )
+    """Every column the constructor sets: (name, the argument it comes from, dtype)."""
+
     OUTCOMES = {
         "default_month": -1,  # the month the loan defaulted (-1: it has not)
         "default_rate": 0.0,  # its annual rate (base rate then + spread): recoveries are discounted at it
@@ -366,32 +377,25 @@ class LoanBook:
     measures (``model.metrics.loan_outcomes``). Each is allocated on first use (``__getattr__``)."""
 
     def __init__(self, **arrays: np.ndarray) -> None:
-        self._to_copy: dict[str, np.ndarray] = {}  # see ``_own``
-        for name in self.FIELDS_INT:
-            self._own(name, arrays[name], np.int64, copy=name in self.BALANCES)
-        for name in self.FIELDS_FLOAT:
-            self._own(name, arrays[name], np.float64, copy=name in self.BALANCES)
-        self._own("active", arrays["active"], np.bool_, copy=True)
-        self._own("original_principal", arrays["principal"], np.float64, copy=True)
-        self._own("rollover_tenor", arrays["tenor"], np.int64, copy=True)  # a refinanced loan runs this long again
+        # a balance (``BALANCES``, and the starting principal and tenor) is the book's own copy; one given
+        # as a read-only array of its dtype, which nothing can write and so cannot change under the book,
+        # is copied on its first use (``__getattr__``): a cascade of a validation reduction, one book a
+        # draw, uses three of the nine
+        self._to_copy: dict[str, np.ndarray] = {}
+        for name, source, dtype in self._COLUMNS:
+            values = arrays[source]
+            if name == source and name not in self.BALANCES:  # a fixed term: shared if it can be
+                setattr(self, name, np.asarray(values, dtype=dtype))
+            elif isinstance(values, np.ndarray) and values.dtype == dtype and _frozen(values):
+                self._to_copy[name] = values
+            else:
+                setattr(self, name, np.array(values, dtype=dtype))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
         self._by_activity: dict[str, tuple[bytes, object]] = {}  # see ``per_activity``
 
-    def _own(self, name: str, values: np.ndarray, dtype: type, copy: bool) -> None:
-        """Column ``name`` from ``values`` (as ``dtype``): shared where it can be, or (``copy``: a balance)
-        the book's own copy. A balance given as a read-only array of its dtype, which nothing can write
-        and so cannot change under the book, is copied on its first use (``__getattr__``): a cascade of
-        a validation reduction, one book a draw, uses three of the nine."""
-        if not copy:
-            setattr(self, name, np.asarray(values, dtype=dtype))
-        elif isinstance(values, np.ndarray) and values.dtype == dtype and _frozen(values):
-            self._to_copy[name] = values
-        else:
-            setattr(self, name, np.array(values, dtype=dtype))
-
     def __getattr__(self, name: str) -> np.ndarray:
-        """A balance given read-only (``_own``), copied, or an outcome column (``OUTCOMES``) at its
-        starting value, on its first use: a book whose loans do not default, recover or earn interest
+        """A balance given read-only (see ``__init__``), copied, or an outcome column (``OUTCOMES``) at
+        its starting value, on its first use: a book whose loans do not default, recover or earn interest
         does not hold the outcome columns (a cascade of a validation reduction uses two of the five)."""
         to_copy = self.__dict__.get("_to_copy")
         if to_copy and name in to_copy:
