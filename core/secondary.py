@@ -48,7 +48,7 @@ def largest_by_group(
     out = np.full(n_groups, -1, dtype=np.int64)
     largest = np.full(n_groups, -np.inf)
     stride = highest + 1
-    pairs, total = group.astype(np.int64) * stride + member, amount
+    pairs, total = group.astype(np.int64, copy=False) * stride + member, amount
     if (pairs[1:] <= pairs[:-1]).any():  # not already distinct and in order: sum each pair's amounts
         pairs, which = np.unique(pairs, return_inverse=True)
         total = np.bincount(which, weights=amount)

@@ -198,10 +198,9 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     aggregates once cures and margin calls have changed balances."""
     led, world = state.ledger, state.world
     loans = led.loans
-    borrowers = state.borrower_mask()
-    if not led.static("any_borrower", lambda: bool(borrowers.any())):
+    if not led.static("any_borrower", lambda: bool(state.borrower_mask().any())):
         return _nobody_to_test(state, test_dscr)
-    alive = borrowers & ~led.defaulted
+    alive = state.borrower_mask() & ~led.defaulted
     if not alive.any():
         return _nobody_to_test(state, test_dscr)
     covenants = state.scenario.covenants
@@ -563,9 +562,12 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loans = led.loans
     n = led.n_agents
     month = state.world.month
-    is_def = np.zeros(n, dtype=bool)
-    is_def[defaulters] = True
-    sel = is_def[loans.debtor].nonzero()[0]
+    if defaulters.size == 1:  # one estate (a shock): its loans by one comparison, not a lookup per loan
+        sel = (loans.debtor == defaulters[0]).nonzero()[0]
+    else:
+        is_def = np.zeros(n, dtype=bool)
+        is_def[defaulters] = True
+        sel = is_def[loans.debtor].nonzero()[0]
     sel = sel[loans.active[sel]]
     has_fleet = bool(led.gpus[defaulters].any())
     led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel) if has_fleet else np.nan
@@ -815,7 +817,10 @@ def clear_lenders(state: MarketState) -> Failures:
     among_lenders = led.static(  # interbank loans held by lenders: fixed terms and kinds
         "interbank_held_by_lenders", lambda: (loans.instrument == INTERBANK) & lender[loans.creditor]
     )
-    ib = (loans.active & among_lenders & live_lender[loans.debtor]).nonzero()[0]
+    # the performing claims among lenders: with zero recovery those on lenders that are no longer live
+    # may stay in (their debtors never fail again, so nothing is lost on them); else only on live ones
+    claims = loans.active & among_lenders
+    ib = (claims if zero else claims & live_lender[loans.debtor]).nonzero()[0]
     debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
     if zero:  # agents that are not live lenders lose nothing here and never fail (infinite equity)
         failing = zero_recovery_failed(
@@ -844,7 +849,7 @@ def clear_lenders(state: MarketState) -> Failures:
     else:  # the failed lender a counterparty failure was most exposed to
         through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
-        theirs = through_counterparty[hit_creditor]
+        theirs = through_counterparty[hit_creditor].nonzero()[0]
         most_exposed, _ = largest_by_group(
             led.n_agents, hit_creditor[theirs], hit_amount[theirs], hit_debtor[theirs]
         )

@@ -130,6 +130,7 @@ class EngineSession:
         self.book = book if book is not None else empty_book(self.n_generations)
         self._kinds: dict[bytes, tuple[dict[str, np.ndarray], dict]] = {}  # see ``_by_kinds``
         self._columns: dict[str, np.ndarray] = {}  # see ``interbank_book``
+        self._term_size = 0  # the length of those columns
         self._unit_value: dict[int, np.ndarray] = {}  # see ``_unit_values``
 
     def ledger(self, n_agents: int, kind: Kind = Kind.BANK, loans: LoanBook | None = None) -> Ledger:
@@ -194,13 +195,12 @@ class EngineSession:
         and the cascade never writes the others (a write would raise, not corrupt the next draw).
         """
         m = principal.size
-        terms = {}
-        for name, (value, dtype) in INTERBANK_TERMS.items():
-            column = self._columns.get(name)
-            if column is None or column.size < m:
-                column = self._columns[name] = np.full(2 * m, value, dtype)  # room for larger draws
+        if self._term_size < m:
+            self._term_size = 2 * m  # room for larger draws
+            for name, (value, dtype) in INTERBANK_TERMS.items():
+                column = self._columns[name] = np.full(self._term_size, value, dtype)
                 column.flags.writeable = False
-            terms[name] = column[:m]
+        terms = {name: column[:m] for name, column in self._columns.items()}
         return LoanBook(creditor=creditor, debtor=debtor, principal=principal, **terms)
 
     def default(self, state: MarketState, agent: int, buyer_index: np.ndarray | None = None) -> CascadeReport:
