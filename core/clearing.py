@@ -109,7 +109,6 @@ def zero_recovery(
     amount: ArrayLike,
     equity: ArrayLike,
     default_at_zero_equity: bool = True,
-    check: bool = True,
 ) -> np.ndarray:
     """Clearing with zero recovery (Gai & Kapadia 2010): claims on a failed node are lost in full.
 
@@ -117,26 +116,53 @@ def zero_recovery(
     `default_at_zero_equity`, GK's solvency condition). The failed set is the least fixed point of that
     rule, found wave by wave as GK's cascade unfolds: wave 0 fails before any interbank loss, wave k+1
     through its claims on the nodes of waves up to k. Returns each node's wave (-1: never fails).
-    `check=False` skips the input checks (about ten passes over the edges) for a caller whose arrays
-    are valid by construction: the cascade, which passes its own ledger's loans.
     """
-    if check:
-        d, c, a = _edge_list(n, debtor, creditor, amount)
-        eq = _node_vector("equity", equity, n).copy()
-    else:
-        d, c, a, eq = debtor, creditor, amount, np.array(equity, dtype=float)
+    d, c, a = _edge_list(n, debtor, creditor, amount)
+    eq = _node_vector("equity", equity, n).copy()
+    waves: list[np.ndarray] = []
+    _zero_recovery_waves(n, d, c, a, eq, default_at_zero_equity, waves)
+    wave = np.full(n, -1, dtype=np.int64)
+    for k, new in enumerate(waves):
+        wave[new] = k
+    return wave
+
+
+def zero_recovery_failed(
+    n: int,
+    debtor: np.ndarray,
+    creditor: np.ndarray,
+    amount: np.ndarray,
+    equity: np.ndarray,
+    default_at_zero_equity: bool = True,
+) -> np.ndarray:
+    """The nodes ``zero_recovery`` fails (mask), without its input checks (about ten passes over the
+    edges) or the waves: for a caller whose arrays are valid by construction and who needs only the
+    failed set (the cascade, which passes its own ledger's loans)."""
+    eq = np.array(equity, dtype=float)
+    return _zero_recovery_waves(n, debtor, creditor, amount, eq, default_at_zero_equity, None)
+
+
+def _zero_recovery_waves(
+    n: int,
+    d: np.ndarray,
+    c: np.ndarray,
+    a: np.ndarray,
+    eq: np.ndarray,
+    default_at_zero_equity: bool,
+    waves: list[np.ndarray] | None,
+) -> np.ndarray:
+    """``zero_recovery``'s failed set (mask), wave by wave; ``eq`` (the caller's own) loses the claims on
+    failed nodes, and each wave's newly failed nodes (a mask) are appended to ``waves`` if given."""
     fails = np.less_equal if default_at_zero_equity else np.less
     failed = new = fails(eq, 0.0)
-    waves_failed = np.zeros(n, dtype=np.int64)  # in how many of the waves so far each node had failed
-    k = 0
     while new.any():
-        waves_failed += failed
+        if waves is not None:
+            waves.append(new)
         lost = new[d].nonzero()[0]  # every claim on the newly failed, lost in full
         eq -= np.bincount(c[lost], weights=a[lost], minlength=n)
         now = fails(eq, 0.0)  # losses only lower equity: a failed node stays failed
         new, failed = now ^ failed, now
-        k += 1
-    return np.where(failed, k - waves_failed, -1)
+    return failed
 
 
 def debtrank(

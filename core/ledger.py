@@ -193,11 +193,13 @@ class Ledger:
             mask.flags.writeable = False
         return mask
 
-    def fix_kinds(self) -> None:
+    def fix_kinds(self, masks: dict | None = None) -> None:
         """The market is built and agents' kinds no longer change: ``kind`` becomes read-only and the
-        masks by kind are kept for good (they were worked out twenty times a month)."""
+        masks by kind are kept for good (they were worked out twenty times a month). ``masks``: those
+        of ledgers with the same kinds, to share with them (the validation reductions build one ledger
+        a draw, all of the same kinds)."""
         self.kind.flags.writeable = False
-        self._kind_masks = {}
+        self._kind_masks = {} if masks is None else masks
 
     # --- per-agent aggregates, cached while balances do not change ------------------------------
 
@@ -295,6 +297,18 @@ def _kind_table(kinds: tuple[Kind, ...]) -> np.ndarray:
     return wanted
 
 
+def _frozen(values: np.ndarray) -> bool:
+    """Whether no array can write into ``values``: it and every array it is a view of are read-only
+    (a read-only view of a writeable array can still change)."""
+    while not values.flags.writeable:
+        if values.base is None:
+            return True
+        if not isinstance(values.base, np.ndarray):
+            return False
+        values = values.base
+    return False
+
+
 def _remembered(store: dict | None, key: object, compute):
     """``compute()`` once per key while ``store`` exists (outside a caching block, always fresh)."""
     if store is None:
@@ -341,6 +355,17 @@ class LoanBook:
     """The columns that change during a run: the book owns them, so one array passed for two of them
     does not become one balance and the caller's array does not change with the book."""
 
+    _STARTING = (("original_principal", "principal", np.float64), ("rollover_tenor", "tenor", np.int64))
+    """Copies of the terms each loan starts with, the book's own (a refinanced loan runs
+    ``rollover_tenor`` again): (column, the argument it copies, dtype)."""
+    _COLUMNS = (
+        *((name, name, np.int64) for name in FIELDS_INT),
+        *((name, name, np.float64) for name in FIELDS_FLOAT),
+        ("active", "active", np.bool_),
+        *_STARTING,
+    )
+    """Every column the constructor sets: (name, the argument it comes from, dtype)."""
+
     OUTCOMES = {
         "default_month": -1,  # the month the loan defaulted (-1: it has not)
         "default_rate": 0.0,  # its annual rate (base rate then + spread): recoveries are discounted at it
@@ -352,20 +377,31 @@ class LoanBook:
     measures (``model.metrics.loan_outcomes``). Each is allocated on first use (``__getattr__``)."""
 
     def __init__(self, **arrays: np.ndarray) -> None:
-        for name in self.FIELDS_INT:
-            setattr(self, name, np.array(arrays[name], dtype=np.int64, copy=name in self.BALANCES or None))
-        for name in self.FIELDS_FLOAT:
-            setattr(self, name, np.array(arrays[name], dtype=np.float64, copy=name in self.BALANCES or None))
-        self.active = np.array(arrays["active"], dtype=bool)
-        self.original_principal = self.principal.copy()
-        self.rollover_tenor = self.tenor.copy()  # a refinanced loan runs this long again
+        # a balance (``BALANCES``, and the starting principal and tenor) is the book's own copy; one given
+        # as a read-only array of its dtype, which nothing can write and so cannot change under the book,
+        # is copied on its first use (``__getattr__``): a cascade of a validation reduction, one book a
+        # draw, uses three of the nine
+        self._to_copy: dict[str, np.ndarray] = {}
+        for name, source, dtype in self._COLUMNS:
+            values = arrays[source]
+            if name == source and name not in self.BALANCES:  # a fixed term: shared if it can be
+                setattr(self, name, np.asarray(values, dtype=dtype))
+            elif isinstance(values, np.ndarray) and values.dtype == dtype and _frozen(values):
+                self._to_copy[name] = values
+            else:
+                setattr(self, name, np.array(values, dtype=dtype))
         self.recovery_log: list[tuple[int, np.ndarray, np.ndarray]] = []  # (month, loans, amounts)
         self._by_activity: dict[str, tuple[bytes, object]] = {}  # see ``per_activity``
 
     def __getattr__(self, name: str) -> np.ndarray:
-        """An outcome column (``OUTCOMES``) on its first use, at its starting value: a book whose loans
-        do not default, recover or earn interest does not hold the columns (a cascade of a validation
-        reduction, one book a draw, uses two of the five)."""
+        """A balance given read-only (see ``__init__``), copied, or an outcome column (``OUTCOMES``) at
+        its starting value, on its first use: a book whose loans do not default, recover or earn interest
+        does not hold the outcome columns (a cascade of a validation reduction uses two of the five)."""
+        to_copy = self.__dict__.get("_to_copy")
+        if to_copy and name in to_copy:
+            column = to_copy.pop(name).copy()
+            setattr(self, name, column)
+            return column
         if name not in LoanBook.OUTCOMES:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         start, size = LoanBook.OUTCOMES[name], self.principal.size

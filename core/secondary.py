@@ -48,15 +48,15 @@ def largest_by_group(
     out = np.full(n_groups, -1, dtype=np.int64)
     largest = np.full(n_groups, -np.inf)
     stride = highest + 1
-    pairs, total = group.astype(np.int64) * stride + member, amount
-    if np.any(pairs[1:] <= pairs[:-1]):  # not already distinct and in order: sum each pair's amounts
+    pairs, total = group.astype(np.int64, copy=False) * stride + member, amount
+    if (pairs[1:] <= pairs[:-1]).any():  # not already distinct and in order: sum each pair's amounts
         pairs, which = np.unique(pairs, return_inverse=True)
         total = np.bincount(which, weights=amount)
         group, member = pairs // stride, pairs % stride
     # rows now run in order of group, then member: a group's first row with its largest total has the
     # lowest member among those tied
     np.maximum.at(largest, group, total)
-    top = np.flatnonzero(total == largest[group])
+    top = (total == largest[group]).nonzero()[0]
     first = top[run_starts(group[top])]
     out[group[first]] = member[first]
     return out, largest

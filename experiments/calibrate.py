@@ -79,6 +79,13 @@ class InferenceSpec(_Finite):
         "parameter's normal score Phi^-1(F(theta)) (F its prior's CDF; prior N(0, 1)), so no proposal falls "
         "outside a bounded prior and importance weights do not pile up at the prior's edges",
     )
+    draw_from_prior: tuple[str, ...] = Field(
+        default=(),
+        description="parameter paths that every generation draws afresh from their prior instead of perturbing "
+        "the last population (ABC rejection in those dimensions; their importance weight is 1). The posterior "
+        "is the same; the sampler is more efficient when these are parameters the targets barely inform, "
+        "whose kernel would only spread the importance weights (docs/calibration-command.md)",
+    )
 
 
 class PriorSpec(_Finite):
@@ -240,6 +247,13 @@ class Calibration(_Finite):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{what}: repeated {repeated}")
+        paths = [p.path for p in self.parameters]
+        unknown = [p for p in self.inference.draw_from_prior if p not in paths]
+        if unknown:
+            raise ValueError(
+                f"inference.draw_from_prior: {unknown} are not declared parameters (allowed: the paths of "
+                f"[[parameters]]: {paths})"
+            )
         return self
 
 
@@ -435,6 +449,47 @@ def predict_batch(problem: Problem, seed: int, items: list[tuple[int, dict[str, 
         _, runs = _slot_sequences(seed, PREDICTIVE_KEY - 1, j)
         out.append((j, problem.statistics(params, _run_seeds(runs, problem.replicates))))
     return out
+
+
+class PriorTransition(pyabc.transition.Transition):
+    """A proposal that ignores the population and draws from the prior: ABC rejection in these
+    dimensions. The importance weight prior / proposal is then 1 in them, so parameters the targets
+    barely inform no longer spread the weights, as a kernel over them does in many dimensions
+    (docs/calibration.md 20.9)."""
+
+    def __init__(self, priors: dict[str, Any] | None = None):
+        self.priors = priors or {}
+
+    def fit(self, X: Any, w: np.ndarray) -> None:
+        """Nothing to fit: the proposal is the prior."""
+
+    def rvs_single(self) -> Any:
+        return pyabc.Parameter({name: float(rv.rvs()) for name, rv in self.priors.items()})
+
+    def pdf(self, x: Any) -> Any:
+        density = 1.0
+        for name, rv in self.priors.items():
+            value = x[name]
+            density = density * (rv.pdf(value.to_numpy()) if hasattr(value, "to_numpy") else rv.pdf(value))
+        return density
+
+
+def _transition(inf: InferenceSpec, problem: Problem, prior: dict[str, Any]) -> Any:
+    """pyabc's perturbation kernel for the declared transition, with the draw_from_prior parameters
+    drawn from their prior instead (None: pyabc's default, one multivariate normal)."""
+    kernel = (
+        pyabc.transition.LocalTransition if inf.transition == "local" else pyabc.MultivariateNormalTransition
+    )
+    fresh = tuple(
+        n for n, path in zip(problem.names, problem.paths, strict=True) if path in inf.draw_from_prior
+    )
+    if not fresh:
+        return kernel() if inf.transition == "local" else None
+    perturbed = tuple(n for n in problem.names if n not in fresh)
+    mapping: dict[tuple[str, ...], Any] = {fresh: PriorTransition({n: prior[n] for n in fresh})}
+    if perturbed:
+        mapping[perturbed] = kernel()
+    return pyabc.AggregatedTransition(mapping)
 
 
 class ResumableQuantileEpsilon(pyabc.QuantileEpsilon):
@@ -757,12 +812,11 @@ def run_calibration(
     db = out / HISTORY
     url = f"sqlite:///{db.resolve()}"
     problem = resolved.problem
-    prior = pyabc.Distribution(
-        **{
-            name: pyabc.RV("norm", 0.0, 1.0) if problem.priors else spec.rv()
-            for name, spec in zip(problem.names, cal.parameters, strict=True)
-        }
-    )
+    prior_rvs = {
+        name: pyabc.RV("norm", 0.0, 1.0) if problem.priors else spec.rv()
+        for name, spec in zip(problem.names, cal.parameters, strict=True)
+    }
+    prior = pyabc.Distribution(**prior_rvs)
     distance = ScaledDistance(tuple((t.name, t.sd) for t in cal.targets if t.role == "fit"))
     observed = {t.name: float(t.observed) for t in cal.targets}
     start = time.perf_counter()
@@ -776,7 +830,7 @@ def run_calibration(
             distance,
             population_size=inf.population_size,
             sampler=sampler,
-            transitions=pyabc.transition.LocalTransition() if inf.transition == "local" else None,
+            transitions=_transition(inf, problem, prior_rvs),
             eps=ResumableQuantileEpsilon(initial_epsilon=np.inf, alpha=inf.epsilon_quantile, weighted=True),
         )
         done = 0
@@ -875,15 +929,30 @@ def calibrate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a smoke run: <= 50 particles, <= 3 generations")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     _add_executor_args(parser)
-    parser.set_defaults(executor="serial")
+    for (
+        action
+    ) in parser._actions:  # calibrate runs serially unless asked for workers (docs/calibration-command.md)
+        if action.dest == "executor":
+            action.default = None
+            action.help = (
+                "serial (default), local processes (the default when --workers > 1) or a Dask cluster"
+            )
     return parser
 
 
-def main(argv: list[str]) -> int:
+def executor_choice(args: argparse.Namespace) -> tuple[str, int]:
+    """The sweep's executor choice, with calibrate's default: serial, unless workers or a scheduler
+    are asked for."""
     from experiments.sweep import _executor_choice
 
+    if args.executor is None:
+        args.executor = "dask" if args.scheduler else "processes" if (args.workers or 1) > 1 else "serial"
+    return _executor_choice(args)
+
+
+def main(argv: list[str]) -> int:
     args = calibrate_parser().parse_args(argv)
-    kind, workers = _executor_choice(args)
+    kind, workers = executor_choice(args)
     resolved = load_calibration(args.calibration)
     if args.quick:
         resolved.calibration = quick(resolved.calibration)

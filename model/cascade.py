@@ -27,7 +27,7 @@ import numpy as np
 
 from agents import Borrower, Lender, Miner
 from agents.lender import ORDERLY, SETTLE
-from core.clearing import eisenberg_noe, zero_recovery
+from core.clearing import eisenberg_noe, zero_recovery_failed
 from core.ledger import COLLATERALS, FLOW_WINDOW, INSTRUMENTS, KIND_BY_NAME, Cause, Ledger
 from core.secondary import BuyerBook, Offers, clear, clear_impact, largest_by_group, run_starts
 from model.state import MarketState
@@ -198,10 +198,9 @@ def test_and_cure(state: MarketState, test_dscr: bool) -> tuple[Failures, Offers
     aggregates once cures and margin calls have changed balances."""
     led, world = state.ledger, state.world
     loans = led.loans
-    borrowers = state.borrower_mask()
-    if not led.static("any_borrower", lambda: bool(borrowers.any())):
+    if not led.static("any_borrower", lambda: bool(state.borrower_mask().any())):
         return _nobody_to_test(state, test_dscr)
-    alive = borrowers & ~led.defaulted
+    alive = state.borrower_mask() & ~led.defaulted
     if not alive.any():
         return _nobody_to_test(state, test_dscr)
     covenants = state.scenario.covenants
@@ -569,9 +568,13 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     loans = led.loans
     n = led.n_agents
     month = state.world.month
-    is_def = np.zeros(n, dtype=bool)
-    is_def[defaulters] = True
-    sel = np.flatnonzero(loans.active & is_def[loans.debtor])
+    if defaulters.size == 1:  # one estate (a shock): its loans by one comparison, not a lookup per loan
+        sel = (loans.debtor == defaulters[0]).nonzero()[0]
+    else:
+        is_def = np.zeros(n, dtype=bool)
+        is_def[defaulters] = True
+        sel = is_def[loans.debtor].nonzero()[0]
+    sel = sel[loans.active[sel]]
     has_fleet = bool(led.gpus[defaulters].any())
     led.book_ltv_at_default[defaulters] = _book_ltv_of(state, defaulters, sel) if has_fleet else np.nan
     claim = loans.principal[sel]
@@ -609,13 +612,17 @@ def repossess(state: MarketState, defaulters: np.ndarray) -> None:
     paid = _pay_from_estate_cash(led, sel, claim, allocated, to_btc_lender, owing)
     if len(led.guarantees):
         paid += _guaranteed_shortfall(led, sel, np.maximum(claim - allocated - paid, 0.0))
-    if paid.any():
+    recovered = paid.any()
+    if recovered:
         led.cash += np.bincount(loans.creditor[sel], weights=paid, minlength=n)
     else:  # nothing recovered: adding the zeros would only turn a cash balance of -0.0 into 0.0
         led.cash += 0.0
-    cost = loans.default(sel, month, state.world.base_rate, state.scenario.cascade.workout_cost_share)
-    pay_workout_costs(led, loans.creditor[sel], cost)
-    loans.recover(sel, paid, month)
+    share = state.scenario.cascade.workout_cost_share
+    cost = loans.default(sel, month, state.world.base_rate, share)
+    if share:  # (with no workout cost there is nothing to pay)
+        pay_workout_costs(led, loans.creditor[sel], cost)
+    if recovered:  # (nothing recovered books nothing)
+        loans.recover(sel, paid, month)
 
     # lenders remember the default that has cost them most so far (for attributing their later decisions)
     hurt_most, hurt = largest_by_group(
@@ -816,26 +823,27 @@ def clear_lenders(state: MarketState) -> Failures:
     among_lenders = led.static(  # interbank loans held by lenders: fixed terms and kinds
         "interbank_held_by_lenders", lambda: (loans.instrument == INTERBANK) & lender[loans.creditor]
     )
-    ib = np.flatnonzero(loans.active & among_lenders & live_lender[loans.debtor])
+    # the performing claims among lenders: with zero recovery those on lenders that are no longer live
+    # may stay in (their debtors never fail again, so nothing is lost on them); else only on live ones
+    claims = loans.active & among_lenders
+    ib = (claims if zero else claims & live_lender[loans.debtor]).nonzero()[0]
     debtor, creditor, amount = loans.debtor[ib], loans.creditor[ib], loans.principal[ib]
     if zero:  # agents that are not live lenders lose nothing here and never fail (infinite equity)
-        wave = zero_recovery(
+        failing = zero_recovery_failed(
             led.n_agents,
             debtor,
             creditor,
             amount,
             np.where(live_lender, equity, np.inf),
             rules.default_at_zero_equity,
-            check=False,
         )
-        failing = wave >= 0
     else:
         failing, recovery = _clear_pari_passu(state, lender, ib, insolvent)
-    failing &= live_lender
-    failed = np.flatnonzero(failing)
+        failing &= live_lender
+    failed = failing.nonzero()[0]
     if failed.size == 0:
         return Failures.none()
-    hit_rows = np.flatnonzero(failing[debtor])  # every claim on a newly failed lender
+    hit_rows = failing[debtor].nonzero()[0]  # every claim on a newly failed lender
     hit = ib[hit_rows]
     hit_debtor, hit_creditor, hit_amount = debtor[hit_rows], creditor[hit_rows], amount[hit_rows]
 
@@ -847,7 +855,7 @@ def clear_lenders(state: MarketState) -> Failures:
     else:  # the failed lender a counterparty failure was most exposed to
         through_counterparty = np.zeros(led.n_agents, dtype=bool)
         through_counterparty[failed[~own]] = True
-        theirs = through_counterparty[hit_creditor]
+        theirs = through_counterparty[hit_creditor].nonzero()[0]
         most_exposed, _ = largest_by_group(
             led.n_agents, hit_creditor[theirs], hit_amount[theirs], hit_debtor[theirs]
         )
@@ -856,7 +864,8 @@ def clear_lenders(state: MarketState) -> Failures:
     # booked as in repossession: the whole claim is the exposure at default, what clearing pays is recovered
     month = state.world.month
     cost = loans.default(hit, month, state.world.base_rate, rules.workout_cost_share)
-    pay_workout_costs(led, hit_creditor, cost)
+    if rules.workout_cost_share:  # (with no workout cost there is nothing to pay)
+        pay_workout_costs(led, hit_creditor, cost)
     if not zero:  # what clearing pays moves from the estate's outside assets to the creditor's
         _settle(led, hit, recovery[hit_debtor] * hit_amount)
     return Failures(failed, cause, parent)
@@ -943,7 +952,7 @@ def _all_pay_in_full(outside_assets: np.ndarray, claims: np.ndarray, obligations
     them; it then stops with everyone paying in full and no default. Here a lender must clear that
     bar by 1e-9 of its balance sheet, far beyond any rounding difference between the two sums (about
     1e-16 per term), or owe nothing; otherwise the clearing is run. The ledger's claims are valid by
-    construction (what the clearing checks), as for ``zero_recovery(check=False)``."""
+    construction (what the clearing checks), as for ``zero_recovery_failed``."""
     room = outside_assets + claims - obligations
     scale = np.abs(outside_assets) + claims + obligations
     return bool(((obligations == 0) | (room > 1e-9 * scale)).all())

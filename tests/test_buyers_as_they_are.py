@@ -316,7 +316,12 @@ def _classes(world: MarketWorld) -> list[tuple[slice, float, float]]:
     """(buyer rows, hurdle rate, deflation extrapolated now) of the scenario's two buyer classes: 10
     miners buying rigs and 5 brokers, in stress from the start (their stress add-ons apply)."""
     assert world.stress
-    return [(slice(0, 10), 0.733, 0.474 + 0.15), (slice(10, 15), 0.90, 0.560 + 0.20)]
+    miners, brokers = load_scenario("miners_2022").buyers
+    assert (miners.count, brokers.count) == (10, 5)
+    return [
+        (slice(0, 10), miners.hurdle_rate, miners.expected_deflation + miners.stress_deflation_add),
+        (slice(10, 15), brokers.hurdle_rate, brokers.expected_deflation + brokers.stress_deflation_add),
+    ]
 
 
 def test_a_buyer_values_an_idle_rig_above_zero_when_the_market_expects_its_margin_to_turn_positive():

@@ -125,6 +125,29 @@ def test_normal_scores_map_onto_each_prior_and_recover_the_known_parameters(tmp_
     )
 
 
+def test_draw_from_prior_is_rejection_in_those_dimensions_and_recovers_the_known_parameters(tmp_path):
+    every = _small(tmp_path, "all_prior", population=60, generations=3)
+    every.write_text(
+        every.read_text().replace("[inference]", '[inference]\ndraw_from_prior = ["kappa", "sigma", "level"]')
+    )
+    out = tmp_path / "all_prior"
+    run_calibration(load_calibration(every), out, "serial", 1, figures=False)
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert posterior.generation.iloc[0] == 2
+    assert posterior.weight.max() == pytest.approx(posterior.weight.min())  # prior / proposal = 1: rejection
+    one = _small(tmp_path, "level_prior", population=150, generations=5)
+    one.write_text(one.read_text().replace("[inference]", '[inference]\ndraw_from_prior = ["level"]'))
+    out = tmp_path / "level_prior"
+    run_calibration(load_calibration(one), out, "serial", 1, figures=False)
+    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
+    for name, true in TRUE.items():
+        row = table.loc[name]
+        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    assert table.loc["level"].width_vs_prior < 0.8  # rejection narrows it too, as the targets inform it
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert posterior.weight.max() > 1.5 * posterior.weight.min()  # kappa and sigma are still perturbed
+
+
 def _stored_generations(db: Path) -> int:
     if not db.exists():
         return 0
@@ -204,6 +227,11 @@ BAD = [
     ("month outside", ('last = "2027-01"', 'last = "2028-01"'), "outside the simulated months"),
     ("prior outside", ("high = 0.3", "high = 3.0"), "the scenario rejects world.rent.shock_volatility = 3.0"),
     ("bad simulator", ('simulator = "model"', 'simulator = "abm"'), "simulator"),
+    (
+        "draw_from_prior names no parameter",
+        ("max_generations = 2", 'max_generations = 2\ndraw_from_prior = ["world.rent.drift"]'),
+        "inference.draw_from_prior: ['world.rent.drift'] are not declared parameters",
+    ),
     ("no observed", ("observed = 0.95", ""), "give exactly one of observed = NUMBER or observed_from"),
     (
         "unknown observed series",
@@ -225,6 +253,18 @@ def test_bad_files_give_one_clear_message(tmp_path, capsys, case):
     assert expected in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_calibrate_runs_serially_unless_workers_or_a_scheduler_are_asked_for():
+    from experiments.calibrate import calibrate_parser, executor_choice
+
+    for argv, expected in (
+        ([], ("serial", 1)),
+        (["--workers", "2"], ("processes", 2)),
+        (["--workers", "2", "--executor", "serial"], ("serial", 1)),
+        (["--scheduler", "tcp://127.0.0.1:8786"], ("dask", 1)),
+    ):
+        assert executor_choice(calibrate_parser().parse_args(["x.toml", *argv])) == expected, argv
 
 
 def test_unknown_synthetic_parameter(tmp_path, capsys):

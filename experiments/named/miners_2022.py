@@ -132,8 +132,25 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
         if deepest != shallowest
         else "the same at every design point"
     )
+    own = runs[
+        np.isclose(num(runs[depth]), 1.0)
+        & np.isclose(num(runs[power]), s.scenario["world"]["power"]["price_per_kwh"])
+    ]
+    own_trough, own_cash = num(own["price_peak_to_trough_ASIC"]).mean(), num(own["cash_recovery"]).mean()
+    own_defaults = num(own["defaults_by_type_miner"]).mean()
+    at_scenario = (
+        f"At the scenario's own values (buyer depth 1, power "
+        f"{100 * s.scenario['world']['power']['price_per_kwh']:.0f} c/kWh; its parameters from the 2022 "
+        f"calibration, docs/calibration.md 20.4) the trough is {pct(-own_trough)} "
+        f"({'inside' if in_band(own_trough, HISTORY_2022['rig_price_trough']) else 'outside'} the record's "
+        f"band), the realised recovery {pct(own_cash)} "
+        f"({'inside' if in_band(own_cash, HISTORY_2022['recovery']) else 'outside'}) and "
+        f"{own_defaults:.0f} miners default. "
+        if len(own)
+        else ""
+    )
     finding = (
-        f"Driven by the 2021-22 BTC path, the model's rig price falls {pct(-trough.mean())} peak to trough "
+        at_scenario + f"Over the grid the model's rig price falls {pct(-trough.mean())} peak to trough "
         f"({spread}) against 85-88 % in "
         f"2022. Lenders realise {pct(c)} [{pct(c_lo)}, {pct(c_hi)}] of defaulted rig-loan principal in "
         f"cash (sales, settlements, estates) against ~20-50 % "
@@ -167,8 +184,12 @@ def miners_2022(sweeps: list[SweepResult], out: Path) -> Report:
         "orderly, auction and distressed channels), a loss-making rig keeps the value of idling and "
         "restarting it, and buyers value the months they expect to idle a rig as the fundamental does, so "
         "repossessed rigs sell (docs/calibration.md 20.4 and 22.1). Sales at or below the fundamental "
-        "cannot lift the price above it, and the fundamental's own trough, set by the calibrated fixed "
-        "cost and idling option, is deeper than the record. The historical trough is from May 2021 "
+        "cannot lift the price above it, so the trough is set by the fundamental's own (the calibrated "
+        "fixed cost and reversion speed) and how far sales push below it (buyer depth): the grid's "
+        "thin markets and dear power overshoot the record, its deep markets and cheap power stay above "
+        "it. Which miners default is half right at the scenario's values (Iris's SPVs and Core Scientific, "
+        "but Marathon and CleanSpark, whose cash was not found, instead of Greenidge and Stronghold). "
+        "The historical trough is from May 2021 "
         "($119.25/TH); the scenario starts in Nov 2021 at the model's fundamental value. The rig loans "
         "carry no LTV covenant (an absent covenant never binds)."
     )

@@ -128,8 +128,9 @@ class EngineSession:
         self.fundamental = self.world.fundamental_value()
         self.n_generations = len(self.world.generations)
         self.book = book if book is not None else empty_book(self.n_generations)
-        self._params: dict[bytes, dict[str, np.ndarray]] = {}
+        self._kinds: dict[bytes, tuple[dict[str, np.ndarray], dict]] = {}  # see ``_by_kinds``
         self._columns: dict[str, np.ndarray] = {}  # see ``interbank_book``
+        self._term_size = 0  # the length of those columns
         self._unit_value: dict[int, np.ndarray] = {}  # see ``_unit_values``
 
     def ledger(self, n_agents: int, kind: Kind = Kind.BANK, loans: LoanBook | None = None) -> Ledger:
@@ -139,16 +140,17 @@ class EngineSession:
 
     def state(self, ledger: Ledger) -> MarketState:
         """Finish the ledger as the network builder does and wrap it as the model does."""
+        params, masks = self._by_kinds(ledger.kind)
+        ledger.fix_kinds(masks)
         with ledger.caching():  # loan assets and debt from one pass over the loans
             _finish_lenders(ledger, None)
-        ledger.fix_kinds()
         state = MarketState(
             scenario=self.config,
             ledger=ledger,
             world=self.world,
             marks=Marks(self.n_generations, self.config.cascade.mark_recovery_half_life_months),
             streams=self.streams,
-            lender_params=self._lender_params(ledger.kind),
+            lender_params=dict(params),
             in_breach=np.zeros(ledger.n_agents, dtype=bool),
             redeeming=np.zeros(ledger.n_agents, dtype=bool),
             last_driver=np.full(self.n_generations, -1, dtype=np.int64),
@@ -170,18 +172,20 @@ class EngineSession:
             values.flags.writeable = False
         return values
 
-    def _lender_params(self, kind: np.ndarray) -> dict[str, np.ndarray]:
-        """``Lender.behaviour_arrays`` for these kinds: worked out once per distinct kind vector (the
-        draws of a reduction share it) and shared, read-only, by every state (nothing writes them)."""
+    def _by_kinds(self, kind: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """``Lender.behaviour_arrays`` and the ledger's masks by kind (``Ledger.fix_kinds``) for these
+        kinds: worked out once per distinct kind vector (the draws of a reduction share it) and shared,
+        read-only, by every state (nothing writes them)."""
         key = kind.tobytes()
-        params = self._params.get(key)
-        if params is None:
-            if len(self._params) >= 8:
-                self._params.clear()
-            params = self._params[key] = Lender.behaviour_arrays(kind, self.config.lenders)
+        kept = self._kinds.get(key)
+        if kept is None:
+            if len(self._kinds) >= 8:
+                self._kinds.clear()
+            params = Lender.behaviour_arrays(kind, self.config.lenders)
             for values in params.values():
                 values.flags.writeable = False
-        return dict(params)
+            kept = self._kinds[key] = (params, {})
+        return kept
 
     def interbank_book(self, creditor: np.ndarray, debtor: np.ndarray, principal: np.ndarray) -> LoanBook:
         """Interbank loans as the ledger's loan book (the arrays ``_build_explicit`` would produce).
@@ -191,13 +195,12 @@ class EngineSession:
         and the cascade never writes the others (a write would raise, not corrupt the next draw).
         """
         m = principal.size
-        terms = {}
-        for name, (value, dtype) in INTERBANK_TERMS.items():
-            column = self._columns.get(name)
-            if column is None or column.size < m:
-                column = self._columns[name] = np.full(2 * m, value, dtype)  # room for larger draws
+        if self._term_size < m:
+            self._term_size = 2 * m  # room for larger draws
+            for name, (value, dtype) in INTERBANK_TERMS.items():
+                column = self._columns[name] = np.full(self._term_size, value, dtype)
                 column.flags.writeable = False
-            terms[name] = column[:m]
+        terms = {name: column[:m] for name, column in self._columns.items()}
         return LoanBook(creditor=creditor, debtor=debtor, principal=principal, **terms)
 
     def default(self, state: MarketState, agent: int, buyer_index: np.ndarray | None = None) -> CascadeReport:

@@ -142,6 +142,7 @@ class GKEngine:
     def state_for(self, draw: Draw) -> MarketState:
         """The draw's banks and interbank loans as the model's ledger and market state."""
         principal, external, deposits, _ = balance_sheet(draw)
+        principal.flags.writeable = False  # nothing writes it: the loan book copies it when first needed
         ledger = self.session.ledger(
             draw.n, Kind.BANK, self.session.interbank_book(draw.creditor, draw.debtor, principal)
         )
