@@ -9,7 +9,7 @@ import numpy as np
 
 from agents.balance_sheet import BalanceSheetAgent
 from core.config import HardwareBuyerClass, Policy, SecondaryMarket
-from core.secondary import BuyerBook
+from core.secondary import BuyerBook, DeferredBuyerBook
 from core.world import MarketWorld
 
 UNLIMITED_GPUS = 1e12  # the buyer of last resort installs any volume its budget pays for
@@ -152,16 +152,6 @@ class HardwareBuyer(BalanceSheetAgent):
         distinct = list(dict.fromkeys(keys))
         row_of = {key: row for row, key in enumerate(distinct)}
         valuation = np.empty((len(buyers), len(gens)))
-        if distinct:
-            # months a buyer expects to idle a unit, valued as the fundamental values them (or not)
-            idle = world.market_margins() if secondary.idle_valuation == "market" else None
-            # months up to the longest remaining life: all ``present_value`` reads of a path
-            months = int(world.remaining_life().max(initial=0))
-            paths = np.array(
-                [world.extrapolated_rent_path(d, cache=not adaptive, months=months) for d, _ in distinct]
-            )
-            values = world.present_value(paths, [hurdle for _, hurdle in distinct], idle)
-            valuation[~last_resort] = values[[row_of[key] for key in keys]]
         # the buyer of last resort: a fixed bid for any generation, any volume
         valuation[last_resort] = policy.buyer_of_last_resort_price * fundamental
         eligible = np.ones((len(buyers), len(gens)), dtype=bool)
@@ -184,13 +174,23 @@ class HardwareBuyer(BalanceSheetAgent):
                 memory.headroom + capacity, secondary.capacity_buffer_months * capacity
             )  # 1 month: exactly this month's capacity
             capacity = np.where(last_resort, capacity, refill)
-        # a buyer whose month's budget does not pay for one unit of a generation at its own valuation
-        # stays out of that generation's market (demand is in whole-unit budgets, not dust)
-        eligible &= budget[:, None] >= valuation
-        return BuyerBook(
-            valuation=valuation,
-            dispersion=terms.dispersion,
-            eligible=eligible,
-            budget=budget,
-            capacity=capacity,
-        )
+        month_budget = budget.copy()  # the book's own budget is drawn down by sales
+
+        def work_out() -> tuple[np.ndarray, np.ndarray]:
+            """The buyers' valuations (present values along their expected rent paths) and, from
+            them, eligibility: worked out on the month's first sale (``DeferredBuyerBook``)."""
+            if distinct:
+                # months a buyer expects to idle a unit, valued as the fundamental values them (or not)
+                idle = world.market_margins() if secondary.idle_valuation == "market" else None
+                # months up to the longest remaining life: all ``present_value`` reads of a path
+                months = int(world.remaining_life().max(initial=0))
+                paths = np.array(
+                    [world.extrapolated_rent_path(d, cache=not adaptive, months=months) for d, _ in distinct]
+                )
+                values = world.present_value(paths, [hurdle for _, hurdle in distinct], idle)
+                valuation[~last_resort] = values[[row_of[key] for key in keys]]
+            # a buyer whose month's budget does not pay for one unit of a generation at its own
+            # valuation stays out of that generation's market (demand is in whole-unit budgets, not dust)
+            return valuation, eligible & (month_budget[:, None] >= valuation)
+
+        return DeferredBuyerBook(work_out, terms.dispersion, budget, capacity)

@@ -11,6 +11,7 @@ whole arrays, so the order of sellers and buyers never matters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,41 @@ class BuyerBook:
     eligible: np.ndarray  # [K, G] bool: facilities can host this generation
     budget: np.ndarray  # [K] USD left this month
     capacity: np.ndarray  # [K] GPUs it can still install this month
+
+    def decide(self) -> None:
+        """Work out anything deferred (nothing here: see ``DeferredBuyerBook``)."""
+
+
+class DeferredBuyerBook(BuyerBook):
+    """A month's book whose valuations and eligibility are worked out when first read: most months
+    sell nothing, and the buyers' present values are among the month's largest costs. Its inputs are
+    fixed when it is made; whoever moves the world within the month (a shock) calls ``decide`` first,
+    so it is the same book as one worked out at once."""
+
+    def __init__(
+        self,
+        work_out: Callable[[], tuple[np.ndarray, np.ndarray]],
+        dispersion: np.ndarray,
+        budget: np.ndarray,
+        capacity: np.ndarray,
+    ) -> None:
+        self._work_out: Callable[[], tuple[np.ndarray, np.ndarray]] | None = work_out
+        self._decided: tuple[np.ndarray, np.ndarray] | None = None
+        self.dispersion, self.budget, self.capacity = dispersion, budget, capacity
+
+    def decide(self) -> None:
+        if self._work_out is not None:
+            self._decided, self._work_out = self._work_out(), None
+
+    @property
+    def valuation(self) -> np.ndarray:  # type: ignore[override]
+        self.decide()
+        return self._decided[0]
+
+    @property
+    def eligible(self) -> np.ndarray:  # type: ignore[override]
+        self.decide()
+        return self._decided[1]
 
 
 def _demand_curve(book: BuyerBook, budget_share: np.ndarray):

@@ -291,6 +291,7 @@ class GPUCreditModel(mesa.Model):
         for shock in self.config.shocks:
             if shock.month != self.state.world.month:
                 continue
+            self.decide_buyer_book()
             if shock.kind == "btc_crash":
                 self.state.world.shock_btc(shock.size)
                 self.state.refresh_fundamental()  # the rent moves with the crash (world.shock_btc)
@@ -344,9 +345,16 @@ class GPUCreditModel(mesa.Model):
         target = self.largest_live(Kind.MINER)
         return CascadeReport() if target is None else self.default_agent(target)
 
+    def decide_buyer_book(self) -> None:
+        """Work out this month's buyer valuations now, before a shock moves the world: buyers value
+        once a month, at its start (``DeferredBuyerBook`` defers the work to the first sale)."""
+        if hasattr(self, "buyer_book"):
+            self.buyer_book.decide()
+
     def crash_btc(self, fall: float = 0.5) -> CascadeReport:
         """BTC falls by ``fall`` now, compute demand with it (``world.shock_btc``); margin calls and
         covenants are tested at once."""
+        self.decide_buyer_book()
         self.state.world.shock_btc(fall)
         self.state.refresh_fundamental()
         return self.resolve_now()
@@ -354,6 +362,7 @@ class GPUCreditModel(mesa.Model):
     def launch_next_generation(self) -> str | None:
         """The next GPU generation launches now: rent per unit of performance steps down, older
         generations lose value; covenants are re-tested at once."""
+        self.decide_buyer_book()
         name = self.state.world.launch_next_generation()
         self.state.refresh_fundamental()
         self.resolve_now()

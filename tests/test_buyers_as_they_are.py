@@ -430,3 +430,18 @@ def test_the_run_command_takes_the_flag(tmp_path):
     config = json.loads((out / "manifest.json").read_text())["config"]
     assert config["secondary"]["lender_disposal"] == "choice"
     assert config["world"]["idle_option_volatility"] == 0.15
+
+
+def test_a_months_buyer_valuations_are_those_of_its_start_even_when_worked_out_after_a_shock():
+    """The book defers its valuations to the month's first sale (most months sell nothing); a shock
+    that moves the world first must not change them: buyers value once, at the month's start."""
+    at_once, deferred = GPUCreditModel("baseline", seed=4), GPUCreditModel("baseline", seed=4)
+    at_once.step()
+    deferred.step()
+    before = at_once.buyer_book.valuation.copy()  # read before anything moves the world
+    at_once.crash_btc(0.5)
+    deferred.crash_btc(0.5)  # its book is worked out inside, before the crash
+    assert np.array_equal(deferred.buyer_book.valuation, before)
+    assert np.array_equal(deferred.buyer_book.eligible, at_once.buyer_book.eligible)
+    # the check can fail: the same buyers valued after the crash value differently
+    assert not np.array_equal(deferred.monthly_buyer_book().valuation, before)
