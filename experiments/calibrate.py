@@ -476,7 +476,7 @@ class PriorTransition(pyabc.transition.Transition):
 
 def _transition(inf: InferenceSpec, problem: Problem, prior: dict[str, Any]) -> Any:
     """pyabc's perturbation kernel for the declared transition, with the draw_from_prior parameters
-    drawn from their prior instead (None: pyabc's default, one multivariate normal)."""
+    drawn from their prior instead."""
     kernel = (
         pyabc.transition.LocalTransition if inf.transition == "local" else pyabc.MultivariateNormalTransition
     )
@@ -484,7 +484,7 @@ def _transition(inf: InferenceSpec, problem: Problem, prior: dict[str, Any]) -> 
         n for n, path in zip(problem.names, problem.paths, strict=True) if path in inf.draw_from_prior
     )
     if not fresh:
-        return kernel() if inf.transition == "local" else None
+        return kernel()
     perturbed = tuple(n for n in problem.names if n not in fresh)
     mapping: dict[tuple[str, ...], Any] = {fresh: PriorTransition({n: prior[n] for n in fresh})}
     if perturbed:

@@ -90,15 +90,21 @@ def test_more_generations_extend_a_finished_calibration_to_the_same_bytes(tmp_pa
         assert (extended / name).read_bytes() == (at_once / name).read_bytes(), name
 
 
+def _assert_truth_in_posterior_band(out: Path) -> pd.DataFrame:
+    """Every known parameter inside its posterior 90 % interval; returns the parameter table."""
+    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
+    for name, true in TRUE.items():
+        row = table.loc[name]
+        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    return table
+
+
 def test_the_local_transition_recovers_the_known_parameters(tmp_path):
     path = _small(tmp_path, "local", population=150, generations=5)
     path.write_text(path.read_text().replace("[inference]", '[inference]\ntransition = "local"'))
     out = tmp_path / "local"
     run_calibration(load_calibration(path), out, "serial", 1, figures=False)
-    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
-    for name, true in TRUE.items():
-        row = table.loc[name]
-        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    _assert_truth_in_posterior_band(out)
 
 
 def test_normal_scores_map_onto_each_prior_and_recover_the_known_parameters(tmp_path):
@@ -113,10 +119,7 @@ def test_normal_scores_map_onto_each_prior_and_recover_the_known_parameters(tmp_
     path.write_text(path.read_text().replace("[inference]", '[inference]\nparameter_space = "normal_scores"'))
     out = tmp_path / "scores"
     run_calibration(load_calibration(path), out, "serial", 1, figures=False)
-    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
-    for name, true in TRUE.items():
-        row = table.loc[name]
-        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    _assert_truth_in_posterior_band(out)
     posterior = pd.read_parquet(out / "posterior.parquet")
     assert posterior.kappa.between(0.01, 0.6).all()  # the prior's range: values, not scores
     gens = pd.read_parquet(out / "generations.parquet")
@@ -139,10 +142,7 @@ def test_draw_from_prior_is_rejection_in_those_dimensions_and_recovers_the_known
     one.write_text(one.read_text().replace("[inference]", '[inference]\ndraw_from_prior = ["level"]'))
     out = tmp_path / "level_prior"
     run_calibration(load_calibration(one), out, "serial", 1, figures=False)
-    table = pd.read_csv(out / "parameters.csv").set_index("parameter")
-    for name, true in TRUE.items():
-        row = table.loc[name]
-        assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
+    table = _assert_truth_in_posterior_band(out)
     assert table.loc["level"].width_vs_prior < 0.8  # rejection narrows it too, as the targets inform it
     posterior = pd.read_parquet(out / "posterior.parquet")
     assert posterior.weight.max() > 1.5 * posterior.weight.min()  # kappa and sigma are still perturbed
